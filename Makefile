@@ -1,0 +1,66 @@
+# topgun — PGXS build.
+#
+#   make && make install       build and install the extension
+#   make installcheck          pg_regress + pgTAP in a throwaway instance
+#                              (must run as an unprivileged user; see scripts/test.sh)
+#   make unit                  unit tests of the PostgreSQL-free modules
+#   make fuzz FUZZ_SECONDS=N   libFuzzer targets, bounded run
+#   make SANITIZE=1            AddressSanitizer + UBSan build of the extension
+
+EXTENSION  = topgun
+EXTVERSION = 1.0
+MODULE_big = topgun
+
+SRCS = $(sort $(wildcard src/*.c src/*/*.c))
+OBJS = $(SRCS:.c=.o)
+
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql build tmp_check results regression.diffs regression.out
+
+# Regression suites: pg_regress files in sql/ (pgTAP suites are named pgtap_*).
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check --load-extension=plpgsql
+
+PG_CPPFLAGS = -Isrc -DNDEBUG -std=gnu11 -Wall -Wextra -Werror \
+	-Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+SHLIB_LINK = -lwebsockets -lssl -lcrypto
+
+ifdef SANITIZE
+PG_CPPFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SHLIB_LINK  += -fsanitize=address,undefined
+endif
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The install script is assembled from src/sql/NN_*.sql so that each module
+# owns its own SQL objects.
+$(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@
+
+# ---------------------------------------------------------------------------
+# PostgreSQL-free modules (wire codec, JWT, string hash): unit tests and fuzzers.
+PURE_SRCS = $(sort $(wildcard src/wire/*.c src/auth/*.c)) src/merkle/fnv.c
+PURE_CFLAGS = -Isrc -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+	-Wno-missing-field-initializers -Wno-sign-compare
+UNIT_TESTS = $(patsubst test/unit/%.c,build/unit/%,$(sort $(wildcard test/unit/test_*.c)))
+FUZZERS    = $(patsubst fuzz/%.c,build/fuzz/%,$(sort $(wildcard fuzz/fuzz_*.c)))
+FUZZ_SECONDS ?= 30
+
+build/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/wire/*.h src/auth/*.h src/merkle/*.h test/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(PURE_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $< $(PURE_SRCS) -lssl -lcrypto -lm
+
+build/fuzz/%: fuzz/%.c $(PURE_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(PURE_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $< $(PURE_SRCS) -lssl -lcrypto -lm
+
+.PHONY: unit fuzz
+unit: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; (cd test/unit && ../../$$t); done
+
+fuzz: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 build/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -n 12; done

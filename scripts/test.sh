@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+#
+# scripts/test.sh — README command 2 (and what .ci/run executes): install
+# what is missing, build with -Werror, install, and run every test layer:
+#
+#   unit     make unit                      (PostgreSQL-free modules, ASan/UBSan)
+#   regress  make installcheck              (pg_regress + pgTAP, temp instance, as postgres)
+#   e2e      node --test test/e2e           (real cluster + sync worker, real WebSocket clients)
+#   tap      prove test/t/*.pl              (PostgreSQL::Test::Cluster: worker lifecycle)
+#   fuzz     make fuzz FUZZ_SECONDS=20      (libFuzzer, any crash fails)
+#
+# Ends with the line "N passed, M failed" (counting suites) and exits non-zero
+# when anything failed.  A suite with no test files at all is reported as
+# skipped; a suite that has tests never hides their failures.
+#
+# Environment:
+#   TOPGUN_VECTORS   golden vectors (default <repo>/../shared/vectors)
+#   FUZZ_SECONDS     per fuzzer (default 20)
+#   TOPGUN_SUITES    space-separated subset to run (default: all)
+#   TOPGUN_KEEP=1    keep the temporary directories for inspection
+set -uo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cd "$TG_REPO" || exit 1
+export TOPGUN_VECTORS="${TOPGUN_VECTORS:-$(cd "$TG_REPO/.." && pwd)/shared/vectors}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+SUITES="${TOPGUN_SUITES:-unit regress e2e tap fuzz}"
+PGXS_DIR="$(dirname "$(pg_config --pgxs 2>/dev/null || echo /usr/lib/postgresql/15/lib/pgxs/src/makefiles/pgxs.mk)")/.."
+PG_REGRESS_BIN="$PGXS_DIR/src/test/regress/pg_regress"
+PG_PERL_LIB="$PGXS_DIR/src/test/perl"
+OSUSER="$(tg_os_user)"
+
+passed=0
+failed=0
+skipped=0
+declare -a summary=()
+WORK=""
+
+cleanup() {
+	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+		if [ -f "$WORK/e2e/cluster.env" ]; then
+			tg_cluster_stop "$WORK/e2e" >/dev/null 2>&1 || true
+		fi
+		if [ "${TOPGUN_KEEP:-0}" = 1 ]; then
+			tg_log "kept $WORK"
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+banner() { printf '\n======== %s ========\n' "$*"; }
+
+record() {
+	local name="$1" status="$2" secs="$3"
+	case "$status" in
+		pass) passed=$((passed + 1)); summary+=("PASS  $name (${secs}s)") ;;
+		fail) failed=$((failed + 1)); summary+=("FAIL  $name (${secs}s)") ;;
+		skip) skipped=$((skipped + 1)); summary+=("SKIP  $name (no test files)") ;;
+	esac
+}
+
+want() { [[ " $SUITES " == *" $1 "* ]]; }
+
+# A private, cluster-user-owned working directory (the checkout itself may
+# not be reachable by `postgres`, e.g. under /root).
+workdir() {
+	if [ -z "$WORK" ]; then
+		WORK="$(mktemp -d /tmp/topgun-test.XXXXXX)"
+		chmod 755 "$WORK"
+		if tg_is_root; then chown "$OSUSER": "$WORK"; fi
+	fi
+}
+
+# Copy of the tree (built objects included) owned by the cluster user.
+TREE=""
+tree_copy() {
+	if [ -z "$TREE" ]; then
+		workdir
+		TREE="$WORK/tree"
+		mkdir -p "$TREE"
+		tar -C "$TG_REPO" --exclude=./.git --exclude=./.topgun --exclude=./test/e2e/node_modules \
+			--exclude=./tmp_check --exclude=./results --exclude=./build/corpus \
+			--exclude='./test/tmp_check' -cf - . | tar -C "$TREE" -xf -
+		if tg_is_root; then chown -R "$OSUSER": "$TREE"; fi
+	fi
+}
+
+# ---------------------------------------------------------------- suites
+suite_unit() {
+	if ! compgen -G "test/unit/test_*.c" >/dev/null; then
+		SKIP=1
+		return 0
+	fi
+	timeout 900 bash -c 'cd "$1" && flock "$2" make unit' _ "$TG_REPO" "$TG_BUILD_LOCK"
+}
+
+suite_regress() {
+	if ! compgen -G "sql/*.sql" >/dev/null; then
+		SKIP=1
+		return 0
+	fi
+	tree_copy
+	local rc=0
+	tg_as_user "$OSUSER" env PATH="$TG_PG_BIN:$PATH" \
+		timeout 1200 make -C "$TREE" installcheck || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		if [ -f "$TREE/regression.diffs" ]; then
+			echo "---- regression.diffs (first 400 lines) ----"
+			head -n 400 "$TREE/regression.diffs"
+			echo "---- end of regression.diffs ----"
+		fi
+		if [ -d "$TREE/tmp_check/log" ]; then
+			echo "---- temp instance log (last 60 lines) ----"
+			tail -n 60 "$TREE"/tmp_check/log/postmaster.log 2>/dev/null
+		fi
+	fi
+	return "$rc"
+}
+
+suite_e2e() {
+	if ! compgen -G "test/e2e/*.test.js" >/dev/null; then
+		SKIP=1
+		return 0
+	fi
+	[ -d "$TOPGUN_VECTORS/messages" ] || { echo "vectors not found at $TOPGUN_VECTORS (set TOPGUN_VECTORS)"; return 1; }
+	workdir
+	local state="$WORK/e2e" secret rc=0
+	secret="e2e-$(openssl rand -hex 24)"
+	# Small limits so that the oversized-frame, flood and slow-reader tests
+	# are quick.  Documented in docs/testing.md.
+	tg_cluster_init "$state" --secret "$secret" \
+		--conf-line "topgun.max_message_bytes = 1048576" \
+		--conf-line "topgun.invalid_message_budget = 20" \
+		--conf-line "topgun.max_outbound_bytes = 1048576" \
+		--conf-line "topgun.auth_timeout_ms = 10000" \
+		--conf-line "log_line_prefix = '%m [%p] %b '" \
+		--conf-line "log_min_messages = log" || return 1
+	tg_state_load "$state"
+	if ! tg_cluster_start "$state"; then
+		return 1
+	fi
+	tg_create_extension "$state" || rc=1
+	if [ "$rc" -eq 0 ] && ! tg_wait_ws "$state" 30; then
+		echo "the sync server did not open 127.0.0.1:$WSPORT within 30 s"
+		rc=1
+	fi
+	if [ "$rc" -eq 0 ]; then
+		(cd test/e2e && timeout 600 npm ci --omit=optional --no-audit --no-fund --loglevel=error) || rc=1
+	fi
+	if [ "$rc" -eq 0 ]; then
+		local conc=()
+		if node --help 2>/dev/null | grep -q -- '--test-concurrency'; then
+			conc=(--test-concurrency=1)
+		fi
+		# Files run one after another (they share one server; the restart
+		# test must not overlap the others).
+		local files=()
+		mapfile -t files < <(ls test/e2e/*.test.js | sort)
+		if [ "${#conc[@]}" -gt 0 ]; then
+			TOPGUN_WS_URL="ws://127.0.0.1:$WSPORT" \
+				TOPGUN_PG="$(tg_conninfo "$state")" \
+				TOPGUN_JWT_SECRET="$secret" \
+				TOPGUN_CLUSTER_DIR="$state" \
+				TOPGUN_REPO="$TG_REPO" \
+				timeout 1500 node --test "${conc[@]}" "${files[@]}" || rc=1
+		else
+			local f
+			for f in "${files[@]}"; do
+				TOPGUN_WS_URL="ws://127.0.0.1:$WSPORT" \
+					TOPGUN_PG="$(tg_conninfo "$state")" \
+					TOPGUN_JWT_SECRET="$secret" \
+					TOPGUN_CLUSTER_DIR="$state" \
+					TOPGUN_REPO="$TG_REPO" \
+					timeout 600 node --test "$f" || rc=1
+			done
+		fi
+	fi
+	if [ "$rc" -ne 0 ]; then
+		echo "---- server log $state/postgres.log (last 80 lines) ----"
+		tail -n 80 "$state/postgres.log" 2>/dev/null
+		echo "---- end of server log ----"
+	fi
+	tg_cluster_stop "$state" || true
+	return "$rc"
+}
+
+suite_tap() {
+	if ! compgen -G "test/t/*.pl" >/dev/null; then
+		SKIP=1
+		return 0
+	fi
+	tree_copy
+	local rc=0
+	(cd "$TREE" && tg_as_user "$OSUSER" env PATH="$TG_PG_BIN:$PATH" \
+		PG_REGRESS="$PG_REGRESS_BIN" TESTDIR="$TREE/test" PG_TEST_PORT_DIR="$WORK/portlock" \
+		TOPGUN_REPO="$TREE" \
+		timeout 1200 prove -v -I "$PG_PERL_LIB" -I test/t test/t/) || rc=$?
+	if [ "$rc" -ne 0 ] && [ -d "$TREE/test/tmp_check/log" ]; then
+		local f
+		for f in "$TREE"/test/tmp_check/log/*.log; do
+			[ -f "$f" ] || continue
+			echo "---- $f (last 40 lines) ----"
+			tail -n 40 "$f"
+		done
+	fi
+	return "$rc"
+}
+
+suite_fuzz() {
+	if ! compgen -G "fuzz/fuzz_*.c" >/dev/null; then
+		SKIP=1
+		return 0
+	fi
+	local targets=() f
+	for f in fuzz/fuzz_*.c; do
+		f="$(basename "$f" .c)"
+		targets+=("build/fuzz/$f")
+	done
+	# Build under the shared lock; run without holding it.
+	tg_make "${targets[@]}" || return 1
+	workdir
+	local out="$WORK/fuzz.out" rc=0 before
+	before="$(ls -1 crash-* leak-* timeout-* oom-* 2>/dev/null | sort)"
+	timeout $((FUZZ_SECONDS * ${#targets[@]} + 600)) make fuzz FUZZ_SECONDS="$FUZZ_SECONDS" 2>&1 | tee "$out"
+	rc="${PIPESTATUS[0]}"
+	# The fuzz recipe pipes each run through `tail`, so a crash may not
+	# change make's status: look for the evidence as well.
+	if grep -Eq 'ERROR: libFuzzer|ERROR: (Address|Leak|Memory)Sanitizer|runtime error:|Test unit written to|SUMMARY: (Address|Undefined|Leak)' "$out"; then
+		echo "fuzz: crash detected (see above)"
+		rc=1
+	fi
+	if [ "$(ls -1 crash-* leak-* timeout-* oom-* 2>/dev/null | sort)" != "$before" ]; then
+		echo "fuzz: new crash artifacts in $TG_REPO:"
+		ls -1 crash-* leak-* timeout-* oom-* 2>/dev/null
+		rc=1
+	fi
+	if ! grep -q '^== fuzz_' "$out"; then
+		echo "fuzz: no fuzzer ran"
+		rc=1
+	fi
+	return "$rc"
+}
+
+# ------------------------------------------------------------------ main
+start_all=$(date +%s)
+banner "dependencies"
+tg_install_packages
+banner "build"
+t0=$(date +%s)
+if ! tg_build_install; then
+	record build fail $(($(date +%s) - t0))
+	printf '\n'
+	printf '%s\n' "${summary[@]}"
+	echo "build failed: no test suite was run"
+	printf '%d passed, %d failed\n' "$passed" "$failed"
+	exit 1
+fi
+
+for s in unit regress e2e tap fuzz; do
+	want "$s" || continue
+	banner "$s"
+	t0=$(date +%s)
+	SKIP=0
+	"suite_$s"
+	rc=$?
+	secs=$(($(date +%s) - t0))
+	if [ "$SKIP" = 1 ] && [ "$rc" -eq 0 ]; then
+		record "$s" skip "$secs"
+	elif [ "$rc" -eq 0 ]; then
+		record "$s" pass "$secs"
+	else
+		record "$s" fail "$secs"
+	fi
+done
+
+banner "summary ($(($(date +%s) - start_all))s)"
+printf '%s\n' "${summary[@]}"
+[ "$skipped" -gt 0 ] && echo "($skipped suite(s) skipped: no test files yet)"
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]

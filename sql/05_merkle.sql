@@ -1,0 +1,110 @@
+-- Merkle trees: TopGun hash vectors, worked examples, buckets/leaf/diff, incremental = rebuild.
+SET search_path = topgun, public;
+
+-- FNV-1a over UTF-16 code units (PROTOCOL.md 6.1)
+SELECT key_hash('') = 2166136261 AS empty, key_hash('a') = 3826002220 AS a,
+       key_hash('user-1') = 4115888500 AS user1,
+       key_hash('user-1:1736000000000:0:client-A') = 3987372402 AS item,
+       key_hash('é') = 1812687940 AS e_acute, key_hash('😀') = 3409036472 AS emoji;
+SELECT key_leaf('user-1'), to_hex(key_leaf('user-1')::int);
+
+-- LWW worked example (PROTOCOL.md 6.4)
+SELECT lww_put('ex', 'user-1', '{"name":"A"}', '1736000000000:0:client-A'),
+       lww_remove('ex', 'user-2', '1736000000001:3:client-B');
+SELECT merkle_root('ex');
+SELECT * FROM merkle_buckets('ex', '');
+SELECT * FROM merkle_buckets('ex', 'f');
+SELECT * FROM merkle_buckets('ex', 'f5');
+SELECT * FROM merkle_buckets('ex', 'f55');
+SELECT * FROM merkle_buckets('ex', '0');
+SELECT * FROM merkle_leaf('ex', 'f55');
+SELECT * FROM merkle_leaf('ex', 'f85');
+SELECT count(*) FROM merkle_leaf('ex', '000');
+SELECT merkle_root('no-such-map');
+SELECT merkle_verify('ex');
+
+-- OR worked example (PROTOCOL.md 6.3): one record, entry hash 579148626
+SELECT or_value_string('{"b":"x","a":1}');
+SELECT or_apply('orex', 'k1', '{"b":"x","a":1}', '1736000000000:0:c1', '1736000000000:0:c1');
+SELECT merkle_root('orex');
+SELECT * FROM merkle_buckets('orex', '');
+SELECT * FROM merkle_leaf('orex', '983');
+SELECT merkle_verify('orex');
+-- the key leaves the tree when its last record is removed (the node stays, with hash 0)
+SELECT or_remove_tag('orex', '1736000000000:0:c1'), merkle_root('orex');
+SELECT * FROM merkle_buckets('orex', '');
+SELECT * FROM merkle_leaf('orex', '983');
+
+-- stringifyValue quirks (vectors/ormap_merkle.json): allow-list at every level, JS numbers
+SELECT or_value_string('{"b":{"z":1,"b":2},"a":[{"a":1,"c":2},3]}');
+SELECT or_value_string('"raw string"'), or_value_string('null'), or_value_string('true'),
+       or_value_string('1.5'), or_value_string('1e21'), or_value_string('0.000001'), or_value_string('1e-7'),
+       or_value_string('123456789012345680000'), or_value_string('-0.0');
+SELECT or_value_string('[{"a":1},{"0":"kept"}]'), or_value_string('{"10":1,"9":2,"Z":3,"z":4}');
+SELECT or_value_string('{"s":"q\"b\\n\u0001é"}');
+
+-- merkle_diff: differing children, missing counts as 0
+SELECT * FROM merkle_diff('ex', '', '{"f": 2316545296}');
+SELECT * FROM merkle_diff('ex', '', '{"f": 1, "3": 7}');
+SELECT * FROM merkle_diff('ex', 'f', '{"5": 3987372402}');
+SELECT * FROM merkle_diff('ex', 'f', '{}');
+SELECT merkle_diff('ex', 'f55', '{}');
+SELECT merkle_diff('ex', '', '{"g": 1}');
+SELECT merkle_buckets('ex', 'xyz');
+SELECT merkle_buckets('ex', 'f555');
+
+-- locating a single differing key between two maps in at most 3 diff steps
+SELECT lww_put('left', 'k' || i, to_jsonb(i), hlc(1000 + i, 0, 'n')), lww_put('right', 'k' || i, to_jsonb(i), hlc(1000 + i, 0, 'n'))
+  FROM generate_series(1, 2000) i \g /dev/null
+SELECT lww_put('right', 'k777', '"changed"', '5000:0:n');
+WITH RECURSIVE walk(path, step) AS (
+    SELECT d, 1 FROM merkle_diff('left', '', (SELECT jsonb_object_agg(bucket, hash) FROM merkle_buckets('right', ''))) d
+  UNION ALL
+    SELECT d, w.step + 1 FROM walk w,
+      LATERAL merkle_diff('left', w.path, coalesce((SELECT jsonb_object_agg(bucket, hash) FROM merkle_buckets('right', w.path)), '{}')) d
+     WHERE length(w.path) < 3)
+SELECT path, step, (SELECT array_agg(key) FROM merkle_leaf('left', path) l
+                     WHERE (l.record->'timestamp') <> (SELECT r.record->'timestamp' FROM merkle_leaf('right', path) r WHERE r.key = l.key)) AS differing_keys
+  FROM walk WHERE length(path) = 3;
+
+-- a transaction sees its own unflushed deltas; a rolled back savepoint leaves no trace
+BEGIN;
+SELECT lww_put('tx', 'a', '1', '1:0:n');
+SELECT merkle_root('tx') = key_hash('a:1:0:n') AS sees_own_write;
+SAVEPOINT s1;
+SELECT lww_put('tx', 'b', '1', '1:0:n');
+ROLLBACK TO SAVEPOINT s1;
+SAVEPOINT s2;
+SELECT lww_put('tx', 'c', '1', '1:0:n');
+RELEASE SAVEPOINT s2;
+COMMIT;
+SELECT merkle_root('tx') = (key_hash('a:1:0:n') + key_hash('c:1:0:n')) % 4294967296 AS only_committed, merkle_verify('tx');
+-- exception blocks (subtransactions) roll back their deltas too
+DO $$
+BEGIN
+  PERFORM topgun.lww_put('tx', 'd', '1', '1:0:n');
+  BEGIN
+    PERFORM topgun.lww_put('tx', 'e', '1', '1:0:n');
+    PERFORM topgun.or_add('tx', 'wrong kind', '1');
+  EXCEPTION WHEN wrong_object_type THEN
+    NULL;
+  END;
+END $$;
+SELECT merkle_verify('tx'), (SELECT count(*) FROM lww WHERE map = 'tx') AS rows;
+-- a rolled back transaction leaves the tree untouched
+BEGIN;
+SELECT lww_put('tx', 'z', '1', '1:0:n');
+ROLLBACK;
+SELECT merkle_verify('tx');
+
+-- every write path keeps the tree equal to a rebuild: direct DML and deletes too
+UPDATE lww SET ts = '2:0:n' WHERE map = 'tx' AND key = 'a';
+DELETE FROM lww WHERE map = 'tx' AND key = 'c';
+INSERT INTO lww (map, key, value, ts) VALUES ('tx', 'direct', '7', '3:0:n');
+DELETE FROM ormap WHERE map = 'tags' AND key = 'post3';
+SELECT name, merkle_verify(name) FROM maps ORDER BY name;
+-- a broken tree is detected and rebuilt
+UPDATE merkle_nodes SET hash = (hash + 1) % 4294967296 WHERE map = 'ex' AND level = 3;
+SELECT merkle_verify('ex');
+SELECT merkle_rebuild('ex');
+SELECT merkle_verify('ex'), merkle_root('ex');

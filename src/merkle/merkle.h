@@ -1,0 +1,35 @@
+/*
+ * merkle.h — TopGun-compatible Merkle trees kept incrementally in SQL tables.
+ *
+ * Layout (docs/merkle.md): topgun.merkle_nodes holds, per map, the depth-3
+ * leaves (level 3, prefix 0..4095 = first three hex digits of the key hash)
+ * and the depth-2 nodes (level 2, prefix 0..255).  Depth 1 and the root are
+ * sums of at most 256 depth-2 rows, computed on read.  Writers add deltas to
+ * a backend-local table during the transaction; the deltas are written at
+ * pre-commit in one statement, in a fixed lock order.
+ */
+#ifndef TG_MERKLE_H
+#define TG_MERKLE_H
+
+#include "postgres.h"
+#include "core/hlc.h"
+
+/* pending.c */
+extern void tg_merkle_add_delta(const char *map, int maplen, int leaf, uint32 delta);
+extern void tg_merkle_mark_or_key(const char *map, int maplen, const char *key, int keylen);
+extern uint32 tg_merkle_pending_sum(const char *map, int maplen, int level, int prefix_lo, int prefix_hi,
+									uint32 *per_child);
+
+/* hashing (item.c) */
+extern uint32 tg_lww_item_hash(const char *key, int keylen, const TgHlc *ts);
+
+/* stringify.c: TopGun's ORMap value stringification of a jsonb value */
+struct StringInfoData;
+extern void tg_or_stringify_value(struct StringInfoData *out, Datum jsonb);
+extern void tg_js_number(struct StringInfoData *out, double d);
+extern int	tg_utf16_cmp(const char *a, int alen, const char *b, int blen);
+
+/* entry.c: OR-map per-key entry hash from the stored rows */
+extern bool tg_or_entry_hash(const char *map, int maplen, const char *key, int keylen, uint32 *hash);
+
+#endif							/* TG_MERKLE_H */

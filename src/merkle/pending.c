@@ -1,0 +1,489 @@
+/*
+ * pending.c — per-transaction Merkle deltas, flushed at pre-commit.
+ *
+ * Row triggers on the storage tables call in here with the change a row
+ * makes to its leaf (LWW: item hash added/removed) or with the OR-map key it
+ * touched.  Nothing is written until the transaction is about to commit;
+ * then every touched leaf and depth-2 node gets one upsert, in (map, level,
+ * prefix) order so that concurrent committers lock node rows in the same
+ * order and cannot deadlock with each other.  A 1M-row transaction costs at
+ * most 4096 + 256 node updates per map.
+ *
+ * Subtransactions: deltas made inside a subtransaction are logged with its
+ * nesting level so that a rollback to savepoint can subtract them again.
+ * The log is kept only below the top level and is a stack whose levels never
+ * decrease towards its tail, so savepoint release/rollback touch only the
+ * entries of that subtransaction.  OR keys need no undo: a key marked dirty
+ * in vain is merely recomputed from its (unchanged) rows at commit.
+ */
+#include "topgun.h"
+#include "merkle/merkle.h"
+#include "merkle/fnv.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+typedef struct LeafKey
+{
+	char		map[TG_MAX_MAP_BYTES + 1];
+	int16		leaf;
+} LeafKey;
+
+typedef struct LeafEntry
+{
+	LeafKey		key;
+	uint32		delta;
+} LeafEntry;
+
+typedef struct UndoItem
+{
+	LeafEntry  *entry;
+	uint32		delta;
+	int			nest;
+} UndoItem;
+
+typedef struct OrKey
+{
+	const char *map;
+	const char *key;
+	int			maplen;
+	int			keylen;
+} OrKey;
+
+typedef struct OrEntry
+{
+	OrKey		key;
+} OrEntry;
+
+static HTAB *leaf_deltas = NULL;
+static HTAB *or_dirty = NULL;
+static UndoItem *undo = NULL;
+static int	undo_len = 0;
+static int	undo_cap = 0;
+static bool flushing = false;
+
+static uint32
+or_key_hash(const void *k, Size keysize)
+{
+	const OrKey *o = k;
+
+	return hash_combine(hash_bytes((const unsigned char *) o->map, o->maplen),
+						hash_bytes((const unsigned char *) o->key, o->keylen));
+}
+
+static int
+or_key_match(const void *a, const void *b, Size keysize)
+{
+	const OrKey *x = a;
+	const OrKey *y = b;
+
+	if (x->maplen != y->maplen || x->keylen != y->keylen)
+		return 1;
+	if (memcmp(x->map, y->map, x->maplen) != 0)
+		return 1;
+	return memcmp(x->key, y->key, x->keylen) != 0;
+}
+
+static void
+ensure_tables(void)
+{
+	HASHCTL		ctl;
+
+	if (leaf_deltas != NULL)
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(LeafKey);
+	ctl.entrysize = sizeof(LeafEntry);
+	ctl.hcxt = TopTransactionContext;
+	leaf_deltas = hash_create("topgun merkle deltas", 256, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(OrKey);
+	ctl.entrysize = sizeof(OrEntry);
+	ctl.hash = or_key_hash;
+	ctl.match = or_key_match;
+	ctl.hcxt = TopTransactionContext;
+	or_dirty = hash_create("topgun dirty or keys", 64, &ctl,
+						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+}
+
+static void
+reset_pending(void)
+{
+	/* Everything lived in TopTransactionContext, which is being reset. */
+	leaf_deltas = NULL;
+	or_dirty = NULL;
+	undo = NULL;
+	undo_len = undo_cap = 0;
+	flushing = false;
+}
+
+void
+tg_merkle_add_delta(const char *map, int maplen, int leaf, uint32 delta)
+{
+	LeafKey		k;
+	LeafEntry  *e;
+	bool		found;
+	int			nest;
+
+	if (flushing)
+		elog(ERROR, "topgun: Merkle delta recorded while flushing");
+	ensure_tables();
+	memset(&k, 0, sizeof(k));
+	memcpy(k.map, map, maplen);
+	k.leaf = (int16) leaf;
+	e = hash_search(leaf_deltas, &k, HASH_ENTER, &found);
+	if (!found)
+		e->delta = 0;
+	e->delta += delta;			/* wrapping uint32 arithmetic, as TopGun's sums */
+
+	nest = GetCurrentTransactionNestLevel();
+	if (nest > 1)
+	{
+		if (undo_len == undo_cap)
+		{
+			int			ncap = undo_cap == 0 ? 64 : undo_cap * 2;
+
+			if (undo == NULL)
+				undo = MemoryContextAlloc(TopTransactionContext, ncap * sizeof(UndoItem));
+			else
+				undo = repalloc(undo, ncap * sizeof(UndoItem));
+			undo_cap = ncap;
+		}
+		undo[undo_len].entry = e;
+		undo[undo_len].delta = delta;
+		undo[undo_len].nest = nest;
+		undo_len++;
+	}
+}
+
+void
+tg_merkle_mark_or_key(const char *map, int maplen, const char *key, int keylen)
+{
+	OrKey		k;
+	OrEntry    *e;
+	bool		found;
+
+	if (flushing)
+		elog(ERROR, "topgun: OR-map key marked while flushing");
+	ensure_tables();
+	k.map = map;
+	k.maplen = maplen;
+	k.key = key;
+	k.keylen = keylen;
+	e = hash_search(or_dirty, &k, HASH_ENTER, &found);
+	if (!found)
+	{
+		/* Own copies: the trigger's tuple memory goes away. */
+		char	   *m = MemoryContextAlloc(TopTransactionContext, maplen + keylen + 2);
+
+		memcpy(m, map, maplen);
+		m[maplen] = '\0';
+		memcpy(m + maplen + 1, key, keylen);
+		m[maplen + 1 + keylen] = '\0';
+		e->key.map = m;
+		e->key.key = m + maplen + 1;
+	}
+}
+
+/*
+ * Sum of this transaction's not-yet-flushed deltas for one map, restricted
+ * to leaves whose prefix at `level` lies in [lo, hi]; per_child (16 slots)
+ * receives the sums split by the next hex digit.  Reads use it so that a
+ * transaction sees its own writes in the tree.
+ */
+uint32
+tg_merkle_pending_sum(const char *map, int maplen, int level, int lo, int hi, uint32 *per_child)
+{
+	HASH_SEQ_STATUS st;
+	LeafEntry  *e;
+	uint32		total = 0;
+
+	if (leaf_deltas == NULL)
+		return 0;
+	hash_seq_init(&st, leaf_deltas);
+	while ((e = hash_seq_search(&st)) != NULL)
+	{
+		int			p;
+
+		if (strncmp(e->key.map, map, maplen) != 0 || e->key.map[maplen] != '\0')
+			continue;
+		/* prefix of the leaf at the requested level (1, 2 or 3 hex digits) */
+		p = e->key.leaf >> (4 * (3 - level));
+		if (level == 0)
+			p = 0;
+		if (p < lo || p > hi)
+			continue;
+		total += e->delta;
+		if (per_child != NULL && level < 3)
+			per_child[(e->key.leaf >> (4 * (2 - level))) & 15] += e->delta;
+	}
+	return total;
+}
+
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+				 SubTransactionId parentSubid, void *arg)
+{
+	int			nest;
+
+	if (undo_len == 0)
+		return;
+	nest = GetCurrentTransactionNestLevel();
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		while (undo_len > 0 && undo[undo_len - 1].nest >= nest)
+		{
+			undo_len--;
+			undo[undo_len].entry->delta -= undo[undo_len].delta;
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		int			i = undo_len;
+
+		while (i > 0 && undo[i - 1].nest >= nest)
+		{
+			i--;
+			undo[i].nest = nest - 1;
+		}
+		/* Deltas that reached the top level can no longer be undone alone. */
+		if (nest - 1 <= 1)
+			undo_len = i;
+	}
+}
+
+/* --------------------------------------------------------------------------
+ * Flush
+ * --------------------------------------------------------------------------
+ */
+typedef struct NodeDelta
+{
+	const char *map;
+	int16		level;
+	int16		prefix;
+	uint32		delta;
+} NodeDelta;
+
+static int
+node_delta_cmp(const void *a, const void *b)
+{
+	const NodeDelta *x = a;
+	const NodeDelta *y = b;
+	int			c = strcmp(x->map, y->map);
+
+	if (c != 0)
+		return c;
+	if (x->level != y->level)
+		return x->level - y->level;
+	return x->prefix - y->prefix;
+}
+
+static SPIPlanPtr upsert_nodes_plan = NULL;
+static SPIPlanPtr or_old_plan = NULL;
+static SPIPlanPtr or_put_plan = NULL;
+static SPIPlanPtr or_del_plan = NULL;
+
+static SPIPlanPtr
+keep(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+	if (p == NULL || SPI_keepplan(p) != 0)
+		elog(ERROR, "topgun: could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	return p;
+}
+
+static void
+prepare_flush_plans(void)
+{
+	Oid			t4[4] = {TEXTARRAYOID, INT2ARRAYOID, INT2ARRAYOID, INT8ARRAYOID};
+	Oid			t3[4] = {TEXTOID, INT2OID, TEXTOID, INT8OID};
+
+	if (upsert_nodes_plan != NULL)
+		return;
+	upsert_nodes_plan = keep(
+		"INSERT INTO topgun.merkle_nodes AS m (map, level, prefix, hash) "
+		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+		"ON CONFLICT (map, level, prefix) DO UPDATE "
+		"SET hash = (m.hash + excluded.hash) % 4294967296 "
+		"WHERE excluded.hash <> 0", 4, t4);
+	or_old_plan = keep("SELECT entry_hash FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3",
+					   3, t3);
+	or_put_plan = keep("INSERT INTO topgun.or_keys AS k (map, leaf, key, entry_hash) VALUES ($1, $2, $3, $4) "
+					   "ON CONFLICT (map, leaf, key) DO UPDATE SET entry_hash = excluded.entry_hash",
+					   4, t3);
+	or_del_plan = keep("DELETE FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3", 3, t3);
+}
+
+/* Recompute the entry hash of every dirty OR key and turn it into a leaf delta. */
+static void
+flush_or_keys(void)
+{
+	HASH_SEQ_STATUS st;
+	OrEntry    *e;
+
+	hash_seq_init(&st, or_dirty);
+	while ((e = hash_seq_search(&st)) != NULL)
+	{
+		uint32		newh = 0;
+		uint32		oldh = 0;
+		bool		had_old = false;
+		bool		live;
+		int			leaf = tg_leaf_of_hash(tg_hash_string(e->key.key, e->key.keylen));
+		Datum		args[4];
+
+		live = tg_or_entry_hash(e->key.map, e->key.maplen, e->key.key, e->key.keylen, &newh);
+		args[0] = CStringGetTextDatum(e->key.map);
+		args[1] = Int16GetDatum((int16) leaf);
+		args[2] = PointerGetDatum(cstring_to_text_with_len(e->key.key, e->key.keylen));
+		if (SPI_execute_plan(or_old_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "topgun: or_keys lookup failed");
+		if (SPI_processed > 0)
+		{
+			bool		isnull;
+
+			oldh = (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 1, &isnull));
+			had_old = true;
+		}
+		else if (!live)
+			continue;			/* never hashed and still empty */
+		if (live)
+		{
+			args[3] = Int64GetDatum((int64) newh);
+			if (SPI_execute_plan(or_put_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+				elog(ERROR, "topgun: or_keys update failed");
+		}
+		else if (SPI_execute_plan(or_del_plan, args, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "topgun: or_keys delete failed");
+		if (newh != oldh || !had_old)
+		{
+			/* bypass the "while flushing" guard: this is part of the flush */
+			flushing = false;
+			tg_merkle_add_delta(e->key.map, e->key.maplen, leaf, newh - oldh);
+			flushing = true;
+		}
+	}
+}
+
+static void
+flush_pending(void)
+{
+	HASH_SEQ_STATUS st;
+	LeafEntry  *e;
+	NodeDelta  *nodes;
+	int			n = 0;
+	int			cap;
+	int			i,
+				j;
+	Datum	   *maps,
+			   *levels,
+			   *prefixes,
+			   *hashes;
+	Datum		args[4];
+
+	if (leaf_deltas == NULL)
+		return;
+	flushing = true;
+	/*
+	 * Pre-commit runs after the last statement: make its changes visible to
+	 * us (the recompute of OR keys reads them) and take a snapshot.
+	 */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	prepare_flush_plans();
+	if (hash_get_num_entries(or_dirty) > 0)
+		flush_or_keys();
+
+	cap = 2 * hash_get_num_entries(leaf_deltas) + 1;
+	nodes = palloc(cap * sizeof(NodeDelta));
+	hash_seq_init(&st, leaf_deltas);
+	while ((e = hash_seq_search(&st)) != NULL)
+	{
+		nodes[n].map = e->key.map;
+		nodes[n].level = 3;
+		nodes[n].prefix = e->key.leaf;
+		nodes[n].delta = e->delta;
+		n++;
+		nodes[n].map = e->key.map;
+		nodes[n].level = 2;
+		nodes[n].prefix = e->key.leaf >> 4;
+		nodes[n].delta = e->delta;
+		n++;
+	}
+	if (n == 0)
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		flushing = false;
+		return;
+	}
+	qsort(nodes, n, sizeof(NodeDelta), node_delta_cmp);
+	/* merge duplicates (several leaves under one depth-2 node) */
+	for (i = 0, j = 0; i < n; i++)
+	{
+		if (j > 0 && node_delta_cmp(&nodes[j - 1], &nodes[i]) == 0)
+			nodes[j - 1].delta += nodes[i].delta;
+		else
+			nodes[j++] = nodes[i];
+	}
+	n = j;
+	maps = palloc(n * sizeof(Datum));
+	levels = palloc(n * sizeof(Datum));
+	prefixes = palloc(n * sizeof(Datum));
+	hashes = palloc(n * sizeof(Datum));
+	for (i = 0; i < n; i++)
+	{
+		maps[i] = CStringGetTextDatum(nodes[i].map);
+		levels[i] = Int16GetDatum(nodes[i].level);
+		prefixes[i] = Int16GetDatum(nodes[i].prefix);
+		hashes[i] = Int64GetDatum((int64) nodes[i].delta);
+	}
+	args[0] = PointerGetDatum(construct_array(maps, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(levels, n, INT2OID, 2, true, TYPALIGN_SHORT));
+	args[2] = PointerGetDatum(construct_array(prefixes, n, INT2OID, 2, true, TYPALIGN_SHORT));
+	args[3] = PointerGetDatum(construct_array(hashes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	if (SPI_execute_plan(upsert_nodes_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "topgun: Merkle node update failed");
+	SPI_finish();
+	PopActiveSnapshot();
+	flushing = false;
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			flush_pending();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			reset_pending();
+			break;
+		default:
+			break;
+	}
+}
+
+void
+tg_merkle_init(void)
+{
+	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+}

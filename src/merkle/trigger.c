@@ -1,0 +1,108 @@
+/*
+ * trigger.c — row triggers that feed the Merkle deltas.
+ *
+ * The triggers are ENABLE ALWAYS, so every path that changes the storage
+ * tables — the topgun functions, direct DML by an operator, TTL expiry, and
+ * the logical-replication apply worker — keeps the tree in step with the rows.
+ */
+#include "topgun.h"
+#include "merkle/merkle.h"
+#include "merkle/fnv.h"
+
+#include "access/htup_details.h"
+#include "commands/trigger.h"
+#include "utils/builtins.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(tg_lww_merkle_trigger);
+PG_FUNCTION_INFO_V1(tg_or_merkle_trigger);
+
+/* Column numbers fixed by src/sql/10_storage.sql. */
+#define LWW_ATT_MAP		1
+#define LWW_ATT_KEY		2
+#define LWW_ATT_TS		5
+#define OR_ATT_MAP		1
+#define OR_ATT_KEY		2
+
+static text *
+get_text(HeapTuple tup, TupleDesc desc, int att)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, att, desc, &isnull);
+
+	if (isnull)
+		elog(ERROR, "topgun: unexpected NULL in storage row");
+	return DatumGetTextPP(d);
+}
+
+static void
+lww_row_delta(HeapTuple tup, TupleDesc desc, bool add)
+{
+	text	   *map = get_text(tup, desc, LWW_ATT_MAP);
+	text	   *key = get_text(tup, desc, LWW_ATT_KEY);
+	bool		isnull;
+	TgHlc	   *ts = DatumGetTgHlcP(heap_getattr(tup, LWW_ATT_TS, desc, &isnull));
+	uint32		item;
+	int			leaf;
+
+	leaf = tg_leaf_of_hash(tg_hash_string(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
+	item = tg_lww_item_hash(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), ts);
+	tg_merkle_add_delta(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map), leaf,
+						add ? item : (uint32) 0 - item);
+}
+
+static void
+check_trigger(FunctionCallInfo fcinfo, const char *name)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as a trigger", name)));
+	if (!TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be an AFTER ... FOR EACH ROW trigger", name)));
+}
+
+Datum
+tg_lww_merkle_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+
+	check_trigger(fcinfo, "topgun._lww_merkle_trigger");
+	desc = RelationGetDescr(td->tg_relation);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		lww_row_delta(td->tg_trigtuple, desc, false);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		lww_row_delta(td->tg_newtuple, desc, true);
+	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		lww_row_delta(td->tg_trigtuple, desc, true);
+	return PointerGetDatum(NULL);
+}
+
+static void
+or_row_mark(HeapTuple tup, TupleDesc desc)
+{
+	text	   *map = get_text(tup, desc, OR_ATT_MAP);
+	text	   *key = get_text(tup, desc, OR_ATT_KEY);
+
+	tg_merkle_mark_or_key(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map),
+						  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+}
+
+Datum
+tg_or_merkle_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+
+	check_trigger(fcinfo, "topgun._or_merkle_trigger");
+	desc = RelationGetDescr(td->tg_relation);
+	or_row_mark(td->tg_trigtuple, desc);
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		or_row_mark(td->tg_newtuple, desc);
+	return PointerGetDatum(NULL);
+}

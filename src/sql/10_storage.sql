@@ -1,0 +1,340 @@
+------------------------------------------------------------------------------
+-- CRDT storage: one row per key (LWW), per tag (OR), per node (counters)
+------------------------------------------------------------------------------
+CREATE TABLE topgun.maps (
+  name       text PRIMARY KEY,
+  kind       text NOT NULL CHECK (kind IN ('lww', 'or')),
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE topgun.maps IS 'Every map and its kind, fixed by its first write';
+
+CREATE TABLE topgun.lww (
+  map    text NOT NULL,
+  key    text NOT NULL,
+  leaf   smallint GENERATED ALWAYS AS (topgun.key_leaf(key)) STORED,
+  value  jsonb,                      -- NULL: tombstone
+  ts     topgun.hlc NOT NULL,
+  ttl_ms bigint CHECK (ttl_ms > 0),
+  PRIMARY KEY (map, leaf, key)
+);
+COMMENT ON TABLE topgun.lww IS 'LWW-map records, tombstones included (value IS NULL)';
+
+CREATE TABLE topgun.ormap (
+  map    text NOT NULL,
+  key    text NOT NULL,
+  leaf   smallint GENERATED ALWAYS AS (topgun.key_leaf(key)) STORED,
+  tag    text NOT NULL,
+  value  jsonb NOT NULL,
+  ts     topgun.hlc NOT NULL,
+  ttl_ms bigint CHECK (ttl_ms > 0),
+  PRIMARY KEY (map, leaf, key, tag)
+);
+CREATE INDEX ormap_tag_idx ON topgun.ormap (map, tag);
+COMMENT ON TABLE topgun.ormap IS 'OR-map records: one row per live (not tombstoned) tag';
+
+CREATE TABLE topgun.or_tombstones (
+  map        text NOT NULL,
+  tag        text NOT NULL,
+  key        text,                   -- NULL when the remover did not say (ORMAP_PUSH_DIFF)
+  removed_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (map, tag)
+);
+COMMENT ON TABLE topgun.or_tombstones IS 'Observed-remove tombstones: a tag listed here can never be added again';
+
+CREATE TABLE topgun.counters (
+  name text NOT NULL,
+  node text NOT NULL,
+  p    bigint NOT NULL DEFAULT 0 CHECK (p >= 0),
+  n    bigint NOT NULL DEFAULT 0 CHECK (n >= 0),
+  PRIMARY KEY (name, node)
+);
+COMMENT ON TABLE topgun.counters IS 'PN-counter state: per-node positive and negative totals';
+
+SELECT pg_catalog.pg_extension_config_dump('topgun.maps', '');
+SELECT pg_catalog.pg_extension_config_dump('topgun.lww', '');
+SELECT pg_catalog.pg_extension_config_dump('topgun.ormap', '');
+SELECT pg_catalog.pg_extension_config_dump('topgun.or_tombstones', '');
+SELECT pg_catalog.pg_extension_config_dump('topgun.counters', '');
+
+CREATE FUNCTION topgun.map_kind(map text) RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE
+  AS $$ SELECT kind FROM topgun.maps WHERE name = $1 $$;
+
+CREATE FUNCTION topgun._check_write(kind text, map text, key text, value jsonb, ts topgun.hlc, ttl_ms bigint)
+  RETURNS void AS 'MODULE_PATHNAME', 'tg_check_write' LANGUAGE C VOLATILE;
+
+------------------------------------------------------------------------------
+-- LWW map API
+------------------------------------------------------------------------------
+CREATE FUNCTION topgun.lww_put(map text, key text, value jsonb,
+                               ts topgun.hlc DEFAULT topgun.hlc_now(), ttl_ms bigint DEFAULT NULL)
+  RETURNS boolean AS 'MODULE_PATHNAME', 'lww_put' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION topgun.lww_put(text, text, jsonb, topgun.hlc, bigint) IS
+  'Store a record if its timestamp is strictly newer than the stored one; true when it won';
+CREATE FUNCTION topgun.lww_remove(map text, key text, ts topgun.hlc DEFAULT topgun.hlc_now())
+  RETURNS boolean AS 'MODULE_PATHNAME', 'lww_remove' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION topgun.lww_remove(text, text, topgun.hlc) IS
+  'Write a tombstone if its timestamp is strictly newer than the stored record; true when it won';
+
+CREATE FUNCTION topgun.lww_get(map text, key text) RETURNS jsonb LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+  SELECT l.value FROM topgun.lww l
+   WHERE l.map = $1 AND l.leaf = topgun.key_leaf($2) AND l.key = $2
+     AND l.value IS NOT NULL
+     AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms())
+$$;
+COMMENT ON FUNCTION topgun.lww_get(text, text) IS 'Live value of a key; NULL when absent, tombstoned or expired';
+
+CREATE VIEW topgun.lww_entries AS
+  SELECT l.map, l.key, l.value, l.ts, l.ttl_ms,
+         CASE WHEN l.ttl_ms IS NOT NULL
+              THEN pg_catalog.to_timestamp((topgun.hlc_millis(l.ts) + l.ttl_ms) / 1000.0) END AS expires_at
+    FROM topgun.lww l
+   WHERE l.value IS NOT NULL
+     AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms());
+COMMENT ON VIEW topgun.lww_entries IS 'Live LWW entries (no tombstones, no expired records)';
+
+------------------------------------------------------------------------------
+-- OR map API
+--
+-- Adding a tag and tombstoning it must not interleave (an add that checked
+-- for a tombstone before a concurrent remove committed would resurrect the
+-- tag), so both take a transaction-level advisory lock on (map, tag).
+------------------------------------------------------------------------------
+CREATE FUNCTION topgun._tag_lock(map text, tag text) RETURNS void LANGUAGE sql VOLATILE
+  AS $$ SELECT pg_catalog.pg_advisory_xact_lock(1953853294, pg_catalog.hashtext($1 || ':' || $2)) $$;
+
+CREATE FUNCTION topgun.or_apply(map text, key text, value jsonb, tag text, ts topgun.hlc,
+                                ttl_ms bigint DEFAULT NULL)
+  RETURNS boolean LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  n integer;
+BEGIN
+  PERFORM topgun._check_write('or', map, key, value, ts, ttl_ms);
+  IF tag IS NULL OR tag = '' THEN
+    RAISE EXCEPTION 'tag must not be NULL or empty' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF octet_length(tag) > 256 THEN
+    RAISE EXCEPTION 'tag is too long (% bytes)', octet_length(tag)
+      USING ERRCODE = 'program_limit_exceeded', DETAIL = 'The maximum is 256 bytes.';
+  END IF;
+  PERFORM topgun._tag_lock(map, tag);
+  IF EXISTS (SELECT 1 FROM topgun.or_tombstones t WHERE t.map = or_apply.map AND t.tag = or_apply.tag) THEN
+    RETURN false;
+  END IF;
+  INSERT INTO topgun.ormap AS o (map, key, tag, value, ts, ttl_ms)
+       VALUES (or_apply.map, or_apply.key, or_apply.tag, or_apply.value, or_apply.ts, or_apply.ttl_ms)
+  ON CONFLICT ON CONSTRAINT ormap_pkey DO UPDATE
+     SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms
+   WHERE o.ts OPERATOR(topgun.<) excluded.ts;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n > 0;
+END
+$$;
+COMMENT ON FUNCTION topgun.or_apply(text, text, jsonb, text, topgun.hlc, bigint) IS
+  'Apply a remote OR-map add; ignored (false) when the tag is tombstoned or not newer';
+
+CREATE FUNCTION topgun.or_add(map text, key text, value jsonb,
+                              ts topgun.hlc DEFAULT topgun.hlc_now(), ttl_ms bigint DEFAULT NULL)
+  RETURNS text LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+  IF ts IS NULL THEN
+    RAISE EXCEPTION 'timestamp must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  PERFORM topgun.or_apply(map, key, value, ts::text, ts, ttl_ms);
+  RETURN ts::text;
+END
+$$;
+COMMENT ON FUNCTION topgun.or_add(text, text, jsonb, topgun.hlc, bigint) IS
+  'Add a value under a key with a new tag (the timestamp text); returns the tag';
+
+CREATE FUNCTION topgun.or_remove_tag(map text, tag text) RETURNS boolean LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  k text;
+  n integer;
+BEGIN
+  IF map IS NULL OR tag IS NULL THEN
+    RAISE EXCEPTION 'map name and tag must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF octet_length(tag) = 0 OR octet_length(tag) > 256 THEN
+    RAISE EXCEPTION 'tag must be 1..256 bytes' USING ERRCODE = 'program_limit_exceeded';
+  END IF;
+  PERFORM topgun._check_write('or', map, '', 'null'::jsonb, topgun.hlc_now(), NULL);
+  PERFORM topgun._tag_lock(map, tag);
+  WITH d AS (DELETE FROM topgun.ormap o WHERE o.map = or_remove_tag.map AND o.tag = or_remove_tag.tag
+              RETURNING o.key)
+  SELECT min(d.key) INTO k FROM d;
+  INSERT INTO topgun.or_tombstones (map, tag, key) VALUES (map, tag, k)
+    ON CONFLICT ON CONSTRAINT or_tombstones_pkey DO NOTHING;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n > 0;
+END
+$$;
+COMMENT ON FUNCTION topgun.or_remove_tag(text, text) IS
+  'Tombstone one tag (removing its record wherever it is); true when the tag was not tombstoned before';
+
+CREATE FUNCTION topgun.or_remove(map text, key text, value jsonb) RETURNS integer LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  t text;
+  n integer := 0;
+BEGIN
+  PERFORM topgun._check_write('or', map, key, value, topgun.hlc_now(), NULL);
+  FOR t IN SELECT o.tag FROM topgun.ormap o
+            WHERE o.map = or_remove.map AND o.leaf = topgun.key_leaf(or_remove.key)
+              AND o.key = or_remove.key AND o.value = or_remove.value
+            ORDER BY o.tag
+  LOOP
+    IF topgun.or_remove_tag(map, t) THEN
+      n := n + 1;
+    END IF;
+  END LOOP;
+  RETURN n;
+END
+$$;
+COMMENT ON FUNCTION topgun.or_remove(text, text, jsonb) IS
+  'Tombstone every observed tag of key holding value; returns how many';
+
+CREATE FUNCTION topgun.or_merge_key(map text, key text, records jsonb, tombstones text[])
+  RETURNS integer LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  r jsonb;
+  t text;
+  n integer := 0;
+  ts topgun.hlc;
+BEGIN
+  IF records IS NOT NULL AND jsonb_typeof(records) <> 'array' THEN
+    RAISE EXCEPTION 'records must be a JSON array' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  FOREACH t IN ARRAY coalesce(tombstones, '{}') LOOP
+    PERFORM topgun.or_remove_tag(map, t);
+  END LOOP;
+  FOR r IN SELECT * FROM jsonb_array_elements(coalesce(records, '[]')) LOOP
+    IF jsonb_typeof(r) <> 'object' OR jsonb_typeof(r->'timestamp') <> 'object'
+       OR jsonb_typeof(r->'tag') <> 'string' OR NOT r ? 'value' THEN
+      RAISE EXCEPTION 'invalid OR-map record: %', r USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+      ts := topgun.hlc((r->'timestamp'->>'millis')::bigint, (r->'timestamp'->>'counter')::integer,
+                       r->'timestamp'->>'nodeId');
+    EXCEPTION WHEN data_exception OR null_value_not_allowed THEN
+      RAISE EXCEPTION 'invalid OR-map record timestamp: %', r->'timestamp' USING ERRCODE = 'invalid_parameter_value';
+    END;
+    IF topgun.or_apply(map, key, r->'value', r->>'tag', ts, (r->>'ttlMs')::bigint) THEN
+      n := n + 1;
+    END IF;
+  END LOOP;
+  RETURN n;
+END
+$$;
+COMMENT ON FUNCTION topgun.or_merge_key(text, text, jsonb, text[]) IS
+  'TopGun mergeKey: union tombstones, then add or update the given records; returns how many changed';
+
+CREATE FUNCTION topgun.or_get(map text, key text) RETURNS SETOF jsonb LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+  SELECT o.value FROM topgun.ormap o
+   WHERE o.map = $1 AND o.leaf = topgun.key_leaf($2) AND o.key = $2
+     AND (o.ttl_ms IS NULL OR topgun.hlc_millis(o.ts) + o.ttl_ms >= topgun.now_ms())
+   ORDER BY o.tag COLLATE "C"
+$$;
+COMMENT ON FUNCTION topgun.or_get(text, text) IS 'Live values of a key in an OR map, in tag order';
+
+CREATE VIEW topgun.or_entries AS
+  SELECT o.map, o.key, o.tag, o.value, o.ts, o.ttl_ms,
+         CASE WHEN o.ttl_ms IS NOT NULL
+              THEN pg_catalog.to_timestamp((topgun.hlc_millis(o.ts) + o.ttl_ms) / 1000.0) END AS expires_at
+    FROM topgun.ormap o
+   WHERE o.ttl_ms IS NULL OR topgun.hlc_millis(o.ts) + o.ttl_ms >= topgun.now_ms();
+COMMENT ON VIEW topgun.or_entries IS 'Live OR-map records (tombstoned tags are never stored; expired ones are hidden)';
+
+------------------------------------------------------------------------------
+-- PN counters (merge = per-node maximum)
+------------------------------------------------------------------------------
+CREATE FUNCTION topgun.counter_value(name text) RETURNS bigint LANGUAGE sql STABLE STRICT PARALLEL SAFE
+  AS $$ SELECT coalesce(sum(p) - sum(n), 0)::bigint FROM topgun.counters c WHERE c.name = $1 $$;
+
+CREATE FUNCTION topgun.counter_add(name text, delta bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+  IF name IS NULL OR delta IS NULL THEN
+    RAISE EXCEPTION 'counter name and delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF octet_length(name) = 0 OR octet_length(name) > 256 THEN
+    RAISE EXCEPTION 'counter name must be 1..256 bytes' USING ERRCODE = 'program_limit_exceeded';
+  END IF;
+  IF delta = -9223372036854775808 THEN
+    RAISE EXCEPTION 'delta out of range' USING ERRCODE = 'numeric_value_out_of_range';
+  END IF;
+  INSERT INTO topgun.counters AS c (name, node, p, n)
+       VALUES (counter_add.name, topgun.node_id(), greatest(delta, 0), greatest(-delta, 0))
+  ON CONFLICT ON CONSTRAINT counters_pkey DO UPDATE
+     SET p = c.p + excluded.p, n = c.n + excluded.n;
+  RETURN topgun.counter_value(name);
+END
+$$;
+COMMENT ON FUNCTION topgun.counter_add(text, bigint) IS 'Add delta to this node''s share of the counter; returns the value after';
+
+CREATE FUNCTION topgun.counter_merge(name text, state jsonb) RETURNS bigint LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+  pos jsonb;
+  neg jsonb;
+  e record;
+  side text;
+  part jsonb;
+BEGIN
+  IF name IS NULL OR state IS NULL THEN
+    RAISE EXCEPTION 'counter name and state must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF octet_length(name) = 0 OR octet_length(name) > 256 THEN
+    RAISE EXCEPTION 'counter name must be 1..256 bytes' USING ERRCODE = 'program_limit_exceeded';
+  END IF;
+  IF jsonb_typeof(state) <> 'object' THEN
+    RAISE EXCEPTION 'counter state must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  pos := coalesce(state->'positive', state->'p', '{}');
+  neg := coalesce(state->'negative', state->'n', '{}');
+  FOREACH side IN ARRAY ARRAY['p', 'n'] LOOP
+    part := CASE side WHEN 'p' THEN pos ELSE neg END;
+    IF jsonb_typeof(part) <> 'object' THEN
+      RAISE EXCEPTION 'counter state % must be an object of node -> count', side
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR e IN SELECT * FROM jsonb_each(part) LOOP
+      IF jsonb_typeof(e.value) <> 'number' OR (e.value)::numeric < 0
+         OR (e.value)::numeric <> trunc((e.value)::numeric)
+         OR (e.value)::numeric > 9223372036854775807 THEN
+        RAISE EXCEPTION 'counter state entry %=% must be a non-negative integer', e.key, e.value
+          USING ERRCODE = 'invalid_parameter_value';
+      END IF;
+      IF octet_length(e.key) = 0 OR octet_length(e.key) > 128 THEN
+        RAISE EXCEPTION 'counter node id must be 1..128 bytes' USING ERRCODE = 'program_limit_exceeded';
+      END IF;
+    END LOOP;
+  END LOOP;
+  INSERT INTO topgun.counters AS c (name, node, p, n)
+  SELECT counter_merge.name, k, max(pv), max(nv) FROM (
+      SELECT key AS k, (value)::numeric::bigint AS pv, 0::bigint AS nv FROM jsonb_each(pos)
+      UNION ALL
+      SELECT key, 0, (value)::numeric::bigint FROM jsonb_each(neg)) s
+   GROUP BY k
+  ON CONFLICT ON CONSTRAINT counters_pkey DO UPDATE
+     SET p = greatest(c.p, excluded.p), n = greatest(c.n, excluded.n)
+   WHERE c.p < excluded.p OR c.n < excluded.n;
+  RETURN topgun.counter_value(name);
+END
+$$;
+COMMENT ON FUNCTION topgun.counter_merge(text, jsonb) IS
+  'Merge a PN-counter state ({positive,negative} or {p,n}: node -> count) by per-node maximum';
+
+CREATE FUNCTION topgun.counter_state(name text) RETURNS jsonb LANGUAGE sql STABLE STRICT PARALLEL SAFE
+AS $$
+  SELECT jsonb_build_object(
+    'positive', coalesce(jsonb_object_agg(node, p) FILTER (WHERE p > 0), '{}'),
+    'negative', coalesce(jsonb_object_agg(node, n) FILTER (WHERE n > 0), '{}'))
+    FROM topgun.counters c WHERE c.name = $1
+$$;
+COMMENT ON FUNCTION topgun.counter_state(text) IS 'PN-counter state as {"positive":{node:n},"negative":{node:n}}';

@@ -1,0 +1,198 @@
+------------------------------------------------------------------------------
+-- Merkle trees (TopGun layout: depth 3, radix 16, wrapping uint32 sums)
+------------------------------------------------------------------------------
+CREATE TABLE topgun.merkle_nodes (
+  map    text NOT NULL,
+  level  smallint NOT NULL CHECK (level IN (2, 3)),   -- 3: leaf (3 hex digits), 2: 2 hex digits
+  prefix smallint NOT NULL,
+  hash   bigint NOT NULL CHECK (hash >= 0 AND hash < 4294967296),
+  PRIMARY KEY (map, level, prefix)
+);
+COMMENT ON TABLE topgun.merkle_nodes IS 'Merkle leaf and depth-2 hashes per map, maintained at commit by the storage triggers';
+
+CREATE TABLE topgun.or_keys (
+  map        text NOT NULL,
+  leaf       smallint NOT NULL,
+  key        text NOT NULL,
+  entry_hash bigint NOT NULL,
+  PRIMARY KEY (map, leaf, key)
+);
+COMMENT ON TABLE topgun.or_keys IS 'Current OR-map entry hash of every key with at least one record';
+
+SELECT pg_catalog.pg_extension_config_dump('topgun.merkle_nodes', '');
+SELECT pg_catalog.pg_extension_config_dump('topgun.or_keys', '');
+
+CREATE FUNCTION topgun._lww_merkle_trigger() RETURNS trigger
+  AS 'MODULE_PATHNAME', 'tg_lww_merkle_trigger' LANGUAGE C;
+CREATE FUNCTION topgun._or_merkle_trigger() RETURNS trigger
+  AS 'MODULE_PATHNAME', 'tg_or_merkle_trigger' LANGUAGE C;
+
+CREATE TRIGGER lww_merkle AFTER INSERT OR UPDATE OR DELETE ON topgun.lww
+  FOR EACH ROW EXECUTE FUNCTION topgun._lww_merkle_trigger();
+CREATE TRIGGER ormap_merkle AFTER INSERT OR UPDATE OR DELETE ON topgun.ormap
+  FOR EACH ROW EXECUTE FUNCTION topgun._or_merkle_trigger();
+-- Fire for logical-replication apply too (session_replication_role = replica).
+ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_merkle;
+ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_merkle;
+
+CREATE FUNCTION topgun._truncate_trees() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_TABLE_NAME = 'lww' THEN
+    DELETE FROM topgun.merkle_nodes m WHERE m.map IN (SELECT name FROM topgun.maps WHERE kind = 'lww');
+  ELSE
+    DELETE FROM topgun.merkle_nodes m WHERE m.map IN (SELECT name FROM topgun.maps WHERE kind = 'or');
+    DELETE FROM topgun.or_keys;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER lww_truncate AFTER TRUNCATE ON topgun.lww
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._truncate_trees();
+CREATE TRIGGER ormap_truncate AFTER TRUNCATE ON topgun.ormap
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._truncate_trees();
+
+CREATE FUNCTION topgun._lww_item_hash(key text, ts topgun.hlc) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'tg_lww_item_hash_sql' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._or_entry_hash(map text, key text) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'tg_or_entry_hash_sql' LANGUAGE C STABLE STRICT;
+CREATE FUNCTION topgun.or_value_string(value jsonb) RETURNS text
+  AS 'MODULE_PATHNAME', 'tg_or_value_string' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION topgun.or_value_string(jsonb) IS 'TopGun stringifyValue() of a value, as hashed into OR-map entries';
+
+CREATE FUNCTION topgun.merkle_root(map text) RETURNS bigint
+  AS 'MODULE_PATHNAME', 'tg_merkle_root' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION topgun.merkle_root(text) IS 'Root hash of a map''s Merkle tree (unsigned 32-bit; 0 when empty)';
+CREATE FUNCTION topgun.merkle_buckets(map text, path text) RETURNS TABLE (bucket text, hash bigint)
+  AS 'MODULE_PATHNAME', 'tg_merkle_buckets' LANGUAGE C STABLE STRICT;
+COMMENT ON FUNCTION topgun.merkle_buckets(text, text) IS 'Existing children {hex digit, hash} of the node at path ('''' = root)';
+
+CREATE FUNCTION topgun.hlc_json(ts topgun.hlc) RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  AS $$ SELECT jsonb_build_object('millis', topgun.hlc_millis($1), 'counter', topgun.hlc_counter($1),
+                                  'nodeId', topgun.hlc_node($1)) $$;
+COMMENT ON FUNCTION topgun.hlc_json(topgun.hlc) IS 'A timestamp as TopGun''s {millis, counter, nodeId} object';
+
+CREATE FUNCTION topgun._path_leaf(path text) RETURNS smallint LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+BEGIN
+  IF path !~ '^[0-9a-f]{3}$' THEN
+    RAISE EXCEPTION 'invalid Merkle leaf path "%"', left(path, 32)
+      USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A leaf path is exactly 3 lowercase hexadecimal digits.';
+  END IF;
+  RETURN ('x' || lpad(path, 8, '0'))::bit(32)::int;
+END $$;
+
+CREATE FUNCTION topgun.merkle_leaf(map text, path text) RETURNS TABLE (key text, record jsonb)
+  LANGUAGE plpgsql STABLE STRICT
+AS $$
+DECLARE
+  lf smallint := topgun._path_leaf(path);
+BEGIN
+  IF topgun.map_kind(map) = 'or' THEN
+    RETURN QUERY
+      SELECT o.key,
+             jsonb_build_object(
+               'records', jsonb_agg(jsonb_build_object('value', o.value, 'timestamp', topgun.hlc_json(o.ts), 'tag', o.tag)
+                                    || CASE WHEN o.ttl_ms IS NULL THEN '{}'::jsonb
+                                            ELSE jsonb_build_object('ttlMs', o.ttl_ms) END
+                                    ORDER BY o.tag COLLATE "C"),
+               'tombstones', coalesce((SELECT jsonb_agg(t.tag ORDER BY t.tag COLLATE "C") FROM topgun.or_tombstones t
+                                        WHERE t.map = merkle_leaf.map AND (t.key = o.key OR t.key IS NULL)), '[]'::jsonb))
+        FROM topgun.ormap o
+       WHERE o.map = merkle_leaf.map AND o.leaf = lf
+       GROUP BY o.key
+       ORDER BY o.key COLLATE "C";
+  ELSE
+    RETURN QUERY
+      SELECT l.key,
+             jsonb_build_object('value', l.value, 'timestamp', topgun.hlc_json(l.ts))
+             || CASE WHEN l.ttl_ms IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('ttlMs', l.ttl_ms) END
+        FROM topgun.lww l
+       WHERE l.map = merkle_leaf.map AND l.leaf = lf
+       ORDER BY l.key COLLATE "C";
+  END IF;
+END
+$$;
+COMMENT ON FUNCTION topgun.merkle_leaf(text, text) IS 'Records under a depth-3 leaf, tombstones included, in TopGun record shape';
+
+CREATE FUNCTION topgun.merkle_diff(map text, path text, remote jsonb) RETURNS SETOF text
+  LANGUAGE plpgsql STABLE STRICT
+AS $$
+BEGIN
+  IF length(path) >= 3 THEN
+    RAISE EXCEPTION 'Merkle path "%" is a leaf; compare its records with merkle_leaf()', left(path, 32)
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF jsonb_typeof(remote) <> 'object' THEN
+    RAISE EXCEPTION 'remote buckets must be a JSON object {hexdigit: hash}' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF EXISTS (SELECT 1 FROM jsonb_each(remote) e
+              WHERE e.key !~ '^[0-9a-f]$' OR jsonb_typeof(e.value) <> 'number'
+                 OR (e.value)::numeric < 0 OR (e.value)::numeric > 4294967295) THEN
+    RAISE EXCEPTION 'remote buckets must map one hex digit to an unsigned 32-bit hash'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN QUERY
+    SELECT path || coalesce(l.bucket, r.key)
+      FROM topgun.merkle_buckets(map, path) l
+      FULL JOIN jsonb_each(remote) r ON r.key = l.bucket
+     WHERE coalesce(l.hash, 0) <> coalesce((r.value)::numeric::bigint, 0)
+     ORDER BY 1;
+END
+$$;
+COMMENT ON FUNCTION topgun.merkle_diff(text, text, jsonb) IS 'Child paths whose hash differs from a peer''s {child: hash} at path';
+
+-- Leaf hashes recomputed from the rows (the reference for verify/rebuild).
+CREATE FUNCTION topgun._leaf_hashes_from_rows(map text) RETURNS TABLE (leaf smallint, hash bigint)
+  LANGUAGE sql STABLE STRICT
+AS $$
+  SELECT s.leaf, (sum(s.h) % 4294967296)::bigint FROM (
+    SELECT l.leaf, topgun._lww_item_hash(l.key, l.ts) AS h FROM topgun.lww l WHERE l.map = $1
+    UNION ALL
+    SELECT k.leaf, topgun._or_entry_hash($1, k.key)
+      FROM (SELECT DISTINCT o.leaf, o.key FROM topgun.ormap o WHERE o.map = $1) k) s
+  GROUP BY s.leaf
+$$;
+
+CREATE FUNCTION topgun.merkle_verify(map text) RETURNS boolean LANGUAGE plpgsql STABLE STRICT
+AS $$
+BEGIN
+  -- every leaf and every depth-2 node must equal the sum recomputed from rows
+  IF EXISTS (
+      SELECT 1 FROM topgun._leaf_hashes_from_rows(map) r
+      FULL JOIN (SELECT prefix, hash FROM topgun.merkle_nodes WHERE merkle_nodes.map = merkle_verify.map AND level = 3) n
+        ON n.prefix = r.leaf
+     WHERE coalesce(r.hash, 0) <> coalesce(n.hash, 0)) THEN
+    RETURN false;
+  END IF;
+  IF EXISTS (
+      SELECT 1 FROM (SELECT prefix >> 4 AS p, sum(hash) % 4294967296 AS h FROM topgun.merkle_nodes
+                      WHERE merkle_nodes.map = merkle_verify.map AND level = 3 GROUP BY 1) a
+      FULL JOIN (SELECT prefix, hash FROM topgun.merkle_nodes WHERE merkle_nodes.map = merkle_verify.map AND level = 2) b
+        ON a.p = b.prefix
+     WHERE coalesce(a.h, 0) <> coalesce(b.hash, 0)) THEN
+    RETURN false;
+  END IF;
+  -- OR-map entry bookkeeping must match the rows as well
+  RETURN NOT EXISTS (
+      SELECT 1 FROM (SELECT DISTINCT o.leaf, o.key FROM topgun.ormap o WHERE o.map = merkle_verify.map) k
+      FULL JOIN (SELECT ok.leaf, ok.key, ok.entry_hash FROM topgun.or_keys ok WHERE ok.map = merkle_verify.map) e
+        ON e.leaf = k.leaf AND e.key = k.key
+     WHERE k.key IS NULL OR e.key IS NULL OR e.entry_hash <> topgun._or_entry_hash(merkle_verify.map, k.key));
+END
+$$;
+COMMENT ON FUNCTION topgun.merkle_verify(text) IS 'True when the stored Merkle tree equals a rebuild from the map''s rows';
+
+CREATE FUNCTION topgun.merkle_rebuild(map text) RETURNS void LANGUAGE plpgsql VOLATILE STRICT
+AS $$
+BEGIN
+  DELETE FROM topgun.merkle_nodes m WHERE m.map = merkle_rebuild.map;
+  DELETE FROM topgun.or_keys k WHERE k.map = merkle_rebuild.map;
+  INSERT INTO topgun.or_keys (map, leaf, key, entry_hash)
+    SELECT merkle_rebuild.map, k.leaf, k.key, topgun._or_entry_hash(merkle_rebuild.map, k.key)
+      FROM (SELECT DISTINCT o.leaf, o.key FROM topgun.ormap o WHERE o.map = merkle_rebuild.map) k;
+  INSERT INTO topgun.merkle_nodes (map, level, prefix, hash)
+    SELECT merkle_rebuild.map, 3, r.leaf, r.hash FROM topgun._leaf_hashes_from_rows(merkle_rebuild.map) r;
+  INSERT INTO topgun.merkle_nodes (map, level, prefix, hash)
+    SELECT merkle_rebuild.map, 2, prefix >> 4, sum(hash) % 4294967296 FROM topgun.merkle_nodes
+     WHERE merkle_nodes.map = merkle_rebuild.map AND level = 3 GROUP BY prefix >> 4;
+END
+$$;
+COMMENT ON FUNCTION topgun.merkle_rebuild(text) IS 'Recompute a map''s Merkle tree from its rows (operators; after restores)';

@@ -1,0 +1,33 @@
+/*
+ * topgun.c — module entry point.
+ *
+ * topgun must be loaded through shared_preload_libraries: the node clock
+ * lives in shared memory and the sync server is a background worker, and
+ * both can only be set up by the postmaster.
+ */
+#include "topgun.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("topgun must be loaded via shared_preload_libraries"),
+				 errhint("Add topgun to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	tg_clock_init();
+	tg_storage_init();
+	tg_merkle_init();
+	tg_worker_init();
+
+	MarkGUCPrefixReserved("topgun");
+}

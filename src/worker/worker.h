@@ -1,0 +1,214 @@
+/*
+ * worker.h — internal declarations of the sync-server background worker.
+ *
+ * The worker is one process: libwebsockets owns the wait (lws_service), and
+ * every callback only moves bytes between sockets and plain malloc'd queues.
+ * All PostgreSQL work (SPI, transactions, anything that may ereport) runs in
+ * the main loop between two lws_service() calls, so no longjmp can ever cross
+ * a libwebsockets stack frame.
+ */
+#ifndef TG_WORKER_H
+#define TG_WORKER_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+
+/* ---------------------------------------------------------------- GUCs */
+extern int	tg_port;
+extern char *tg_listen_addresses;
+extern char *tg_database;
+extern int	tg_max_connections;
+extern int	tg_max_message_bytes;
+extern int	tg_max_outbound_bytes;
+extern int	tg_auth_timeout_ms;
+extern int	tg_heartbeat_timeout_ms;
+extern int	tg_invalid_message_budget;
+extern int	tg_jwt_algorithm;
+extern char *tg_jwt_secret;
+extern char *tg_jwt_public_key_file;
+extern int	tg_jwt_leeway_s;
+extern bool tg_production;
+extern char *tg_ssl_cert_file;
+extern char *tg_ssl_key_file;
+extern int	tg_group_commit_max_ops;
+
+/* ------------------------------------------------------ shared memory */
+
+/* Counters exported by topgun.worker_stats. */
+typedef enum TgStat
+{
+	TG_STAT_CONN_ACCEPTED = 0,
+	TG_STAT_CONN_REFUSED,
+	TG_STAT_AUTH_OK,
+	TG_STAT_AUTH_FAILED,
+	TG_STAT_MSG_ACCEPTED,
+	TG_STAT_MSG_INVALID,
+	TG_STAT_OPS_APPLIED,
+	TG_STAT_OPS_REJECTED,
+	TG_STAT_COMMITS,
+	TG_STAT_ACKS,
+	TG_STAT_EVENTS_SENT,
+	TG_STAT_SLOW_CLIENTS_CLOSED,
+	TG_STAT_GROUP_RETRIES,
+	TG_STAT_COUNT
+} TgStat;
+
+extern const char *const tg_stat_names[TG_STAT_COUNT];
+
+/*
+ * One slot per live socket.  Written only by the worker; readers use the
+ * changecount protocol of PgBackendStatus (odd = being written).
+ */
+#define TG_SLOT_ADDR_LEN	64
+#define TG_SLOT_USER_LEN	128
+
+typedef struct TgConnSlot
+{
+	uint32		changecount;
+	bool		in_use;
+	bool		authenticated;
+	uint64		id;
+	char		remote[TG_SLOT_ADDR_LEN];
+	char		user[TG_SLOT_USER_LEN];
+	TimestampTz connected_since;
+	uint64		msgs_in;
+	uint64		msgs_out;
+	uint64		bytes_in;
+	uint64		bytes_out;
+	uint64		pending_out;
+	int32		watched_maps;
+} TgConnSlot;
+
+typedef struct TgWorkerShared
+{
+	pg_atomic_uint32 worker_pid;	/* 0 when not running */
+	pg_atomic_uint64 wake_sent_ns;	/* CLOCK_MONOTONIC of the last test wake */
+	pg_atomic_uint64 wake_last_ns;	/* signal -> loop latency of the last one */
+	pg_atomic_uint64 wake_max_ns;
+	pg_atomic_uint64 wake_count;
+	pg_atomic_uint32 listening; /* 1 while the listener is up */
+	pg_atomic_uint32 ready;		/* 1 while serving (extension present) */
+	pg_atomic_uint64 stats[TG_STAT_COUNT];
+	int			nslots;
+	TgConnSlot	slots[FLEXIBLE_ARRAY_MEMBER];
+} TgWorkerShared;
+
+extern TgWorkerShared *tg_worker_shared;
+
+#define TG_SLOT_BEGIN_WRITE(s) \
+	do { (s)->changecount++; pg_write_barrier(); } while (0)
+#define TG_SLOT_END_WRITE(s) \
+	do { pg_write_barrier(); (s)->changecount++; } while (0)
+
+static inline void
+tg_stat_add(TgStat s, uint64 n)
+{
+	if (tg_worker_shared)
+		pg_atomic_fetch_add_u64(&tg_worker_shared->stats[s], n);
+}
+
+/* ------------------------------------------------------- connections */
+
+/* One queued outbound message; data starts LWS_PRE bytes into buf. */
+typedef struct TgOutMsg
+{
+	struct TgOutMsg *next;
+	size_t		len;
+	unsigned char buf[FLEXIBLE_ARRAY_MEMBER];
+} TgOutMsg;
+
+/* A watched map name (a connection receives events for it). */
+typedef struct TgWatch
+{
+	struct TgWatch *next;
+	char	   *query_id;		/* NULL for a SYNC_INIT watch */
+	char		map[FLEXIBLE_ARRAY_MEMBER];
+} TgWatch;
+
+#define TG_MAX_ROLES 32
+
+/*
+ * Process-local connection state (malloc'd, never palloc'd: lws callbacks
+ * touch it).  Freed only at the end of a main-loop iteration after the
+ * socket closed, so queued inbound messages never point at freed memory.
+ */
+typedef struct TgConn
+{
+	struct TgConn *next;		/* all connections (live and dead) */
+	struct TgConn *prev;
+	struct lws *wsi;			/* NULL once closed */
+	uint64		id;
+	int			slot;			/* shared-memory slot, -1 if none */
+	bool		closed;			/* socket gone */
+	bool		closing;		/* close after flushing the queue */
+	bool		kill_now;		/* drop queue and close immediately */
+	bool		close_sent;		/* close frame handed to lws */
+	int			close_code;
+	char		close_reason[64];
+
+	/* inbound reassembly */
+	unsigned char *rx;
+	size_t		rx_len;
+	size_t		rx_cap;
+
+	/* outbound queue */
+	TgOutMsg   *out_head;
+	TgOutMsg   *out_tail;
+	size_t		out_bytes;
+
+	/* session */
+	bool		authenticated;
+	int64		connected_ms;
+	int64		last_ping_ms;
+	char		remote[64];
+	char		sub[128];
+	char		user_id[128];
+	int			nroles;
+	char	   *roles[TG_MAX_ROLES];
+	TgWatch    *watches;
+	int			nwatches;
+
+	/* invalid-traffic accounting */
+	int			invalid_total;
+	int64		log_window_start_ms;
+	int			log_window_count;
+	int			log_suppressed;
+
+	/* counters mirrored into the slot */
+	uint64		msgs_in;
+	uint64		msgs_out;
+	uint64		bytes_in;
+	uint64		bytes_out;
+} TgConn;
+
+/* A complete inbound WebSocket message waiting for the main loop. */
+typedef struct TgInMsg
+{
+	struct TgInMsg *next;
+	TgConn	   *conn;
+	size_t		len;
+	unsigned char *data;		/* malloc'd */
+} TgInMsg;
+
+extern TgConn *tg_conns;		/* list head */
+extern bool tg_ready;			/* extension present: serve requests */
+
+extern int64 tg_now_ms(void);
+extern bool tg_conn_send(TgConn *c, const unsigned char *data, size_t len);
+extern void tg_conn_close(TgConn *c, int code, const char *reason);
+extern void tg_conn_kill(TgConn *c, int code, const char *reason);
+extern void tg_conn_update_slot(TgConn *c);
+
+/* worker_proto.c: message handling (runs in the main loop, may use SPI) */
+extern void tg_proto_process(TgInMsg *list);
+extern void tg_proto_conn_gone(TgConn *c);
+extern void tg_proto_reset_plans(void);
+extern bool tg_auth_configure(bool first);
+extern void tg_auth_release(void);
+
+/* ---------------------------------------------------------- main loop */
+extern PGDLLEXPORT void tg_worker_main(Datum arg);
+
+#endif							/* TG_WORKER_H */
