@@ -34,6 +34,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Crude but safe header dependencies (PGXS tracks none without --enable-depend).
+$(OBJS): $(wildcard src/*.h src/*/*.h)
+
 # The install script is assembled from src/sql/NN_*.sql so that each module
 # owns its own SQL objects.
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))

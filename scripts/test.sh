@@ -194,11 +194,19 @@ suite_tap() {
 		return 0
 	fi
 	tree_copy
-	local rc=0
+	local rc=0 files=()
+	mapfile -t files < <(cd "$TREE" && ls test/t/*.pl | sort)
+	mkdir -p "$WORK/portlock"
+	if tg_is_root; then chown "$OSUSER": "$WORK/portlock"; fi
 	(cd "$TREE" && tg_as_user "$OSUSER" env PATH="$TG_PG_BIN:$PATH" \
 		PG_REGRESS="$PG_REGRESS_BIN" TESTDIR="$TREE/test" PG_TEST_PORT_DIR="$WORK/portlock" \
 		TOPGUN_REPO="$TREE" \
-		timeout 1200 prove -v -I "$PG_PERL_LIB" -I test/t test/t/) || rc=$?
+		timeout 1200 prove -v -I "$PG_PERL_LIB" -I test/t "${files[@]}") 2>&1 | tee "$WORK/prove.out"
+	rc="${PIPESTATUS[0]}"
+	if [ "$rc" -eq 0 ] && ! grep -q '^Result: PASS' "$WORK/prove.out"; then
+		echo "tap: prove did not report 'Result: PASS'"
+		rc=1
+	fi
 	if [ "$rc" -ne 0 ] && [ -d "$TREE/test/tmp_check/log" ]; then
 		local f
 		for f in "$TREE"/test/tmp_check/log/*.log; do

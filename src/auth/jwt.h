@@ -18,6 +18,11 @@
  *
  *     TgJwtKey key;                       -- at configuration time
  *     char err[256];
+ *     switch (tg_jwt_check_secret(TG_JWT_HS256 or RS256 if the secret
+ *                                 contains "-----BEGIN", secret_guc,
+ *                                 production_guc, err, sizeof(err)))
+ *         FATAL -> refuse to start; WARN -> log err; MISSING -> caller's
+ *         choice (TopGun falls back to TG_JWT_DEV_SECRET); OK -> go on
  *     if (!tg_jwt_key_init_from_config(&key, secret_guc, err, sizeof(err)))
  *         ereport(FATAL, ...err...);
  *     ...
@@ -31,7 +36,9 @@
  *     tg_jwt_key_free(&key);              -- on shutdown / reload
  *
  * Thread-safety: a TgJwtKey is read-only after initialisation and may be
- * shared by concurrent tg_jwt_verify() calls.
+ * shared by concurrent tg_jwt_verify() calls.  tg_jwt_verify() needs about
+ * 16 KiB of stack, allocates only inside OpenSSL (freed before returning)
+ * and leaves the thread's OpenSSL error queue empty.
  */
 #ifndef TG_AUTH_JWT_H
 #define TG_AUTH_JWT_H

@@ -25,7 +25,7 @@ typedef struct TgClockShared
 {
 	slock_t		mutex;
 	int64		last_millis;
-	int32		counter;
+	int64		counter;
 } TgClockShared;
 
 static TgClockShared *clock_shared = NULL;
@@ -151,14 +151,14 @@ get_clock(void)
 }
 
 /*
- * The counter is an int32 on disk.  A burst of more than 2^31 timestamps in
- * one millisecond is impossible in practice, but we still never wrap: the
- * clock borrows the next millisecond instead.
+ * The counter must stay a safe JS integer.  A burst of 2^53 timestamps in one
+ * millisecond is impossible, but we still never wrap: the clock borrows the
+ * next millisecond instead.
  */
 static inline void
 bump_counter(TgClockShared *c)
 {
-	if (c->counter == PG_INT32_MAX)
+	if (c->counter >= TG_HLC_MAX_MILLIS)
 	{
 		c->last_millis++;
 		c->counter = 0;
@@ -173,7 +173,7 @@ tg_clock_now(void)
 	TgClockShared *c = get_clock();
 	int64		sys = wall_millis();
 	int64		m;
-	int32		k;
+	int64		k;
 	const char *node = tg_node_id();
 
 	SpinLockAcquire(&c->mutex);
@@ -245,7 +245,7 @@ tg_clock_update(const TgHlc *remote)
 	TgClockShared *c = get_clock();
 	int64		sys = wall_millis();
 	int64		m;
-	int32		k;
+	int64		k;
 	const char *node = tg_node_id();
 
 	if (remote->millis > sys && remote->millis > clock_millis(c))

@@ -37,11 +37,12 @@ PG_FUNCTION_INFO_V1(hlc_larger);
 PG_FUNCTION_INFO_V1(hlc_smaller);
 
 TgHlc *
-tg_hlc_make(int64 millis, int32 counter, const char *node, int nodelen)
+tg_hlc_make(int64 millis, int64 counter, const char *node, int nodelen)
 {
 	TgHlc	   *h = (TgHlc *) palloc(TG_HLC_HDRSZ + nodelen);
 
 	SET_VARSIZE(h, TG_HLC_HDRSZ + nodelen);
+	h->pad_ = 0;
 	h->counter = counter;
 	h->millis = millis;
 	memcpy(h->node, node, nodelen);
@@ -49,26 +50,19 @@ tg_hlc_make(int64 millis, int32 counter, const char *node, int nodelen)
 }
 
 /*
- * A nodeId must be non-empty, at most TG_MAX_NODE_BYTES, valid in the server
- * encoding, and free of ':' (the text form could not be parsed back, and
- * TopGun's HLC.parse requires exactly three parts).
+ * A nodeId must be at most TG_MAX_NODE_BYTES and free of NUL; TopGun allows
+ * an empty one.
+ * It may contain ':' (TopGun stores such timestamps; our text form takes
+ * everything after the second ':' as the nodeId, so it still round-trips).
  */
 void
 tg_hlc_check_node(const char *node, int len)
 {
-	if (len <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("hlc node id must not be empty")));
 	if (len > TG_MAX_NODE_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("hlc node id is too long (%d bytes)", len),
 				 errdetail("The maximum is %d bytes.", TG_MAX_NODE_BYTES)));
-	if (memchr(node, ':', len) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("hlc node id must not contain \":\"")));
 	if (memchr(node, '\0', len) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -121,21 +115,20 @@ tg_hlc_parse(const char *str, int len, bool *ok)
 		return NULL;
 	node = c2 + 1;
 	nodelen = len - (node - str);
-	if (nodelen <= 0 || nodelen > TG_MAX_NODE_BYTES ||
-		memchr(node, ':', nodelen) != NULL || memchr(node, '\0', nodelen) != NULL)
+	if (nodelen < 0 || nodelen > TG_MAX_NODE_BYTES || memchr(node, '\0', nodelen) != NULL)
 		return NULL;
 	if (!parse_uint(str, c1 - str, TG_HLC_MAX_MILLIS, &millis))
 		return NULL;
-	if (!parse_uint(c1 + 1, c2 - c1 - 1, PG_INT32_MAX, &counter))
+	if (!parse_uint(c1 + 1, c2 - c1 - 1, TG_HLC_MAX_MILLIS, &counter))
 		return NULL;
 	*ok = true;
-	return tg_hlc_make(millis, (int32) counter, node, nodelen);
+	return tg_hlc_make(millis, counter, node, nodelen);
 }
 
 char *
 tg_hlc_to_cstring(const TgHlc *h)
 {
-	return psprintf(INT64_FORMAT ":%d:%.*s", h->millis, h->counter,
+	return psprintf(INT64_FORMAT ":" INT64_FORMAT ":%.*s", h->millis, h->counter,
 					TG_HLC_NODE_LEN(h), h->node);
 }
 
@@ -171,8 +164,8 @@ hlc_in(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 				 errmsg("invalid input syntax for type hlc: \"%s\"", str),
-				 errdetail("Expected \"<millis>:<counter>:<nodeId>\" with millis in 0..%lld, counter in 0..%d and a non-empty nodeId of at most %d bytes without \":\".",
-						   (long long) TG_HLC_MAX_MILLIS, PG_INT32_MAX, TG_MAX_NODE_BYTES)));
+				 errdetail("Expected \"<millis>:<counter>:<nodeId>\" with millis and counter in 0..%lld and a nodeId of at most %d bytes.",
+						   (long long) TG_HLC_MAX_MILLIS, TG_MAX_NODE_BYTES)));
 	/* the database encoding already guarantees valid text */
 	PG_RETURN_HLC_P(h);
 }
@@ -191,7 +184,7 @@ hlc_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	int64		millis = pq_getmsgint64(buf);
-	int32		counter = pq_getmsgint(buf, 4);
+	int64		counter = pq_getmsgint64(buf);
 	int			nodelen = pq_getmsgint(buf, 4);
 	const char *node;
 	char	   *conv;
@@ -200,11 +193,11 @@ hlc_recv(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("hlc millis out of range: " INT64_FORMAT, millis)));
-	if (counter < 0)
+	if (counter < 0 || counter > TG_HLC_MAX_MILLIS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("hlc counter out of range: %d", counter)));
-	if (nodelen <= 0 || nodelen > TG_MAX_NODE_BYTES)
+				 errmsg("hlc counter out of range: " INT64_FORMAT, counter)));
+	if (nodelen < 0 || nodelen > TG_MAX_NODE_BYTES)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
 				 errmsg("invalid hlc node id length %d", nodelen)));
@@ -226,7 +219,7 @@ hlc_send(PG_FUNCTION_ARGS)
 
 	pq_begintypsend(&buf);
 	pq_sendint64(&buf, h->millis);
-	pq_sendint32(&buf, h->counter);
+	pq_sendint64(&buf, h->counter);
 	conv = pg_server_to_client(h->node, len);
 	if (conv != h->node)
 		len = strlen(conv);
@@ -239,17 +232,17 @@ Datum
 hlc_construct(PG_FUNCTION_ARGS)
 {
 	int64		millis = PG_GETARG_INT64(0);
-	int32		counter = PG_GETARG_INT32(1);
+	int64		counter = PG_GETARG_INT64(1);
 	text	   *node = PG_GETARG_TEXT_PP(2);
 
 	if (millis < 0 || millis > TG_HLC_MAX_MILLIS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("hlc millis must be between 0 and %lld", (long long) TG_HLC_MAX_MILLIS)));
-	if (counter < 0)
+	if (counter < 0 || counter > TG_HLC_MAX_MILLIS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("hlc counter must not be negative")));
+				 errmsg("hlc counter must be between 0 and %lld", (long long) TG_HLC_MAX_MILLIS)));
 	tg_hlc_check_node(VARDATA_ANY(node), VARSIZE_ANY_EXHDR(node));
 	PG_RETURN_HLC_P(tg_hlc_make(millis, counter, VARDATA_ANY(node), VARSIZE_ANY_EXHDR(node)));
 }
@@ -263,7 +256,7 @@ hlc_millis(PG_FUNCTION_ARGS)
 Datum
 hlc_counter(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_INT32(PG_GETARG_HLC_P(0)->counter);
+	PG_RETURN_INT64(PG_GETARG_HLC_P(0)->counter);
 }
 
 Datum
@@ -320,7 +313,7 @@ hlc_hash_internal(const TgHlc *h, uint64 seed)
 	uint64		r;
 
 	r = hash_bytes_extended((const unsigned char *) &h->millis, sizeof(int64), seed);
-	r = hash_combine64(r, hash_bytes_extended((const unsigned char *) &h->counter, sizeof(int32), seed));
+	r = hash_combine64(r, hash_bytes_extended((const unsigned char *) &h->counter, sizeof(int64), seed));
 	r = hash_combine64(r, hash_bytes_extended((const unsigned char *) h->node, TG_HLC_NODE_LEN(h), seed));
 	return r;
 }

@@ -18,8 +18,9 @@
 typedef struct TgHlc
 {
 	int32		vl_len_;
-	int32		counter;
+	int32		pad_;			/* keep millis 8-byte aligned; always zero */
 	int64		millis;
+	int64		counter;		/* JS number on the wire: 0..2^53-1 */
 	char		node[FLEXIBLE_ARRAY_MEMBER];
 } TgHlc;
 
@@ -30,7 +31,7 @@ typedef struct TgHlc
 #define PG_GETARG_HLC_P(n)		DatumGetTgHlcP(PG_GETARG_DATUM(n))
 #define PG_RETURN_HLC_P(x)		PG_RETURN_POINTER(x)
 
-extern TgHlc *tg_hlc_make(int64 millis, int32 counter, const char *node, int nodelen);
+extern TgHlc *tg_hlc_make(int64 millis, int64 counter, const char *node, int nodelen);
 extern int	tg_hlc_cmp(const TgHlc *a, const TgHlc *b);
 extern void tg_hlc_check_node(const char *node, int len);
 extern TgHlc *tg_hlc_parse(const char *str, int len, bool *ok);

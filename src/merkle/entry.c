@@ -97,7 +97,7 @@ tg_or_entry_hash(const char *map, int maplen, const char *key, int keylen, uint3
 		appendBinaryStringInfo(&buf, rows[i].tag, rows[i].taglen);
 		appendStringInfoChar(&buf, ':');
 		tg_or_stringify_value(&buf, rows[i].value);
-		appendStringInfo(&buf, ":" INT64_FORMAT ":%d:%.*s", rows[i].ts->millis, rows[i].ts->counter,
+		appendStringInfo(&buf, ":" INT64_FORMAT ":" INT64_FORMAT ":%.*s", rows[i].ts->millis, rows[i].ts->counter,
 						 TG_HLC_NODE_LEN(rows[i].ts), rows[i].ts->node);
 		if (rows[i].has_ttl)
 			appendStringInfo(&buf, ":ttl=" INT64_FORMAT, rows[i].ttl);

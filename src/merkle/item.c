@@ -22,7 +22,7 @@ tg_lww_item_hash(const char *key, int keylen, const TgHlc *ts)
 	uint32		h;
 
 	h = tg_fnv_utf8(TG_FNV_OFFSET, key, keylen);
-	n = snprintf(buf, sizeof(buf), ":" INT64_FORMAT ":%d:", ts->millis, ts->counter);
+	n = snprintf(buf, sizeof(buf), ":" INT64_FORMAT ":" INT64_FORMAT ":", ts->millis, ts->counter);
 	h = tg_fnv_utf8(h, buf, n);
 	return tg_fnv_utf8(h, ts->node, TG_HLC_NODE_LEN(ts));
 }

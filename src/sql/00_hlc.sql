@@ -34,11 +34,11 @@ CREATE TYPE topgun.hlc (
 );
 COMMENT ON TYPE topgun.hlc IS 'Hybrid logical clock timestamp <millis>:<counter>:<nodeId>, ordered by millis, counter, then nodeId bytes';
 
-CREATE FUNCTION topgun.hlc(millis bigint, counter integer, node text) RETURNS topgun.hlc
+CREATE FUNCTION topgun.hlc(millis bigint, counter bigint, node text) RETURNS topgun.hlc
   AS 'MODULE_PATHNAME', 'hlc_construct' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun.hlc_millis(topgun.hlc) RETURNS bigint
   AS 'MODULE_PATHNAME', 'hlc_millis' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION topgun.hlc_counter(topgun.hlc) RETURNS integer
+CREATE FUNCTION topgun.hlc_counter(topgun.hlc) RETURNS bigint
   AS 'MODULE_PATHNAME', 'hlc_counter' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun.hlc_node(topgun.hlc) RETURNS text
   AS 'MODULE_PATHNAME', 'hlc_node' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

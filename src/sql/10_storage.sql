@@ -218,7 +218,7 @@ BEGIN
       RAISE EXCEPTION 'invalid OR-map record: %', r USING ERRCODE = 'invalid_parameter_value';
     END IF;
     BEGIN
-      ts := topgun.hlc((r->'timestamp'->>'millis')::bigint, (r->'timestamp'->>'counter')::integer,
+      ts := topgun.hlc((r->'timestamp'->>'millis')::bigint, (r->'timestamp'->>'counter')::bigint,
                        r->'timestamp'->>'nodeId');
     EXCEPTION WHEN data_exception OR null_value_not_allowed THEN
       RAISE EXCEPTION 'invalid OR-map record timestamp: %', r->'timestamp' USING ERRCODE = 'invalid_parameter_value';

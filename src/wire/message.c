@@ -138,20 +138,56 @@ pathf(char *dst, const char *fmt,...)
 	va_end(ap);
 }
 
-/* dst = path.field (or field when path is empty) */
+/*
+ * dst = path.field (or field when path is empty), cut to PATH_LEN.  Paths
+ * are built for every field checked, so this avoids printf.
+ */
 static void
 subpath(char *dst, const char *path, const char *field)
 {
-	if (path[0] == '\0')
-		pathf(dst, "%s", field);
-	else
-		pathf(dst, "%s.%s", path, field);
+	size_t		pl = strlen(path);
+	size_t		fl = strlen(field);
+	size_t		o = 0;
+
+	if (pl > PATH_LEN - 1)
+		pl = PATH_LEN - 1;
+	memcpy(dst, path, pl);
+	o = pl;
+	if (pl > 0 && o < PATH_LEN - 1)
+		dst[o++] = '.';
+	if (fl > PATH_LEN - 1 - o)
+		fl = PATH_LEN - 1 - o;
+	memcpy(dst + o, field, fl);
+	dst[o + fl] = '\0';
 }
 
+/* dst = path[i]; dst may equal path */
 static void
 indexpath(char *dst, const char *path, uint32_t i)
 {
-	pathf(dst, "%s[%u]", path, i);
+	char		num[16];
+	char		rev[12];
+	int			n = 0;
+	int			k = 0;
+
+	num[n++] = '[';
+	do
+	{
+		rev[k++] = (char) ('0' + i % 10);
+		i /= 10;
+	} while (i > 0);
+	while (k > 0)
+		num[n++] = rev[--k];
+	num[n++] = ']';
+	num[n] = '\0';
+	{
+		size_t		pl = strlen(path);
+
+		if (pl > PATH_LEN - 1 - (size_t) n)
+			pl = PATH_LEN - 1 - (size_t) n;
+		memmove(dst, path, pl);	/* dst may be path itself */
+		memcpy(dst + pl, num, (size_t) n + 1);
+	}
 }
 
 static const char *
@@ -708,9 +744,10 @@ parse_ormap_sync_init(V *v, const MpNode *root, TgMessage *msg)
 			return verr(v, "bucketHashes", "keys must be strings, got %s", got(k));
 		if (val->type == MP_UNDEFINED)
 			continue;
+		if (mp_is_number(val) && isfinite(mp_number_as_double(val)))
+			continue;
 		pathf(p, "bucketHashes.%.*s", (int) (k->len > 16 ? 16 : k->len), k->v.s);
-		if (!check_number(v, val, p, &d))
-			return false;
+		return check_number(v, val, p, &d);
 	}
 	msg->u.ormap_sync_init.bucket_hashes = bh;
 	return opt_number(v, root, "", "lastSyncTimestamp",
@@ -759,7 +796,8 @@ parse_ormap_push_diff(V *v, const MpNode *root, TgMessage *msg)
 		{
 			char		rp[PATH_LEN];
 
-			pathf(rp, "%s.records[%u]", p, j);
+			subpath(rp, p, "records");
+			indexpath(rp, rp, j);
 			if (!check_or_record(v, &records->v.items[j], rp, &out->records[j]))
 				return false;
 		}
@@ -771,7 +809,8 @@ parse_ormap_push_diff(V *v, const MpNode *root, TgMessage *msg)
 		{
 			char		tp[PATH_LEN];
 
-			pathf(tp, "%s.tombstones[%u]", p, j);
+			subpath(tp, p, "tombstones");
+			indexpath(tp, tp, j);
 			if (!check_str(v, &tombs->v.items[j], tp, 1, TG_WIRE_MAX_TAG_BYTES,
 						   S_NO_NUL, &out->tombstones[j]))
 				return false;

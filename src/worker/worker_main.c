@@ -432,6 +432,9 @@ handle_receive(struct lws *wsi, TgConn *c, const unsigned char *in, size_t len)
 	return 0;
 }
 
+/* lws 4.1 keeps the close opcode out of its public enum (it is 4 on the wire). */
+#define TG_LWS_WRITE_CLOSE ((enum lws_write_protocol) 4)
+
 static int
 handle_writeable(struct lws *wsi, TgConn *c)
 {
@@ -459,15 +462,21 @@ handle_writeable(struct lws *wsi, TgConn *c)
 	if (c->closing && !c->close_sent)
 	{
 		/*
-		 * Let lws send the close frame on the next POLLOUT and then wait for
-		 * the peer's close (5 s at most).  Returning -1 here instead would
-		 * close the socket at once, and a peer whose frames are still
-		 * unread would get a TCP RST (1006) and lose our last messages.
+		 * Send the close frame ourselves and wait (5 s at most) for the
+		 * peer's close.  lws_close_reason() + return -1 would close the
+		 * socket at once, and a peer whose frames are still unread here
+		 * would get a TCP RST (seen as 1006) and lose our last messages.
 		 */
+		unsigned char buf[LWS_PRE + 2 + sizeof(c->close_reason)];
+		size_t		rlen = strlen(c->close_reason);
+
+		buf[LWS_PRE] = (unsigned char) ((c->close_code >> 8) & 0xff);
+		buf[LWS_PRE + 1] = (unsigned char) (c->close_code & 0xff);
+		memcpy(buf + LWS_PRE + 2, c->close_reason, rlen);
 		c->close_sent = true;
-		lws_close_reason(wsi, (enum lws_close_status) c->close_code,
-						 (unsigned char *) c->close_reason, strlen(c->close_reason));
-		lws_callback_on_writable(wsi);
+		if (lws_write(wsi, buf + LWS_PRE, 2 + rlen, TG_LWS_WRITE_CLOSE) < 0)
+			return -1;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 5);
 	}
 	return 0;
 }

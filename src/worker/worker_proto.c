@@ -59,6 +59,7 @@ typedef enum PlanId
 	PL_OR_ENTRIES,
 	PL_OR_KEY_RECORDS,
 	PL_OR_KEY_TOMBSTONES,
+	PL_LWW_BULK,
 	PL_COUNT
 } PlanId;
 
@@ -90,12 +91,17 @@ static const PlanDef plan_defs[PL_COUNT] = {
 	1, {TEXTOID}},
 	[PL_OR_ENTRIES] = {"SELECT key, pg_catalog.jsonb_agg(value ORDER BY tag) FROM topgun.or_entries WHERE map = $1 GROUP BY key ORDER BY key",
 	1, {TEXTOID}},
-	[PL_OR_KEY_RECORDS] = {"SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('value', value, "
+	[PL_OR_KEY_RECORDS] = {"SELECT pg_catalog.jsonb_build_object('value', value, "
 		"'timestamp', pg_catalog.jsonb_build_object('millis', topgun.hlc_millis(ts), 'counter', topgun.hlc_counter(ts), 'nodeId', topgun.hlc_node(ts)), "
-		"'tag', tag, 'ttlMs', ttl_ms)) FROM topgun.ormap WHERE map = $1 AND key = $2 ORDER BY tag",
+		"'tag', tag) || CASE WHEN ttl_ms IS NULL THEN '{}'::jsonb ELSE pg_catalog.jsonb_build_object('ttlMs', ttl_ms) END "
+		"FROM topgun.ormap WHERE map = $1 AND key = $2 ORDER BY tag",
 	2, {TEXTOID, TEXTOID}},
 	[PL_OR_KEY_TOMBSTONES] = {"SELECT tag FROM topgun.or_tombstones WHERE map = $1 ORDER BY tag",
 	1, {TEXTOID}},
+	[PL_LWW_BULK] = {"SELECT u.ord::int4, topgun.lww_put(u.m, u.k, u.v::jsonb, u.t::topgun.hlc, u.ttl) "
+		"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
+		"pg_catalog.unnest($4), pg_catalog.unnest($5)) WITH ORDINALITY AS u(m, k, v, t, ttl, ord)",
+	5, {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID}},
 };
 
 static SPIPlanPtr plans[PL_COUNT];
@@ -698,13 +704,90 @@ fetch_hlc_now(void)
 	return MemoryContextStrdup(proto_cxt, TextDatumGetCString(d));
 }
 
+static ArrayType *
+text_array(Datum *elems, int n)
+{
+	return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/*
+ * Apply every pending LWW op of the group with ONE statement (unnest of
+ * parameter arrays), which saves the per-statement executor overhead.  An
+ * error cannot be attributed to an op here; the caller then retries the
+ * group op by op.
+ */
+static void
+lww_bulk_exec(void)
+{
+	int			n = 0;
+	int		   *idx;
+	Datum	   *m, *k, *v, *t, *ttl;
+	bool	   *ttlnull;
+	Datum		args[5];
+	int			dims[1];
+	int			lbs[1] = {1};
+	int			rows;
+
+	for (int i = 0; i < ngops; i++)
+		if (gops[i].state == GS_PENDING && gops[i].op->op_type != TG_OP_OR_ADD &&
+			gops[i].op->op_type != TG_OP_OR_REMOVE)
+			n++;
+	if (n < 2)
+		return;					/* nothing to gain */
+	idx = palloc(sizeof(int) * n);
+	m = palloc(sizeof(Datum) * n);
+	k = palloc(sizeof(Datum) * n);
+	v = palloc(sizeof(Datum) * n);
+	t = palloc(sizeof(Datum) * n);
+	ttl = palloc(sizeof(Datum) * n);
+	ttlnull = palloc(sizeof(bool) * n);
+	n = 0;
+	for (int i = 0; i < ngops; i++)
+	{
+		GOp		   *g = &gops[i];
+
+		if (g->state != GS_PENDING || g->op->op_type == TG_OP_OR_ADD ||
+			g->op->op_type == TG_OP_OR_REMOVE)
+			continue;
+		idx[n] = i;
+		m[n] = CStringGetTextDatum(g->map);
+		k[n] = CStringGetTextDatum(g->key);
+		v[n] = CStringGetTextDatum(g->json);
+		t[n] = CStringGetTextDatum(g->ts);
+		ttl[n] = Int64GetDatum(g->ttl);
+		ttlnull[n] = !g->has_ttl;
+		n++;
+	}
+	dims[0] = n;
+	args[0] = PointerGetDatum(text_array(m, n));
+	args[1] = PointerGetDatum(text_array(k, n));
+	args[2] = PointerGetDatum(text_array(v, n));
+	args[3] = PointerGetDatum(text_array(t, n));
+	args[4] = PointerGetDatum(construct_md_array(ttl, ttlnull, 1, dims, lbs, INT8OID,
+												 sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	rows = run_plan(PL_LWW_BULK, args, NULL, false);
+	for (int r = 0; r < rows; r++)
+	{
+		bool		isnull;
+		int			ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		won = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (ord < 1 || ord > n)
+			elog(ERROR, "topgun: bulk apply returned row %d of %d", ord, n);
+		gops[idx[ord - 1]].state = (!isnull && DatumGetBool(won)) ? GS_WON : GS_LOST;
+	}
+	for (int j = 0; j < n; j++)
+		if (gops[idx[j]].state == GS_PENDING)
+			elog(ERROR, "topgun: bulk apply lost an op");
+}
+
 /*
  * One attempt at applying every non-rejected op.  Returns true on commit.
  * On failure, *bad is the index of the op that raised (or -1 if the error
  * was outside any op) and *edata the error.
  */
 static bool
-group_attempt(bool per_op_subxact, int *bad, ErrorData **edata)
+group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 {
 	volatile int cur = -1;
 	volatile bool ok = false;
@@ -716,9 +799,11 @@ group_attempt(bool per_op_subxact, int *bad, ErrorData **edata)
 	PG_TRY();
 	{
 		begin_txn();
+		if (bulk)
+			lww_bulk_exec();
 		for (volatile int i = 0; i < ngops; i++)
 		{
-			if (gops[i].state == GS_REJECTED)
+			if (gops[i].state != GS_PENDING)
 				continue;
 			cur = i;
 			if (!per_op_subxact)
@@ -1022,6 +1107,7 @@ static void
 group_flush(void)
 {
 	int			failures = 0;
+	bool		use_bulk = true;
 	bool		committed = false;
 	int			napplied = 0;
 	int			nrejected = 0;
@@ -1039,13 +1125,20 @@ group_flush(void)
 	{
 		int			bad = -1;
 		ErrorData  *edata = NULL;
+		bool		bulk = use_bulk;
 
-		if (group_attempt(failures >= MAX_FULL_RETRIES, &bad, &edata))
+		if (group_attempt(bulk, failures >= MAX_FULL_RETRIES, &bad, &edata))
 		{
 			committed = true;
 			break;
 		}
 		tg_stat_add(TG_STAT_GROUP_RETRIES, 1);
+		if (bulk && bad < 0)
+		{
+			/* the bulk statement failed: find the culprit op by op */
+			use_bulk = false;
+			continue;
+		}
 		if (bad < 0)
 		{
 			/* not attributable to one op (commit failed, plans broken ...) */

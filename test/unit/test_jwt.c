@@ -411,13 +411,15 @@ test_json(void)
 	static const char *good[] = {
 		"{}", "[]", " {\"a\" : [1, -2.5e+3, 0, 0.0, 1E2, true, false, null, \"x\"]} ",
 		"\"\\u00e9\\ud83d\\ude00\\n\\\"\\\\\\/\\b\\f\\r\\t\"", "0", "-0", "\"\xc3\xa9\xf0\x9f\x98\x80\"",
-		"[[[[[[[[]]]]]]]]", "1e400",
+		"[[[[[[[[]]]]]]]]", "1e400", "\"\xe0\xa0\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf\"", "[false,true]",
 	};
 	static const char *bad[] = {
 		"", " ", "{", "}", "[1,]", "{\"a\":1,}", "{a:1}", "{'a':1}", "01", "1.", ".5", "-", "+1",
 		"1e", "1e+", "NaN", "Infinity", "tru", "nul", "[1] x", "{} {}", "\"abc", "\"\\x\"",
 		"\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\t\"", "\"\xc0\x80\"",
 		"\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xff\"", "\"\xc3\"", "[[[[[[[[[]]]]]]]]]",
+		"\"\xe0\x9f\xbf\"", "\"\x80\"", "\"\xe2\x82", "\"\xe2\x82\"", "\"\xf5\x80\x80\x80\"",
+		"\"\\uD800\\uD800\"", "\"\\u00G0\"", "\"\\", "[1,", "{\"a\":", "[01]", "-01", "1.e5",
 		"/*c*/{}", "{\"a\" 1}", "[1 2]", "\x00",
 	};
 	TgJsonValue root,
@@ -435,6 +437,20 @@ test_json(void)
 		CHECK(!jvalid(bad[i]), "should not parse: %s", bad[i]);
 	/* an embedded NUL byte in the buffer is not whitespace */
 	CHECK(!tg_json_parse("{}\0", 3, 8, &root), "NUL after value");
+
+	/* every escape and raw UTF-8 decode to the right bytes */
+	{
+		const char *doc = "\"a\\b\\f\\n\\r\\t\\u20AC\\u00e9\\uD83D\\uDE00\xc3\xa9\xe2\x82\xac\\\"\\/\"";
+		const char *want = "a\b\f\n\r\t\xe2\x82\xac\xc3\xa9\xf0\x9f\x98\x80\xc3\xa9\xe2\x82\xac\"/";
+		long		dn;
+
+		CHECK(tg_json_parse(doc, strlen(doc), 1, &v), "escape doc");
+		dn = tg_json_string_decode(&v, buf, sizeof(buf), &has_nul);
+		CHECK(dn == (long) strlen(want) && memcmp(buf, want, dn + 1) == 0 && !has_nul,
+			  "escape decode (%ld bytes)", dn);
+		CHECK(tg_json_string_equals(&v, want), "escape equals");
+		CHECK(!tg_json_string_equals(&v, "a"), "escape prefix not equal");
+	}
 
 	/* iteration, lookup, decoding */
 	{
@@ -642,6 +658,7 @@ test_hs256(void)
 			{"{\"alg\":\"HS256\",\"typ\":\"JWT\",\"typ\":\"JWT\"}", TG_JWT_BAD_ALGORITHM, "invalid token"},
 			{"{\"\\u0061lg\":\"HS256\"}", TG_JWT_OK, ""},
 			{"{\"alg\":\"HS256\",\"typ\":\"jwt\",\"kid\":\"k1\"}", TG_JWT_OK, ""},
+			{"{\"a_rather_long_header_field_name\":{\"alg\":\"none\"},\"alg\":\"HS256\"}", TG_JWT_OK, ""},
 			{" { \"alg\" : \"HS256\" } ", TG_JWT_OK, ""},
 			{"[\"HS256\"]", TG_JWT_MALFORMED, "invalid token"},
 			{"not json", TG_JWT_MALFORMED, "invalid token"},
@@ -704,6 +721,7 @@ test_hs256(void)
 			{"{\"exp\":1736000600,\"exp\":1735000000}", 0, TG_JWT_BAD_CLAIMS, "invalid token"},
 			{"{\"exp\":1736000600,\"\\u0065xp\":1735000000}", 0, TG_JWT_BAD_CLAIMS, "invalid token"},
 			{"{\"sub\":\"a\",\"sub\":\"b\"}", 0, TG_JWT_BAD_CLAIMS, "invalid token"},
+			{"{\"a_long_unrelated_claim\":[1,{\"exp\":1}],\"exp\":1736000600}", 0, TG_JWT_OK, ""},
 			{"{\"roles\":[\"USER\"],\"roles\":[\"ADMIN\"]}", 0, TG_JWT_BAD_CLAIMS, "invalid token"},
 		};
 
@@ -1135,6 +1153,8 @@ test_asymmetric(void)
 		pem = pubkey_pem(rsa1024);
 		CHECK(!tg_jwt_key_load_pem(&k, TG_JWT_RS256, pem, err, sizeof(err)) && k.pkey == NULL,
 			  "1024-bit RSA accepted");
+		CHECK(!tg_jwt_key_init_from_config(&k, pem, err, sizeof(err)) && k.pkey == NULL,
+			  "1024-bit RSA accepted from config");
 		free(pem);
 		CHECK(!tg_jwt_key_load_pem(&k, TG_JWT_RS256, ec_pem, err, sizeof(err)), "EC key as RS256");
 		CHECK(!tg_jwt_key_load_pem(&k, TG_JWT_ES256, rsa_pem, err, sizeof(err)), "RSA key as ES256");

@@ -2085,7 +2085,7 @@ test_json(void)
 	expect_json_hex("80", "{}", NULL);
 	expect_json_hex("c0", "null", NULL);
 	expect_json_hex("a0", "\"\"", NULL);
-	expect_json_hex("a5c3a9f09f9880", "\"\xc3\xa9\xf0\x9f\x98\x80\"", NULL);
+	expect_json_hex("a6c3a9f09f9880", "\"\xc3\xa9\xf0\x9f\x98\x80\"", NULL);
 	expect_json_hex("a3e280a8", "\"\xe2\x80\xa8\"", NULL);
 	expect_json_hex("a4080c0d09", "\"\\b\\f\\r\\t\"", NULL);
 	expect_json_hex("a11f", "\"\\u001f\"", NULL);
@@ -2107,7 +2107,9 @@ test_json(void)
 	expect_json_double(1736000000000.0, "1736000000000");
 	expect_json_double(1e21, "1e+21");
 	expect_json_double(1.7976931348623157e308, "1.7976931348623157e+308");
-	expect_json_double(5e-324, "4.9406564584124654e-324");
+	expect_json_double(5e-324, "4.94065645841247e-324");
+	expect_json_double(2.2250738585072014e-308, "2.2250738585072014e-308");
+	expect_json_double(123456789012345680.0, "1.2345678901234568e+17");
 	expect_json_double(-0.0, "0");
 	expect_json_double(9007199254740993.0, "9007199254740992");
 	expect_json_hex("ca3fc00000", "1.5", NULL);

@@ -42,16 +42,16 @@ typedef struct JParser
 	int			depth;
 } JParser;
 
-static JNode *jparse_value(JParser *jp);
+static inline JNode *jparse_value(JParser *jp);
 
-static void
+static inline void
 jskip(JParser *jp)
 {
 	while (jp->p < jp->end && (*jp->p == ' ' || *jp->p == '\n' || *jp->p == '\r' || *jp->p == '\t'))
 		jp->p++;
 }
 
-static JNode *
+static inline JNode *
 jnew(JType t)
 {
 	JNode	   *n = calloc(1, sizeof(JNode));
@@ -65,7 +65,7 @@ jnew(JType t)
 	return n;
 }
 
-static void
+static inline void
 jput_utf8(char **buf, size_t *len, size_t *cap, uint32_t cp)
 {
 	unsigned char tmp[4];
@@ -108,7 +108,7 @@ jput_utf8(char **buf, size_t *len, size_t *cap, uint32_t cp)
 	*len += n;
 }
 
-static int
+static inline int
 jhex4(const char *p, uint32_t *out)
 {
 	uint32_t	v = 0;
@@ -131,7 +131,7 @@ jhex4(const char *p, uint32_t *out)
 	return 1;
 }
 
-static char *
+static inline char *
 jparse_string(JParser *jp, size_t *outlen)
 {
 	char	   *buf = NULL;
@@ -219,7 +219,7 @@ bad:
 	return NULL;
 }
 
-static JNode *
+static inline JNode *
 jparse_value(JParser *jp)
 {
 	JNode	   *n;
@@ -349,7 +349,7 @@ jparse_value(JParser *jp)
 }
 
 /* Parse a whole document; NULL on a syntax error. */
-static JNode *
+static inline JNode *
 json_parse(const char *text, size_t len)
 {
 	JParser		jp;
@@ -367,7 +367,7 @@ json_parse(const char *text, size_t len)
 	return n;
 }
 
-static void
+static inline void
 json_free(JNode *n)
 {
 	if (n == NULL)
@@ -389,7 +389,7 @@ json_free(JNode *n)
 }
 
 /* Object member by key (first match), or NULL. */
-static JNode *
+static inline JNode *
 json_get(const JNode *obj, const char *key)
 {
 	if (obj == NULL || obj->type != J_OBJ)
@@ -401,7 +401,7 @@ json_get(const JNode *obj, const char *key)
 }
 
 /* The vectors' tagged {"$undefined":true} */
-static bool
+static inline bool
 json_is_undefined(const JNode *n)
 {
 	return n != NULL && n->type == J_OBJ && n->len == 1 &&
@@ -409,7 +409,7 @@ json_is_undefined(const JNode *n)
 }
 
 /* Present, not null and not $undefined. */
-static bool
+static inline bool
 json_has(const JNode *obj, const char *key)
 {
 	JNode	   *n = json_get(obj, key);
