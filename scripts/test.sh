@@ -26,7 +26,7 @@ cd "$TG_REPO" || exit 1
 export TOPGUN_VECTORS="${TOPGUN_VECTORS:-$(cd "$TG_REPO/.." && pwd)/shared/vectors}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 SUITES="${TOPGUN_SUITES:-unit regress e2e tap fuzz}"
-PGXS_DIR="$(dirname "$(pg_config --pgxs 2>/dev/null || echo /usr/lib/postgresql/15/lib/pgxs/src/makefiles/pgxs.mk)")/.."
+PGXS_DIR="$(cd "$(dirname "$(pg_config --pgxs 2>/dev/null || echo /usr/lib/postgresql/15/lib/pgxs/src/makefiles/pgxs.mk)")/../.." && pwd)"
 PG_REGRESS_BIN="$PGXS_DIR/src/test/regress/pg_regress"
 PG_PERL_LIB="$PGXS_DIR/src/test/perl"
 OSUSER="$(tg_os_user)"

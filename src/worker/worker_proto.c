@@ -716,8 +716,16 @@ text_array(Datum *elems, int n)
  * error cannot be attributed to an op here; the caller then retries the
  * group op by op.
  */
+static bool
+is_lww_op(const GOp *g)
+{
+	return g->op->op_type != TG_OP_OR_ADD && g->op->op_type != TG_OP_OR_REMOVE;
+}
+
+static void gop_exec(GOp *g);
+
 static void
-lww_bulk_exec(void)
+lww_bulk_exec(int from, int to)
 {
 	int			n = 0;
 	int		   *idx;
@@ -728,12 +736,18 @@ lww_bulk_exec(void)
 	int			lbs[1] = {1};
 	int			rows;
 
-	for (int i = 0; i < ngops; i++)
-		if (gops[i].state == GS_PENDING && gops[i].op->op_type != TG_OP_OR_ADD &&
-			gops[i].op->op_type != TG_OP_OR_REMOVE)
+	for (int i = from; i < to; i++)
+		if (gops[i].state == GS_PENDING && is_lww_op(&gops[i]))
 			n++;
-	if (n < 2)
-		return;					/* nothing to gain */
+	if (n == 0)
+		return;
+	if (n == 1)
+	{
+		for (int i = from; i < to; i++)
+			if (gops[i].state == GS_PENDING && is_lww_op(&gops[i]))
+				gop_exec(&gops[i]);
+		return;
+	}
 	idx = palloc(sizeof(int) * n);
 	m = palloc(sizeof(Datum) * n);
 	k = palloc(sizeof(Datum) * n);
@@ -742,12 +756,11 @@ lww_bulk_exec(void)
 	ttl = palloc(sizeof(Datum) * n);
 	ttlnull = palloc(sizeof(bool) * n);
 	n = 0;
-	for (int i = 0; i < ngops; i++)
+	for (int i = from; i < to; i++)
 	{
 		GOp		   *g = &gops[i];
 
-		if (g->state != GS_PENDING || g->op->op_type == TG_OP_OR_ADD ||
-			g->op->op_type == TG_OP_OR_REMOVE)
+		if (g->state != GS_PENDING || !is_lww_op(g))
 			continue;
 		idx[n] = i;
 		m[n] = CStringGetTextDatum(g->map);
@@ -791,6 +804,7 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 {
 	volatile int cur = -1;
 	volatile bool ok = false;
+	volatile int run_start = -1;
 
 	for (int i = 0; i < ngops; i++)
 		if (gops[i].state != GS_REJECTED)
@@ -799,12 +813,31 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 	PG_TRY();
 	{
 		begin_txn();
-		if (bulk)
-			lww_bulk_exec();
+		run_start = -1;
 		for (volatile int i = 0; i < ngops; i++)
 		{
 			if (gops[i].state != GS_PENDING)
 				continue;
+			if (bulk)
+			{
+				/*
+				 * Runs of consecutive LWW ops go in one statement; order
+				 * with OR ops is kept (a map's kind is fixed by its first
+				 * write).
+				 */
+				if (is_lww_op(&gops[i]))
+				{
+					if (run_start < 0)
+						run_start = i;
+					continue;
+				}
+				if (run_start >= 0)
+				{
+					cur = -1;
+					lww_bulk_exec(run_start, i);
+					run_start = -1;
+				}
+			}
 			cur = i;
 			if (!per_op_subxact)
 				gop_exec(&gops[i]);
@@ -837,6 +870,11 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 				}
 				PG_END_TRY();
 			}
+		}
+		if (run_start >= 0)
+		{
+			cur = -1;
+			lww_bulk_exec(run_start, ngops);
 		}
 		cur = -1;
 		group_hlc = fetch_hlc_now();

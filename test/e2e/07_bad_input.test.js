@@ -13,9 +13,14 @@ const hlc = require('./lib/hlc');
 const { psql, rows, lit } = require('./lib/psql');
 const server = require('./lib/server');
 
+// A numeric GUC in base units (bytes for memory units), or dflt if undefined.
 function setting(name, dflt) {
-  const v = psql(`SELECT current_setting(${lit(name)}, true)`);
-  return v === '' ? dflt : Number(v);
+  const r = rows(`SELECT setting, unit FROM pg_settings WHERE name = ${lit(name)}`);
+  if (!r.length) return dflt;
+  const m = /^(\d*)\s*(B|kB|MB|GB)?$/.exec(r[0].unit || '');
+  const mult = { B: 1, kB: 1024, MB: 1048576, GB: 1073741824 };
+  const factor = m && m[2] ? (Number(m[1] || 1) * mult[m[2]]) : 1;
+  return Number(r[0].setting) * factor;
 }
 
 const cat = (...parts) => Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p))));
