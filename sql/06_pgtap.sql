@@ -52,29 +52,29 @@ DO $$
 DECLARE r record;
 BEGIN
   FOR r IN SELECT * FROM part LOOP
-    IF r.v IS NULL THEN PERFORM topgun.lww_remove('peer' || r.p, r.k, r.ts);
-    ELSE PERFORM topgun.lww_put('peer' || r.p, r.k, r.v, r.ts, r.ttl); END IF;
+    IF r.v IS NULL THEN PERFORM topgun.lww_remove('tap_peer' || r.p, r.k, r.ts);
+    ELSE PERFORM topgun.lww_put('tap_peer' || r.p, r.k, r.v, r.ts, r.ttl); END IF;
   END LOOP;
   -- left: (1 merged into 2) then into 3;  right: 1 into (2 merged into 3)
-  PERFORM topgun.lww_put('left', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map IN ('peer1', 'peer2');
-  PERFORM topgun.lww_put('left', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map = 'peer3';
-  PERFORM topgun.lww_put('right', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map IN ('peer2', 'peer3');
-  PERFORM topgun.lww_put('right', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map = 'peer1';
+  PERFORM topgun.lww_put('tap_left', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map IN ('tap_peer1', 'tap_peer2');
+  PERFORM topgun.lww_put('tap_left', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map = 'tap_peer3';
+  PERFORM topgun.lww_put('tap_right', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map IN ('tap_peer2', 'tap_peer3');
+  PERFORM topgun.lww_put('tap_right', key, coalesce(value, 'null'), ts, ttl_ms) FROM topgun.lww WHERE map = 'tap_peer1';
 END $$;
-SELECT is(pg_temp.lww_state('left'), pg_temp.lww_state('right'), 'LWW merge is associative');
-SELECT is(pg_temp.lww_state('left'), pg_temp.lww_state('alg_a'), 'merging the peers gives the same state as one replica');
+SELECT is(pg_temp.lww_state('tap_left'), pg_temp.lww_state('tap_right'), 'LWW merge is associative');
+SELECT is(pg_temp.lww_state('tap_left'), pg_temp.lww_state('alg_a'), 'merging the peers gives the same state as one replica');
 
 -- tombstones win only when newer
-SELECT ok(lww_put('tomb', 'k', '1', '10:0:a'), 'initial put');
-SELECT ok(NOT lww_remove('tomb', 'k', '9:0:a'), 'older tombstone loses');
-SELECT ok(lww_remove('tomb', 'k', '11:0:a'), 'newer tombstone wins');
-SELECT ok(NOT lww_put('tomb', 'k', '2', '10:5:z'), 'an older put cannot resurrect');
-SELECT is(lww_get('tomb', 'k'), NULL, 'tombstoned key reads as absent');
+SELECT ok(lww_put('tap_tomb', 'k', '1', '10:0:a'), 'initial put');
+SELECT ok(NOT lww_remove('tap_tomb', 'k', '9:0:a'), 'older tombstone loses');
+SELECT ok(lww_remove('tap_tomb', 'k', '11:0:a'), 'newer tombstone wins');
+SELECT ok(NOT lww_put('tap_tomb', 'k', '2', '10:5:z'), 'an older put cannot resurrect');
+SELECT is(lww_get('tap_tomb', 'k'), NULL, 'tombstoned key reads as absent');
 
 -- TTL
-SELECT ok(lww_put('ttlp', 'k', '1', hlc(topgun.now_ms() - 1000, 0, 'a'), 500), 'expired record stored');
-SELECT is(lww_get('ttlp', 'k'), NULL, 'expired record reads as absent');
-SELECT is((SELECT count(*) FROM lww_entries WHERE map = 'ttlp'), 0::bigint, 'expired record hidden from the view');
+SELECT ok(lww_put('tap_ttlp', 'k', '1', hlc(topgun.now_ms() - 1000, 0, 'a'), 500), 'expired record stored');
+SELECT is(lww_get('tap_ttlp', 'k'), NULL, 'expired record reads as absent');
+SELECT is((SELECT count(*) FROM lww_entries WHERE map = 'tap_ttlp'), 0::bigint, 'expired record hidden from the view');
 
 -- OR map: add-wins for unseen tags, remove of observed tags, any delivery order
 CREATE TEMP TABLE oops (i int, op text, k text, v jsonb, tag text);
@@ -105,23 +105,23 @@ SELECT is(merkle_root('or_b'), merkle_root('or_a'), 'OR roots equal');
 SELECT ok(merkle_verify('or_a') AND merkle_verify('or_b') AND merkle_verify('or_c'), 'OR trees equal rebuilds');
 
 -- counters: merge is per-node max, commutative, idempotent
-SELECT is(counter_merge('c1', '{"p":{"a":5,"b":2},"n":{"a":1}}'), 6::bigint, 'counter merge');
-SELECT is(counter_merge('c1', '{"positive":{"a":3,"b":7},"negative":{"b":4}}'), 7::bigint, 'per-node max, both shapes');
-SELECT is(counter_merge('c1', '{"positive":{"a":3,"b":7},"negative":{"b":4}}'), 7::bigint, 'idempotent');
-SELECT is(counter_merge('c2', '{"positive":{"a":3,"b":7},"negative":{"b":4}}') * 0 + counter_merge('c2', '{"p":{"a":5,"b":2},"n":{"a":1}}'),
-          counter_value('c1'), 'commutative');
+SELECT is(counter_merge('tap_c1', '{"p":{"a":5,"b":2},"n":{"a":1}}'), 6::bigint, 'counter merge');
+SELECT is(counter_merge('tap_c1', '{"positive":{"a":3,"b":7},"negative":{"b":4}}'), 7::bigint, 'per-node max, both shapes');
+SELECT is(counter_merge('tap_c1', '{"positive":{"a":3,"b":7},"negative":{"b":4}}'), 7::bigint, 'idempotent');
+SELECT is(counter_merge('tap_c2', '{"positive":{"a":3,"b":7},"negative":{"b":4}}') * 0 + counter_merge('tap_c2', '{"p":{"a":5,"b":2},"n":{"a":1}}'),
+          counter_value('tap_c1'), 'commutative');
 
 -- error contract (SQLSTATEs)
 SELECT throws_ok($$SELECT topgun.or_add('alg_a', 'k', '1')$$, '42809', NULL, 'kind mismatch raises wrong_object_type');
 SELECT throws_ok($$SELECT topgun.lww_put('or_a', 'k', '1')$$, '42809', NULL, 'kind mismatch the other way');
 SELECT throws_ok($$SELECT 'x:y:z'::topgun.hlc$$, '22P02', NULL, 'bad hlc text raises invalid_text_representation');
-SELECT throws_ok($$SELECT topgun.lww_put('m', repeat('k', 2000), '1')$$, '54000', NULL, 'oversized key raises program_limit_exceeded');
-SELECT throws_ok($$SELECT topgun.lww_put('m', 'k', NULL)$$, '22004', NULL, 'NULL value raises null_value_not_allowed');
-SELECT throws_ok($$SELECT topgun.counter_merge('c1', '{"p":{"a":-1}}')$$, '22023', NULL, 'bad counter state raises invalid_parameter_value');
+SELECT throws_ok($$SELECT topgun.lww_put('tap_m', repeat('k', 2000), '1')$$, '54000', NULL, 'oversized key raises program_limit_exceeded');
+SELECT throws_ok($$SELECT topgun.lww_put('tap_m', 'k', NULL)$$, '22004', NULL, 'NULL value raises null_value_not_allowed');
+SELECT throws_ok($$SELECT topgun.counter_merge('tap_c1', '{"p":{"a":-1}}')$$, '22023', NULL, 'bad counter state raises invalid_parameter_value');
 SET topgun.strict_clock = on;
-SELECT throws_ok($$SELECT topgun.lww_put('m', 'k', '1', topgun.hlc(topgun.now_ms() + 3600000, 0, 'x'))$$, '22008', NULL,
+SELECT throws_ok($$SELECT topgun.lww_put('tap_m', 'k', '1', topgun.hlc(topgun.now_ms() + 3600000, 0, 'x'))$$, '22008', NULL,
                  'strict clock rejects a far-future timestamp');
 RESET topgun.strict_clock;
-SELECT is((SELECT count(*) FROM lww WHERE map = 'm'), 0::bigint, 'rejected writes stored nothing');
+SELECT is((SELECT count(*) FROM lww WHERE map = 'tap_m'), 0::bigint, 'rejected writes stored nothing');
 
 SELECT * FROM finish();
