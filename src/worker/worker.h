@@ -88,6 +88,7 @@ typedef struct TgWorkerShared
 	pg_atomic_uint64 wake_last_ns;	/* signal -> loop latency of the last one */
 	pg_atomic_uint64 wake_max_ns;
 	pg_atomic_uint64 wake_count;
+	pg_atomic_uint64 wake_total_ns;
 	pg_atomic_uint32 listening; /* 1 while the listener is up */
 	pg_atomic_uint32 ready;		/* 1 while serving (extension present) */
 	pg_atomic_uint64 stats[TG_STAT_COUNT];
@@ -200,6 +201,7 @@ extern bool tg_conn_send(TgConn *c, const unsigned char *data, size_t len);
 extern void tg_conn_close(TgConn *c, int code, const char *reason);
 extern void tg_conn_kill(TgConn *c, int code, const char *reason);
 extern void tg_conn_update_slot(TgConn *c);
+extern void tg_request_ready_check(void);
 
 /* worker_proto.c: message handling (runs in the main loop, may use SPI) */
 extern void tg_proto_process(TgInMsg *list);

@@ -109,6 +109,7 @@ tg_worker_shmem_startup(void)
 		pg_atomic_init_u64(&tg_worker_shared->wake_last_ns, 0);
 		pg_atomic_init_u64(&tg_worker_shared->wake_max_ns, 0);
 		pg_atomic_init_u64(&tg_worker_shared->wake_count, 0);
+		pg_atomic_init_u64(&tg_worker_shared->wake_total_ns, 0);
 		for (int i = 0; i < TG_STAT_COUNT; i++)
 			pg_atomic_init_u64(&tg_worker_shared->stats[i], 0);
 		tg_worker_shared->nslots = tg_max_connections;
@@ -341,6 +342,13 @@ tg_worker_stats(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		values[0] = CStringGetTextDatum("wake_last_us");
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&tg_worker_shared->wake_last_ns) / 1000);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		values[0] = CStringGetTextDatum("wake_avg_us");
+		{
+			uint64		cnt = pg_atomic_read_u64(&tg_worker_shared->wake_count);
+
+			values[1] = Int64GetDatum(cnt ? (int64) (pg_atomic_read_u64(&tg_worker_shared->wake_total_ns) / cnt / 1000) : 0);
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 		values[0] = CStringGetTextDatum("wake_max_us");
 		values[1] = Int64GetDatum((int64) pg_atomic_read_u64(&tg_worker_shared->wake_max_ns) / 1000);

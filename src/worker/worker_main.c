@@ -582,21 +582,8 @@ tg_wake_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	if (reason == LWS_CALLBACK_RAW_RX_FILE)
 	{
 		char		buf[64];
-		uint64		sent;
-
 		while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
 			;
-		/* measure signal -> loop latency for test wakes (topgun.worker_wake) */
-		if (got_wakeup && tg_worker_shared &&
-			(sent = pg_atomic_exchange_u64(&tg_worker_shared->wake_sent_ns, 0)) != 0)
-		{
-			uint64		lat = mono_ns() - sent;
-
-			pg_atomic_write_u64(&tg_worker_shared->wake_last_ns, lat);
-			if (lat > pg_atomic_read_u64(&tg_worker_shared->wake_max_ns))
-				pg_atomic_write_u64(&tg_worker_shared->wake_max_ns, lat);
-			pg_atomic_fetch_add_u64(&tg_worker_shared->wake_count, 1);
-		}
 	}
 	return 0;
 }
@@ -772,11 +759,23 @@ set_ready(bool ready)
 	tg_ready = ready;
 	pg_atomic_write_u32(&tg_worker_shared->ready, ready ? 1 : 0);
 	if (!ready)
+	{
 		tg_proto_reset_plans();
+		/* nothing can be served any more: let the clients retry later */
+		for (TgConn *c = tg_conns; c; c = c->next)
+			tg_conn_close(c, 1013, "Server not ready");
+	}
 	ereport(LOG,
 			(errmsg(ready ? "topgun sync server ready: extension found in database \"%s\""
 					: "topgun sync server not ready: extension missing in database \"%s\"",
 					tg_database)));
+}
+
+/* Force a readiness check at the next tick (after "function does not exist" ...). */
+void
+tg_request_ready_check(void)
+{
+	last_ready_check_ms = 0;
 }
 
 static void
@@ -787,8 +786,8 @@ housekeeping(void)
 	if (!PostmasterIsAlive())
 		proc_exit(1);
 
-	/* readiness: poll every second until ready, then every 10 s */
-	if (now - last_ready_check_ms >= (tg_ready ? 10000 : 1000))
+	/* readiness (extension present): a short transaction every second */
+	if (now - last_ready_check_ms >= 1000)
 	{
 		last_ready_check_ms = now;
 		set_ready(check_extension_ready());
@@ -951,7 +950,23 @@ tg_worker_main(Datum arg)
 		if (got_sighup)
 			reload_config();
 		if (got_wakeup)
+		{
+			uint64		sent;
+
 			got_wakeup = false;
+			/* measure signal -> main loop latency of test wakes (topgun.worker_wake) */
+			sent = pg_atomic_exchange_u64(&tg_worker_shared->wake_sent_ns, 0);
+			if (sent != 0)
+			{
+				uint64		lat = mono_ns() - sent;
+
+				pg_atomic_write_u64(&tg_worker_shared->wake_last_ns, lat);
+				if (lat > pg_atomic_read_u64(&tg_worker_shared->wake_max_ns))
+					pg_atomic_write_u64(&tg_worker_shared->wake_max_ns, lat);
+				pg_atomic_fetch_add_u64(&tg_worker_shared->wake_count, 1);
+				pg_atomic_fetch_add_u64(&tg_worker_shared->wake_total_ns, lat);
+			}
+		}
 		if (tick_due)
 		{
 			tick_due = false;

@@ -1189,7 +1189,10 @@ group_flush(void)
 				edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 				edata->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME ||
 				edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
+			{
 				tg_proto_reset_plans();
+				tg_request_ready_check();
+			}
 			break;
 		}
 		gop_reject(&gops[bad], edata->message);
@@ -1761,7 +1764,10 @@ run_db_message(TgConn *c, TgMessage *m)
 		if (edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
 			edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 			edata->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME)
+		{
 			tg_proto_reset_plans();
+			tg_request_ready_check();
+		}
 		changed = false;
 	}
 	PG_END_TRY();
