@@ -40,7 +40,7 @@ ms() { # run SQL, print elapsed milliseconds
 echo "== write path: $N records, one statement each side (fresh keys, then overwrite with newer timestamps)"
 VALUE="jsonb_build_object('title', 'item ' || g, 'done', g % 2 = 0, 'n', g)"
 for pass in insert update; do
-  base=$([ $pass = insert ] && echo 1000000000000 || echo 2000000000000)
+  base=$([ $pass = insert ] && echo 1600000000000 || echo 1700000000000)
   t_plain=$(ms "INSERT INTO plain AS t (map, key, value, ts)
                 SELECT 'bench', 'key-' || g, $VALUE, topgun.hlc($base + g, 0, 'node-a')
                   FROM generate_series(1, $N) g
@@ -55,13 +55,24 @@ print(f"  {p:6s} plain upsert: {n/a*1000:10.0f} rows/s ({a} ms)   lww_put+tree: 
 PY
 done
 
+echo "== $N calls each side from a PL/pgSQL loop (one upsert execution per call, 10000 per transaction)"
+t_plain_loop=$(ms "DO \$\$ BEGIN FOR g IN 1..$N LOOP
+    INSERT INTO plain AS t (map, key, value, ts) VALUES ('loop', 'key-' || g, $VALUE, topgun.hlc(1600000000000 + g, 0, 'node-a'))
+    ON CONFLICT (map, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms
+     WHERE t.ts OPERATOR(topgun.<) excluded.ts;
+    IF g % 10000 = 0 THEN COMMIT; END IF; END LOOP; END \$\$")
+t_lww_loop=$(ms "DO \$\$ BEGIN FOR g IN 1..$N LOOP
+    PERFORM topgun.lww_put('loop', 'key-' || g, $VALUE, topgun.hlc(1600000000000 + g, 0, 'node-a'));
+    IF g % 10000 = 0 THEN COMMIT; END IF; END LOOP; END \$\$")
+python3 -c "n,a,b=$N,$t_plain_loop,$t_lww_loop; print(f'  plain upsert: {n/a*1000:.0f} calls/s   lww_put+tree: {n/b*1000:.0f} calls/s   ratio lww_put/plain: {b/a:.2f}x')"
+
 echo "== cost of tree maintenance alone (Merkle trigger disabled, on a separate map)"
 $PSQL -c "ALTER TABLE topgun.lww DISABLE TRIGGER lww_merkle"
-t_notree=$(ms "SELECT count(*) FROM (SELECT topgun.lww_put('bench-notree', 'key-' || g, $VALUE, topgun.hlc(1000000000000 + g, 0, 'node-a'))
+t_notree=$(ms "SELECT count(*) FROM (SELECT topgun.lww_put('bench-notree', 'key-' || g, $VALUE, topgun.hlc(1600000000000 + g, 0, 'node-a'))
                                        FROM generate_series(1, $N) g) s")
 $PSQL -c "ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_merkle"
 $PSQL -c "DELETE FROM topgun.lww WHERE map = 'bench-notree'" 
-t_tree=$(ms "SELECT count(*) FROM (SELECT topgun.lww_put('bench-tree', 'key-' || g, $VALUE, topgun.hlc(1000000000000 + g, 0, 'node-a'))
+t_tree=$(ms "SELECT count(*) FROM (SELECT topgun.lww_put('bench-tree', 'key-' || g, $VALUE, topgun.hlc(1600000000000 + g, 0, 'node-a'))
                                      FROM generate_series(1, $N) g) s")
 python3 -c "import sys; n,a,b=$N,$t_notree,$t_tree; print(f'  lww_put without tree: {n/a*1000:.0f} rows/s   with tree: {n/b*1000:.0f} rows/s   tree overhead: {(b-a)/a*100:.0f}%')"
 

@@ -28,6 +28,7 @@ extern int	tg_invalid_message_budget;
 extern int	tg_jwt_algorithm;
 extern char *tg_jwt_secret;
 extern char *tg_jwt_public_key_file;
+extern char *tg_jwt_secret_file;
 extern int	tg_jwt_leeway_s;
 extern bool tg_production;
 extern char *tg_ssl_cert_file;

@@ -6,6 +6,9 @@
  */
 #include "postgres.h"
 
+#include <errno.h>
+#include <stdio.h>
+
 #include "auth/jwt.h"
 #include "worker/worker.h"
 #include "worker/worker_int.h"
@@ -14,6 +17,50 @@ TgJwtKey	tg_jwt_key;
 bool		tg_jwt_key_ok = false;
 
 static char last_problem[512] = "";
+
+/*
+ * Read the HS256 secret from topgun.jwt_secret_file (trailing newlines
+ * stripped).  Returns a malloc'd string or NULL with the reason in err.
+ */
+static char *
+read_secret_file(const char *path, char *err, size_t errlen)
+{
+	FILE	   *f = fopen(path, "r");
+	char	   *buf;
+	size_t		n;
+
+	if (f == NULL)
+	{
+		snprintf(err, errlen, "could not open \"%s\": %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(4097);
+	if (buf == NULL)
+	{
+		fclose(f);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	n = fread(buf, 1, 4096, f);
+	if (!feof(f))
+	{
+		fclose(f);
+		free(buf);
+		snprintf(err, errlen, "\"%s\" is larger than 4096 bytes", path);
+		return NULL;
+	}
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	if (strlen(buf) != n)
+	{
+		free(buf);
+		snprintf(err, errlen, "\"%s\" contains a NUL byte", path);
+		return NULL;
+	}
+	return buf;
+}
 
 /* Log a configuration problem once (until it changes), not every reload. */
 static void
@@ -30,8 +77,24 @@ report_problem(int elevel, const char *msg)
  * when the worker must not serve (production policy refused the
  * configuration); the reason has been logged.
  */
+static bool configure(bool first, char **file_secret_out);
+
 bool
 tg_auth_configure(bool first)
+{
+	char	   *file_secret = NULL;
+	bool		ok = configure(first, &file_secret);
+
+	if (file_secret)
+	{
+		explicit_bzero(file_secret, strlen(file_secret));
+		free(file_secret);
+	}
+	return ok;
+}
+
+static bool
+configure(bool first, char **file_secret_out)
 {
 	TgJwtAlg	alg = (TgJwtAlg) tg_jwt_algorithm;
 	const char *src;
@@ -41,10 +104,25 @@ tg_auth_configure(bool first)
 	TgJwtSecretCheck verdict;
 	TgJwtKey	nkey;
 	bool		ok;
+	char	   *file_secret = NULL;
 
 	src = (alg == TG_JWT_HS256) ? tg_jwt_secret : tg_jwt_public_key_file;
 	if (src == NULL)
 		src = "";
+	if (alg == TG_JWT_HS256 && tg_jwt_secret_file && tg_jwt_secret_file[0])
+	{
+		file_secret = read_secret_file(tg_jwt_secret_file, err, sizeof(err));
+		if (file_secret == NULL)
+		{
+			snprintf(msg, sizeof(msg), "topgun: topgun.jwt_secret_file: %s", err);
+			report_problem(WARNING, msg);
+			tg_auth_release();
+			/* a configured but unreadable secret never falls back to the dev secret */
+			return !tg_production;
+		}
+		*file_secret_out = file_secret;
+		src = file_secret;
+	}
 	why[0] = '\0';
 	verdict = tg_jwt_check_secret(alg, src, tg_production, why, sizeof(why));
 

@@ -36,6 +36,7 @@ int			tg_invalid_message_budget = 100;
 int			tg_jwt_algorithm = 0;
 char	   *tg_jwt_secret = NULL;
 char	   *tg_jwt_public_key_file = NULL;
+char	   *tg_jwt_secret_file = NULL;
 int			tg_jwt_leeway_s = 30;
 bool		tg_production = false;
 char	   *tg_ssl_cert_file = NULL;
@@ -174,6 +175,11 @@ tg_worker_init(void)
 							   NULL, &tg_jwt_secret, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
+	DefineCustomStringVariable("topgun.jwt_secret_file",
+							   "File holding the HS256 secret (overrides topgun.jwt_secret).",
+							   "Keeps the secret out of postgresql.conf and out of the reload log line.",
+							   &tg_jwt_secret_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomStringVariable("topgun.jwt_public_key_file",
 							   "PEM public key file for RS256/ES256 client JWTs.",
 							   NULL, &tg_jwt_public_key_file, "",

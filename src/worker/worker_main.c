@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -655,6 +656,26 @@ resolve_listen(char *out, size_t outlen, bool *ipv4)
 	return true;
 }
 
+/*
+ * Every WebSocket is a file descriptor: raise the soft RLIMIT_NOFILE so that
+ * topgun.max_connections sockets fit next to PostgreSQL's own files.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t		want = (rlim_t) tg_max_connections + 256;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want) ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+		ereport(WARNING,
+				(errmsg("topgun: open-file limit %lu is too low for topgun.max_connections = %d",
+						(unsigned long) rl.rlim_cur, tg_max_connections),
+				 errhint("Raise the hard limit (ulimit -Hn / LimitNOFILE) of the PostgreSQL service.")));
+}
+
 static bool
 start_listener(void)
 {
@@ -666,6 +687,7 @@ start_listener(void)
 
 	if (!resolve_listen(iface, sizeof(iface), &ipv4))
 		return false;
+	raise_fd_limit();
 
 	memset(&info, 0, sizeof(info));
 	info.port = tg_port;
