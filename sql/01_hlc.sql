@@ -1,5 +1,6 @@
 -- The hlc type: text and binary round trips, ordering, accessors, bad input.
 CREATE EXTENSION topgun;
+\set SHOW_CONTEXT never
 SET search_path = topgun, public;
 
 SELECT '1736000000000:0:client-A'::hlc;

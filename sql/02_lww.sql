@@ -1,4 +1,5 @@
 -- LWW maps: merge rule, tombstones, TTL, views, kind checks, bad input.
+\set SHOW_CONTEXT never
 SET search_path = topgun, public;
 
 SELECT lww_put('todos', 't1', '{"title":"a"}', '100:0:n1');

@@ -1,4 +1,5 @@
 -- OR maps: add/remove semantics, tags, tombstones, concurrent add+remove, mergeKey.
+\set SHOW_CONTEXT never
 SET search_path = topgun, public;
 
 SELECT or_add('tags', 'post1', '"red"', '100:0:c1') AS tag1, or_add('tags', 'post1', '"blue"', '101:0:c1') AS tag2,

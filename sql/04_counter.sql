@@ -1,4 +1,5 @@
 -- PN counters: add, merge (per-node max; both state shapes), idempotence, bad input.
+\set SHOW_CONTEXT never
 SET search_path = topgun, public;
 
 SELECT counter_add('likes', 5), counter_add('likes', -2), counter_value('likes');

@@ -1,4 +1,5 @@
 -- Merkle trees: TopGun hash vectors, worked examples, buckets/leaf/diff, incremental = rebuild.
+\set SHOW_CONTEXT never
 SET search_path = topgun, public;
 
 -- FNV-1a over UTF-16 code units (PROTOCOL.md 6.1)

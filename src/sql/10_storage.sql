@@ -103,6 +103,27 @@ COMMENT ON VIEW topgun.lww_entries IS 'Live LWW entries (no tombstones, no expir
 CREATE FUNCTION topgun._tag_lock(map text, tag text) RETURNS void LANGUAGE sql VOLATILE
   AS $$ SELECT pg_catalog.pg_advisory_xact_lock(1953853294, pg_catalog.hashtext($1 || ':' || $2)) $$;
 
+CREATE FUNCTION topgun._check_tag(tag text) RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF tag IS NULL OR tag = '' THEN
+    RAISE EXCEPTION 'tag must not be NULL or empty' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF octet_length(tag) > 256 THEN
+    RAISE EXCEPTION 'tag is too long (% bytes)', octet_length(tag)
+      USING ERRCODE = 'program_limit_exceeded', DETAIL = 'The maximum is 256 bytes.';
+  END IF;
+END $$;
+
+CREATE FUNCTION topgun._check_counter_name(name text) RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF name IS NULL THEN
+    RAISE EXCEPTION 'counter name must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF octet_length(name) = 0 OR octet_length(name) > 256 THEN
+    RAISE EXCEPTION 'counter name must be 1..256 bytes' USING ERRCODE = 'program_limit_exceeded';
+  END IF;
+END $$;
+
 CREATE FUNCTION topgun.or_apply(map text, key text, value jsonb, tag text, ts topgun.hlc,
                                 ttl_ms bigint DEFAULT NULL)
   RETURNS boolean LANGUAGE plpgsql VOLATILE
@@ -111,13 +132,7 @@ DECLARE
   n integer;
 BEGIN
   PERFORM topgun._check_write('or', map, key, value, ts, ttl_ms);
-  IF tag IS NULL OR tag = '' THEN
-    RAISE EXCEPTION 'tag must not be NULL or empty' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
-  IF octet_length(tag) > 256 THEN
-    RAISE EXCEPTION 'tag is too long (% bytes)', octet_length(tag)
-      USING ERRCODE = 'program_limit_exceeded', DETAIL = 'The maximum is 256 bytes.';
-  END IF;
+  PERFORM topgun._check_tag(tag);
   PERFORM topgun._tag_lock(map, tag);
   IF EXISTS (SELECT 1 FROM topgun.or_tombstones t WHERE t.map = or_apply.map AND t.tag = or_apply.tag) THEN
     RETURN false;
@@ -155,12 +170,7 @@ DECLARE
   k text;
   n integer;
 BEGIN
-  IF map IS NULL OR tag IS NULL THEN
-    RAISE EXCEPTION 'map name and tag must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
-  IF octet_length(tag) = 0 OR octet_length(tag) > 256 THEN
-    RAISE EXCEPTION 'tag must be 1..256 bytes' USING ERRCODE = 'program_limit_exceeded';
-  END IF;
+  PERFORM topgun._check_tag(tag);
   PERFORM topgun._check_write('or', map, '', 'null'::jsonb, topgun.hlc_now(), NULL);
   PERFORM topgun._tag_lock(map, tag);
   WITH d AS (DELETE FROM topgun.ormap o WHERE o.map = or_remove_tag.map AND o.tag = or_remove_tag.tag
@@ -259,11 +269,9 @@ CREATE FUNCTION topgun.counter_value(name text) RETURNS bigint LANGUAGE sql STAB
 CREATE FUNCTION topgun.counter_add(name text, delta bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-  IF name IS NULL OR delta IS NULL THEN
-    RAISE EXCEPTION 'counter name and delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
-  IF octet_length(name) = 0 OR octet_length(name) > 256 THEN
-    RAISE EXCEPTION 'counter name must be 1..256 bytes' USING ERRCODE = 'program_limit_exceeded';
+  PERFORM topgun._check_counter_name(name);
+  IF delta IS NULL THEN
+    RAISE EXCEPTION 'delta must not be NULL' USING ERRCODE = 'null_value_not_allowed';
   END IF;
   IF delta = -9223372036854775808 THEN
     RAISE EXCEPTION 'delta out of range' USING ERRCODE = 'numeric_value_out_of_range';
@@ -286,11 +294,9 @@ DECLARE
   side text;
   part jsonb;
 BEGIN
-  IF name IS NULL OR state IS NULL THEN
-    RAISE EXCEPTION 'counter name and state must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
-  IF octet_length(name) = 0 OR octet_length(name) > 256 THEN
-    RAISE EXCEPTION 'counter name must be 1..256 bytes' USING ERRCODE = 'program_limit_exceeded';
+  PERFORM topgun._check_counter_name(name);
+  IF state IS NULL THEN
+    RAISE EXCEPTION 'counter state must not be NULL' USING ERRCODE = 'null_value_not_allowed';
   END IF;
   IF jsonb_typeof(state) <> 'object' THEN
     RAISE EXCEPTION 'counter state must be a JSON object' USING ERRCODE = 'invalid_parameter_value';

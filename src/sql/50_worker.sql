@@ -5,7 +5,7 @@ CREATE FUNCTION topgun.connections(
     OUT id bigint, OUT remote_addr text, OUT user_id text, OUT authenticated boolean,
     OUT connected_since timestamptz, OUT messages_in bigint, OUT messages_out bigint,
     OUT bytes_in bigint, OUT bytes_out bigint, OUT pending_out_bytes bigint,
-    OUT watched_maps integer, OUT slot integer)
+    OUT subscriptions integer, OUT slot integer)
   RETURNS SETOF record LANGUAGE C VOLATILE STRICT
   AS 'MODULE_PATHNAME', 'tg_connections';
 COMMENT ON FUNCTION topgun.connections() IS
