@@ -17,7 +17,7 @@
 PG_FUNCTION_INFO_V1(tg_lww_merkle_trigger);
 PG_FUNCTION_INFO_V1(tg_or_merkle_trigger);
 
-/* Column numbers fixed by src/sql/10_storage.sql. */
+/* Column numbers fixed by src/sql/10_storage.sql (topgun.lww, topgun.ormap). */
 #define LWW_ATT_MAP		1
 #define LWW_ATT_KEY		2
 #define LWW_ATT_TS		5
@@ -83,12 +83,22 @@ tg_lww_merkle_trigger(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * Any change to a tag row (add, update, tombstone, delete) can change the
+ * entry hash of the key it belongs to; tombstones that never had a key
+ * belong to none.
+ */
 static void
 or_row_mark(HeapTuple tup, TupleDesc desc)
 {
 	text	   *map = get_text(tup, desc, OR_ATT_MAP);
-	text	   *key = get_text(tup, desc, OR_ATT_KEY);
+	bool		isnull;
+	Datum		k = heap_getattr(tup, OR_ATT_KEY, desc, &isnull);
+	text	   *key;
 
+	if (isnull)
+		return;
+	key = DatumGetTextPP(k);
 	tg_merkle_mark_or_key(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map),
 						  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 }

@@ -30,16 +30,24 @@ CREATE TABLE topgun.ormap (
   PRIMARY KEY (map, leaf, key, tag)
 );
 CREATE INDEX ormap_tag_idx ON topgun.ormap (map, tag);
-COMMENT ON TABLE topgun.ormap IS 'OR-map records: one row per live (not tombstoned) tag';
+COMMENT ON TABLE topgun.ormap IS 'OR-map records: one row per live (not tombstoned) tag of a key';
 
-CREATE TABLE topgun.or_tombstones (
+-- Every tag a map has seen, and whether it is tombstoned.  An add and a
+-- remove of the same tag both upsert this row first, so they serialise on
+-- its row lock (no lock-manager entries, whatever the transaction size) and
+-- an add can never slip past a concurrent remove.
+CREATE TABLE topgun.or_tags (
   map        text NOT NULL,
   tag        text NOT NULL,
-  key        text,                   -- NULL when the remover did not say (ORMAP_PUSH_DIFF)
-  removed_at timestamptz NOT NULL DEFAULT now(),
+  key        text,                   -- key of the removed record, when known
+  removed_at timestamptz,            -- NULL: not tombstoned
   PRIMARY KEY (map, tag)
 );
-COMMENT ON TABLE topgun.or_tombstones IS 'Observed-remove tombstones: a tag listed here can never be added again';
+COMMENT ON TABLE topgun.or_tags IS 'OR-map tag registry: tombstoned tags have removed_at set';
+
+CREATE VIEW topgun.or_tombstones AS
+  SELECT map, tag, key, removed_at FROM topgun.or_tags WHERE removed_at IS NOT NULL;
+COMMENT ON VIEW topgun.or_tombstones IS 'Observed-remove tombstones: a tag listed here can never be added again';
 
 CREATE TABLE topgun.counters (
   name text NOT NULL,
@@ -53,7 +61,7 @@ COMMENT ON TABLE topgun.counters IS 'PN-counter state: per-node positive and neg
 SELECT pg_catalog.pg_extension_config_dump('topgun.maps', '');
 SELECT pg_catalog.pg_extension_config_dump('topgun.lww', '');
 SELECT pg_catalog.pg_extension_config_dump('topgun.ormap', '');
-SELECT pg_catalog.pg_extension_config_dump('topgun.or_tombstones', '');
+SELECT pg_catalog.pg_extension_config_dump('topgun.or_tags', '');
 SELECT pg_catalog.pg_extension_config_dump('topgun.counters', '');
 
 CREATE FUNCTION topgun.map_kind(map text) RETURNS text LANGUAGE sql STABLE STRICT PARALLEL SAFE
@@ -96,12 +104,23 @@ COMMENT ON VIEW topgun.lww_entries IS 'Live LWW entries (no tombstones, no expir
 ------------------------------------------------------------------------------
 -- OR map API
 --
--- Adding a tag and tombstoning it must not interleave (an add that checked
--- for a tombstone before a concurrent remove committed would resurrect the
--- tag), so both take a transaction-level advisory lock on (map, tag).
+-- An add and a tombstone of the same tag both go through the tag's row in
+-- topgun.or_tags first: the second waits for the first to commit and then sees
+-- it, so an add can never slip past a concurrent remove.
+
+-- Register a tag (or lock its existing row); true when it is tombstoned.
+CREATE FUNCTION topgun._or_claim_tag(map text, tag text) RETURNS boolean LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+  -- ON CONFLICT DO UPDATE locks the existing row even when WHERE is false,
+  -- without writing a new row version.
+  INSERT INTO topgun.or_tags AS t (map, tag) VALUES (_or_claim_tag.map, _or_claim_tag.tag)
+  ON CONFLICT ON CONSTRAINT or_tags_pkey DO UPDATE SET removed_at = t.removed_at WHERE false;
+  RETURN EXISTS (SELECT 1 FROM topgun.or_tags t
+                  WHERE t.map = _or_claim_tag.map AND t.tag = _or_claim_tag.tag AND t.removed_at IS NOT NULL);
+END
+$$;
 ------------------------------------------------------------------------------
-CREATE FUNCTION topgun._tag_lock(map text, tag text) RETURNS void LANGUAGE sql VOLATILE
-  AS $$ SELECT pg_catalog.pg_advisory_xact_lock(1953853294, pg_catalog.hashtext($1 || ':' || $2)) $$;
 
 CREATE FUNCTION topgun._check_tag(tag text) RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -133,9 +152,8 @@ DECLARE
 BEGIN
   PERFORM topgun._check_write('or', map, key, value, ts, ttl_ms);
   PERFORM topgun._check_tag(tag);
-  PERFORM topgun._tag_lock(map, tag);
-  IF EXISTS (SELECT 1 FROM topgun.or_tombstones t WHERE t.map = or_apply.map AND t.tag = or_apply.tag) THEN
-    RETURN false;
+  IF topgun._or_claim_tag(map, tag) THEN
+    RETURN false;                      -- tombstoned: an add can never resurrect it
   END IF;
   INSERT INTO topgun.ormap AS o (map, key, tag, value, ts, ttl_ms)
        VALUES (or_apply.map, or_apply.key, or_apply.tag, or_apply.value, or_apply.ts, or_apply.ttl_ms)
@@ -172,13 +190,17 @@ DECLARE
 BEGIN
   PERFORM topgun._check_tag(tag);
   PERFORM topgun._check_write('or', map, '', 'null'::jsonb, topgun.hlc_now(), NULL);
-  PERFORM topgun._tag_lock(map, tag);
-  WITH d AS (DELETE FROM topgun.ormap o WHERE o.map = or_remove_tag.map AND o.tag = or_remove_tag.tag
-              RETURNING o.key)
-  SELECT min(d.key) INTO k FROM d;
-  INSERT INTO topgun.or_tombstones (map, tag, key) VALUES (map, tag, k)
-    ON CONFLICT ON CONSTRAINT or_tombstones_pkey DO NOTHING;
+  INSERT INTO topgun.or_tags AS t (map, tag, removed_at) VALUES (or_remove_tag.map, or_remove_tag.tag, now())
+  ON CONFLICT ON CONSTRAINT or_tags_pkey DO UPDATE SET removed_at = now() WHERE t.removed_at IS NULL;
   GET DIAGNOSTICS n = ROW_COUNT;
+  IF n > 0 THEN
+    WITH d AS (DELETE FROM topgun.ormap o WHERE o.map = or_remove_tag.map AND o.tag = or_remove_tag.tag
+               RETURNING o.key)
+    SELECT min(d.key) INTO k FROM d;
+    IF k IS NOT NULL THEN
+      UPDATE topgun.or_tags t SET key = k WHERE t.map = or_remove_tag.map AND t.tag = or_remove_tag.tag;
+    END IF;
+  END IF;
   RETURN n > 0;
 END
 $$;

@@ -60,7 +60,11 @@ static int	nconns_live = 0;
 static TgInMsg *inq_head = NULL;
 static TgInMsg *inq_tail = NULL;
 static int64 last_ready_check_ms = 0;
+static Oid	served_ext_oid = InvalidOid;	/* extension we served with */
 static bool *slot_used = NULL;
+
+/* Largest message accepted from a socket that has not authenticated yet. */
+#define TG_PREAUTH_MAX_MESSAGE_BYTES (64 * 1024)
 
 /* AUTH_REQUIRED exactly as msgpackr encodes it (PROTOCOL §1.6). */
 static const unsigned char auth_required_msg[] = {
@@ -373,6 +377,14 @@ handle_receive(struct lws *wsi, TgConn *c, const unsigned char *in, size_t len)
 	size_t		remaining = lws_remaining_packet_payload(wsi);
 	size_t		limit = (size_t) tg_max_message_bytes;
 
+	/*
+	 * Before authentication only AUTH and PING make sense, and both are
+	 * small: cap unauthenticated messages so that anonymous sockets cannot
+	 * make the worker buffer max_message_bytes each.
+	 */
+	if (!c->authenticated && limit > TG_PREAUTH_MAX_MESSAGE_BYTES)
+		limit = TG_PREAUTH_MAX_MESSAGE_BYTES;
+
 	if (c->closing)
 		return 0;				/* ignore traffic on a closing socket */
 
@@ -583,6 +595,8 @@ tg_wake_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	if (reason == LWS_CALLBACK_RAW_RX_FILE)
 	{
 		char		buf[64];
+
+		/* drain; the flags set by the handlers tell the main loop what to do */
 		while (read(wake_pipe[0], buf, sizeof(buf)) > 0)
 			;
 	}
@@ -742,22 +756,24 @@ start_listener(void)
 }
 
 /*
- * Is the extension installed (and not being created) in our database?
- * Run in its own short transaction.
+ * OID of the extension in our database, or InvalidOid when it is missing,
+ * being created, or recovery is still in progress.  Own short transaction.
  */
-static bool
-check_extension_ready(void)
+static Oid
+check_extension_oid(void)
 {
-	bool		ok = false;
+	Oid			oid = InvalidOid;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
 	if (RecoveryInProgress())
-		return false;
+		return InvalidOid;
 	PG_TRY();
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		ok = OidIsValid(get_extension_oid("topgun", true)) && !creating_extension;
+		oid = get_extension_oid("topgun", true);
+		if (creating_extension)
+			oid = InvalidOid;
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -766,12 +782,14 @@ check_extension_ready(void)
 		EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
-		ok = false;
+		oid = InvalidOid;
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
-	return ok;
+	return oid;
 }
+
+static void shutdown_clients(int code, const char *reason, bool with_notice);
 
 static void
 set_ready(bool ready)
@@ -811,8 +829,26 @@ housekeeping(void)
 	/* readiness (extension present): a short transaction every second */
 	if (now - last_ready_check_ms >= 1000)
 	{
+		Oid			oid;
+
 		last_ready_check_ms = now;
-		set_ready(check_extension_ready());
+		oid = check_extension_oid();
+		if (OidIsValid(oid) && OidIsValid(served_ext_oid) && oid != served_ext_oid)
+		{
+			/*
+			 * The extension was dropped and created again.  Cached plans
+			 * (ours and the SQL core's) may hold OIDs of the old objects,
+			 * e.g. the old hlc type as a parameter type; start afresh.
+			 */
+			ereport(LOG,
+					(errmsg("topgun sync server restarting: extension \"topgun\" was re-created in database \"%s\"",
+							tg_database)));
+			shutdown_clients(1012, "Service Restart", false);
+			proc_exit(1);
+		}
+		if (OidIsValid(oid))
+			served_ext_oid = oid;
+		set_ready(OidIsValid(oid));
 	}
 
 	for (TgConn *c = tg_conns; c; c = c->next)
@@ -846,7 +882,7 @@ reap_dead(void)
 }
 
 static void
-shutdown_clients(void)
+shutdown_clients(int code, const char *reason, bool with_notice)
 {
 	static const unsigned char shutdown_msg[] = {
 		/* {type:'SHUTDOWN_PENDING', retryAfter:5000} as map16 */
@@ -860,11 +896,12 @@ shutdown_clients(void)
 
 	for (TgConn *c = tg_conns; c; c = c->next)
 	{
-		if (c->closed || c->wsi == NULL)
+		if (c->closed || c->wsi == NULL || c->close_sent)
 			continue;
 		c->closing = false;
-		tg_conn_send(c, shutdown_msg, sizeof(shutdown_msg));
-		tg_conn_close(c, 1001, "Server Shutdown");
+		if (with_notice)
+			tg_conn_send(c, shutdown_msg, sizeof(shutdown_msg));
+		tg_conn_close(c, code, reason);
 	}
 	/* give the sockets up to one second to flush */
 	deadline = mono_ns() + 1000000000ULL;
@@ -878,6 +915,28 @@ shutdown_clients(void)
 		if (!any)
 			break;
 		lws_service(lws_ctx, 0);
+	}
+}
+
+/* Whatever the exit path: the shared state must not claim a live server. */
+static void
+worker_exit_cb(int code, Datum arg)
+{
+	if (tg_worker_shared == NULL)
+		return;
+	pg_atomic_write_u32(&tg_worker_shared->listening, 0);
+	pg_atomic_write_u32(&tg_worker_shared->ready, 0);
+	pg_atomic_write_u32(&tg_worker_shared->worker_pid, 0);
+	for (int i = 0; i < tg_worker_shared->nslots; i++)
+	{
+		TgConnSlot *sl = &tg_worker_shared->slots[i];
+
+		if (sl->in_use)
+		{
+			TG_SLOT_BEGIN_WRITE(sl);
+			sl->in_use = false;
+			TG_SLOT_END_WRITE(sl);
+		}
 	}
 }
 
@@ -921,6 +980,7 @@ tg_worker_main(Datum arg)
 	for (int i = 0; i < tg_worker_shared->nslots; i++)
 		tg_worker_shared->slots[i].in_use = false;
 	pg_atomic_write_u32(&tg_worker_shared->worker_pid, (uint32) MyProcPid);
+	on_shmem_exit(worker_exit_cb, (Datum) 0);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "topgun worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -967,6 +1027,12 @@ tg_worker_main(Datum arg)
 		TgInMsg    *batch;
 
 		lws_service(lws_ctx, 0);
+
+		/*
+		 * A query cancel (SIGINT) outside any transaction has nothing to
+		 * cancel; do not let it raise an error at the top of the loop.
+		 */
+		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 
 		if (got_sighup)
@@ -1011,7 +1077,7 @@ tg_worker_main(Datum arg)
 	}
 
 	ereport(LOG, (errmsg("topgun sync server shutting down")));
-	shutdown_clients();
+	shutdown_clients(1001, "Server Shutdown", true);
 	pg_atomic_write_u32(&tg_worker_shared->listening, 0);
 	pg_atomic_write_u32(&tg_worker_shared->ready, 0);
 	pg_atomic_write_u32(&tg_worker_shared->worker_pid, 0);

@@ -470,6 +470,38 @@ tg_proto_conn_gone(TgConn *c)
 
 /* ------------------------------------------------------------- auth */
 
+/*
+ * Failed AUTHs are logged at most 10 times per 10 s window (server-wide:
+ * an attacker reconnects for every attempt), then one summary line.
+ */
+static int64 auth_log_window_ms = 0;
+static int	auth_log_count = 0;
+static int	auth_log_suppressed = 0;
+
+static bool
+auth_log_allowed(void)
+{
+	int64		now = tg_now_ms();
+
+	if (now - auth_log_window_ms >= 10000)
+	{
+		if (auth_log_suppressed > 0)
+			ereport(LOG,
+					(errmsg("topgun: %d authentication failure messages suppressed",
+							auth_log_suppressed)));
+		auth_log_window_ms = now;
+		auth_log_count = 0;
+		auth_log_suppressed = 0;
+	}
+	if (auth_log_count < 10)
+	{
+		auth_log_count++;
+		return true;
+	}
+	auth_log_suppressed++;
+	return false;
+}
+
 static void
 handle_auth(TgConn *c, TgMessage *m)
 {
@@ -493,9 +525,10 @@ handle_auth(TgConn *c, TgMessage *m)
 	if (r != TG_JWT_OK)
 	{
 		tg_stat_add(TG_STAT_AUTH_FAILED, 1);
-		ereport(LOG,
-				(errmsg("topgun: authentication failed for connection %llu (%s): %s",
-						(unsigned long long) c->id, c->remote, err)));
+		if (auth_log_allowed())
+			ereport(LOG,
+					(errmsg("topgun: authentication failed for connection %llu (%s): %s",
+							(unsigned long long) c->id, c->remote, err)));
 		b = buf_begin();
 		mp_put_map_header(b, 2);
 		put_key(b, "type");
@@ -569,7 +602,7 @@ typedef struct GBatch
 {
 	TgConn	   *conn;
 	TgInMsg    *in;				/* owns the frame bytes */
-	TgMessage	msg;			/* owns the tree */
+	TgMessage  *msg;			/* owns the tree (palloc'd: ops point into it) */
 	bool		client_op;
 	int			first;
 	int			nops;
@@ -1133,7 +1166,7 @@ group_release(void)
 {
 	for (int i = 0; i < ngbatches; i++)
 	{
-		tg_message_free(&gbatches[i].msg);
+		tg_message_free(gbatches[i].msg);
 		free(gbatches[i].in->data);
 		free(gbatches[i].in);
 	}
@@ -1251,7 +1284,8 @@ group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 	gb = &gbatches[ngbatches++];
 	gb->conn = c;
 	gb->in = in;
-	gb->msg = *msg;
+	gb->msg = MemoryContextAlloc(proto_cxt, sizeof(TgMessage));
+	*gb->msg = *msg;
 	gb->client_op = msg->type == TG_MSG_CLIENT_OP;
 	gb->first = ngops;
 	gb->nops = nops;
@@ -1260,7 +1294,7 @@ group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 		GOp		   *g = &gops[ngops++];
 
 		memset(g, 0, sizeof(GOp));
-		g->op = gb->client_op ? &gb->msg.u.client_op.op : &gb->msg.u.op_batch.ops[i];
+		g->op = gb->client_op ? &gb->msg->u.client_op.op : &gb->msg->u.op_batch.ops[i];
 		g->batch = ngbatches - 1;
 		g->state = GS_PENDING;
 		gop_prepare(g);
@@ -1755,12 +1789,18 @@ run_db_message(TgConn *c, TgMessage *m)
 	PG_CATCH();
 	{
 		ErrorData  *edata = recover_error();
+		bool		client_fault;
 
-		ereport(LOG,
-				(errmsg("topgun: %s from connection %llu failed: %s",
-						tg_msg_type_name(m->type), (unsigned long long) c->id,
-						edata->message)));
-		send_error(c, 500, edata->message);
+		/* bad data from the client (values, limits, map kind) is a 400 */
+		client_fault = ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+			edata->sqlerrcode == ERRCODE_WRONG_OBJECT_TYPE ||
+			edata->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		if (!client_fault)
+			ereport(LOG,
+					(errmsg("topgun: %s from connection %llu failed: %s",
+							tg_msg_type_name(m->type), (unsigned long long) c->id,
+							edata->message)));
+		send_error(c, client_fault ? 400 : 500, edata->message);
 		if (edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
 			edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 			edata->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME)

@@ -70,6 +70,32 @@ SELECT count(*) FROM (
 is($node->safe_psql('postgres', "SELECT topgun.merkle_root('hot') = topgun.merkle_root('hot-copy')"), 't',
 	'same records in another order: same root');
 
+# A second database receiving the same records in another order ends with the
+# same root (LWW and OR maps).
+$node->safe_psql('postgres', 'CREATE DATABASE replica');
+$node->safe_psql('replica', 'CREATE EXTENSION topgun');
+my $lww_rows = $node->safe_psql('postgres', q{
+  SELECT coalesce(json_agg(json_build_object('k', key, 'v', value, 'ts', ts::text, 'ttl', ttl_ms)), '[]')
+    FROM topgun.lww WHERE map = 'hot'});
+my $or_rows = $node->safe_psql('postgres', q{
+  SELECT coalesce(json_agg(json_build_object('k', key, 'v', value, 'tag', tag, 'ts', ts::text)), '[]')
+    FROM topgun.ormap WHERE map = 'hot-or'});
+my $or_tombs = $node->safe_psql('postgres', q{
+  SELECT coalesce(json_agg(tag), '[]') FROM topgun.or_tombstones WHERE map = 'hot-or'});
+$node->safe_psql('replica', qq{
+  SELECT count(*) FROM (
+    SELECT CASE WHEN e->'v' = 'null'::jsonb THEN topgun.lww_remove('hot', e->>'k', (e->>'ts')::topgun.hlc)
+                ELSE topgun.lww_put('hot', e->>'k', e->'v', (e->>'ts')::topgun.hlc, (e->>'ttl')::bigint) END
+      FROM jsonb_array_elements('$lww_rows'::jsonb) e ORDER BY md5(e::text) DESC) s;
+  SELECT count(*) FROM (SELECT topgun.or_remove_tag('hot-or', t) FROM jsonb_array_elements_text('$or_tombs'::jsonb) t) s;
+  SELECT count(*) FROM (
+    SELECT topgun.or_apply('hot-or', e->>'k', e->'v', e->>'tag', (e->>'ts')::topgun.hlc)
+      FROM jsonb_array_elements('$or_rows'::jsonb) e ORDER BY md5(e::text)) s;});
+is($node->safe_psql('replica', "SELECT topgun.merkle_root('hot')"),
+	$node->safe_psql('postgres', "SELECT topgun.merkle_root('hot')"), 'second database, other order: same LWW root');
+is($node->safe_psql('replica', "SELECT topgun.merkle_root('hot-or')"),
+	$node->safe_psql('postgres', "SELECT topgun.merkle_root('hot-or')"), 'second database, other order: same OR root');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/deadlock detected/, 'no deadlocks between tree flushes');
 $node->stop;
