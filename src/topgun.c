@@ -27,6 +27,7 @@ _PG_init(void)
 	tg_clock_init();
 	tg_storage_init();
 	tg_merkle_init();
+	tg_changes_init();
 	tg_worker_init();
 
 	MarkGUCPrefixReserved("topgun");

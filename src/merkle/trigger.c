@@ -8,6 +8,7 @@
 #include "topgun.h"
 #include "merkle/merkle.h"
 #include "merkle/fnv.h"
+#include "changes/changes.h"
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"
@@ -16,6 +17,7 @@
 
 PG_FUNCTION_INFO_V1(tg_lww_merkle_trigger);
 PG_FUNCTION_INFO_V1(tg_or_merkle_trigger);
+PG_FUNCTION_INFO_V1(tg_counter_change_trigger);
 
 /* Column numbers fixed by src/sql/10_storage.sql (topgun.lww, topgun.ormap). */
 #define LWW_ATT_MAP		1
@@ -23,6 +25,8 @@ PG_FUNCTION_INFO_V1(tg_or_merkle_trigger);
 #define LWW_ATT_TS		5
 #define OR_ATT_MAP		1
 #define OR_ATT_KEY		2
+#define OR_ATT_TAG		4
+#define CNT_ATT_NAME	1
 
 static text *
 get_text(HeapTuple tup, TupleDesc desc, int att)
@@ -80,6 +84,16 @@ tg_lww_merkle_trigger(PG_FUNCTION_ARGS)
 		lww_row_delta(td->tg_newtuple, desc, true);
 	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 		lww_row_delta(td->tg_trigtuple, desc, true);
+	/* a new record (tombstones included) is a change clients must see */
+	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		HeapTuple	t = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+		text	   *map = get_text(t, desc, LWW_ATT_MAP);
+		text	   *key = get_text(t, desc, LWW_ATT_KEY);
+
+		tg_changes_capture(TG_CHANGE_LWW, VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map),
+						   VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), NULL, 0, NULL, 0);
+	}
 	return PointerGetDatum(NULL);
 }
 
@@ -103,6 +117,18 @@ or_row_mark(HeapTuple tup, TupleDesc desc)
 						  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 }
 
+static void
+or_row_event(HeapTuple tup, TupleDesc desc, TgChangeKind kind)
+{
+	text	   *map = get_text(tup, desc, OR_ATT_MAP);
+	text	   *key = get_text(tup, desc, OR_ATT_KEY);
+	text	   *tag = get_text(tup, desc, OR_ATT_TAG);
+
+	tg_changes_capture(kind, VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map),
+					   VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+					   VARDATA_ANY(tag), VARSIZE_ANY_EXHDR(tag), NULL, 0);
+}
+
 Datum
 tg_or_merkle_trigger(PG_FUNCTION_ARGS)
 {
@@ -114,5 +140,22 @@ tg_or_merkle_trigger(PG_FUNCTION_ARGS)
 	or_row_mark(td->tg_trigtuple, desc);
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
 		or_row_mark(td->tg_newtuple, desc);
+	or_row_event(td->tg_trigtuple, desc, !TRIGGER_FIRED_BY_DELETE(td->tg_event) ? TG_CHANGE_OR_ADD : TG_CHANGE_OR_REMOVE);
+	return PointerGetDatum(NULL);
+}
+
+/* PN counters: any change of a counter's state is pushed to its subscribers. */
+Datum
+tg_counter_change_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	HeapTuple	t;
+	text	   *name;
+
+	check_trigger(fcinfo, "topgun._counter_change_trigger");
+	t = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	name = get_text(t, RelationGetDescr(td->tg_relation), CNT_ATT_NAME);
+	tg_changes_capture(TG_CHANGE_COUNTER, VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name),
+					   NULL, 0, NULL, 0, NULL, 0);
 	return PointerGetDatum(NULL);
 }

@@ -147,6 +147,7 @@ typedef struct TgConn
 	bool		closing;		/* close after flushing the queue */
 	bool		kill_now;		/* drop queue and close immediately */
 	bool		close_sent;		/* close frame handed to lws */
+	bool		slot_dirty;		/* counters changed since the slot was written */
 	int			close_code;
 	char		close_reason[64];
 

@@ -156,6 +156,7 @@ tg_conn_update_slot(TgConn *c)
 
 	if (c->slot < 0 || tg_worker_shared == NULL)
 		return;
+	c->slot_dirty = false;
 	s = &tg_worker_shared->slots[c->slot];
 	TG_SLOT_BEGIN_WRITE(s);
 	s->authenticated = c->authenticated;
@@ -226,7 +227,12 @@ tg_conn_send(TgConn *c, const unsigned char *data, size_t len)
 
 	if (c->closed || c->kill_now || c->wsi == NULL)
 		return false;
-	if (c->out_bytes + len > (size_t) tg_max_outbound_bytes)
+	/*
+	 * One message larger than the cap is still accepted into an empty queue
+	 * (a big QUERY_RESP or leaf); a client that does not drain is caught by
+	 * the next message.
+	 */
+	if (c->out_bytes > 0 && c->out_bytes + len > (size_t) tg_max_outbound_bytes)
 	{
 		tg_stat_add(TG_STAT_SLOW_CLIENTS_CLOSED, 1);
 		ereport(LOG,
@@ -440,6 +446,7 @@ handle_receive(struct lws *wsi, TgConn *c, const unsigned char *in, size_t len)
 		}
 		c->msgs_in++;
 		c->bytes_in += dlen;
+		c->slot_dirty = true;
 		inq_push(c, data, dlen);
 	}
 	return 0;
@@ -467,6 +474,7 @@ handle_writeable(struct lws *wsi, TgConn *c)
 		c->out_bytes -= m->len;
 		c->msgs_out++;
 		c->bytes_out += m->len;
+		c->slot_dirty = true;
 		free(m);
 		if (c->out_head || c->closing)
 			lws_callback_on_writable(wsi);
@@ -713,7 +721,7 @@ start_listener(void)
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.gid = -1;
 	info.uid = -1;
-	info.max_http_header_pool = 64;
+	info.max_http_header_pool = 256;	/* concurrent upgrades in flight */
 	info.fd_limit_per_thread = (unsigned int) tg_max_connections + 64;
 	if (tg_ssl_cert_file && tg_ssl_cert_file[0])
 	{

@@ -1929,7 +1929,8 @@ tg_proto_process(TgInMsg *list)
 		CHECK_FOR_INTERRUPTS();
 	}
 	group_flush();
+	/* the others are refreshed by the 250 ms housekeeping tick */
 	for (TgConn *c = tg_conns; c; c = c->next)
-		if (!c->closed)
+		if (!c->closed && c->slot_dirty)
 			tg_conn_update_slot(c);
 }
