@@ -1,6 +1,8 @@
 -- The change feed: committed changes only, in commit order, subtransaction-aware.
 \set SHOW_CONTEXT never
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS topgun;
+RESET client_min_messages;
 SET search_path = topgun, public;
 SELECT _change_feed_attach();
 SELECT lww_put('feed', 'a', '1', '10:0:n');
