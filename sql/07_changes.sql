@@ -46,3 +46,12 @@ SELECT publish('bad topic!', '1');
 SELECT publish('', '1');
 SELECT publish(NULL, '1');
 SELECT buffer_bytes > 0 AS has_buffer, consumer_pid = pg_backend_pid() AS consumer_is_me FROM change_feed_stats();
+-- dropping and re-creating the extension in the same session keeps working
+-- (kept plans and cached map kinds are invalidated)
+SELECT lww_put('recreate', 'k', '1', '1:0:n');
+DROP EXTENSION topgun;
+CREATE EXTENSION topgun;
+SELECT lww_put('recreate', 'k', '2', '2:0:n') AS after_recreate, or_add('recreate-or', 'k', '1', '3:0:n') IS NOT NULL AS or_ok;
+SELECT lww_get('recreate', 'k'), map_kind('recreate');
+-- rows written by direct DML obey the same name limits
+INSERT INTO lww (map, key, value, ts) VALUES (repeat('m', 300), 'k', '1', '1:0:n');

@@ -24,10 +24,39 @@ PG_FUNCTION_INFO_V1(lww_put);
 PG_FUNCTION_INFO_V1(lww_remove);
 
 static SPIPlanPtr upsert_plan = NULL;
+static Oid	upsert_plan_hlc = InvalidOid;
+static bool upsert_plan_check = false;
+
+/*
+ * Called on any pg_type invalidation.  If the extension was dropped and
+ * re-created in this session, topgun.hlc has a new OID and the kept plan's
+ * parameter type no longer exists; get_upsert_plan() then prepares a new one.
+ */
+void
+tg_lww_reset_plans(void)
+{
+	upsert_plan_check = true;
+}
+
+static Oid
+hlc_type_oid(void)
+{
+	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("hlc"),
+						   ObjectIdGetDatum(get_namespace_oid("topgun", false)));
+}
 
 static SPIPlanPtr
 get_upsert_plan(void)
 {
+	if (upsert_plan != NULL && upsert_plan_check)
+	{
+		upsert_plan_check = false;
+		if (hlc_type_oid() != upsert_plan_hlc)
+		{
+			/* not freed: an outer call could still be executing it */
+			upsert_plan = NULL;
+		}
+	}
 	if (upsert_plan == NULL)
 	{
 		Oid			types[5];
@@ -36,8 +65,7 @@ get_upsert_plan(void)
 		types[0] = TEXTOID;
 		types[1] = TEXTOID;
 		types[2] = JSONBOID;
-		types[3] = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("hlc"),
-								   ObjectIdGetDatum(get_namespace_oid("topgun", false)));
+		types[3] = hlc_type_oid();
 		types[4] = INT8OID;
 		p = SPI_prepare("INSERT INTO topgun.lww AS t (map, key, value, ts, ttl_ms) "
 						"VALUES ($1, $2, $3, $4, $5) "
@@ -48,6 +76,8 @@ get_upsert_plan(void)
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare topgun.lww upsert: %s", SPI_result_code_string(SPI_result));
 		upsert_plan = p;
+		upsert_plan_hlc = types[3];
+		upsert_plan_check = false;
 	}
 	return upsert_plan;
 }

@@ -14,6 +14,8 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/memutils.h"
 
 int			tg_max_value_bytes = 1024 * 1024;
@@ -59,6 +61,28 @@ kind_cache_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * DROP EXTENSION (or anything that invalidates relation caches wholesale)
+ * makes the cached kinds and plans stale: forget them.  Plans re-prepare on
+ * next use; kinds are re-read from topgun.maps.
+ */
+static void
+storage_relcache_cb(Datum arg, Oid relid)
+{
+	if (kind_cache != NULL && !kind_cache_has_tentative)
+	{
+		hash_destroy(kind_cache);
+		kind_cache = NULL;
+	}
+}
+
+static void
+storage_type_cb(Datum arg, int cacheid, uint32 hashvalue)
+{
+	/* a type changed: the hlc parameter type of kept plans may be gone */
+	tg_lww_reset_plans();
+}
+
 void
 tg_storage_init(void)
 {
@@ -67,6 +91,8 @@ tg_storage_init(void)
 							NULL, &tg_max_value_bytes, 1024 * 1024, 16, MaxAllocSize / 2,
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	RegisterXactCallback(kind_cache_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(storage_relcache_cb, (Datum) 0);
+	CacheRegisterSyscacheCallback(TYPEOID, storage_type_cb, (Datum) 0);
 }
 
 static void

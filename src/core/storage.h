@@ -22,5 +22,6 @@ extern void tg_check_value(Jsonb *value);
 extern void tg_check_ttl(int64 ttl);
 extern void tg_require_map_kind(text *map, TgMapKind kind);
 extern bool tg_jsonb_is_null(Jsonb *jb);
+extern void tg_lww_reset_plans(void);
 
 #endif							/* TG_STORAGE_H */

@@ -135,6 +135,12 @@ tg_merkle_add_delta(const char *map, int maplen, int leaf, uint32 delta)
 
 	if (flushing)
 		elog(ERROR, "topgun: Merkle delta recorded while flushing");
+	/* rows written by direct DML bypass the API's checks */
+	if (maplen > TG_MAX_MAP_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("map name is too long (%d bytes)", maplen),
+				 errdetail("The maximum is %d bytes.", TG_MAX_MAP_BYTES)));
 	ensure_tables();
 	memset(&k, 0, sizeof(k));
 	memcpy(k.map, map, maplen);
@@ -206,7 +212,7 @@ tg_merkle_pending_sum(const char *map, int maplen, int level, int lo, int hi, ui
 	LeafEntry  *e;
 	uint32		total = 0;
 
-	if (leaf_deltas == NULL)
+	if (leaf_deltas == NULL || maplen > TG_MAX_MAP_BYTES)
 		return 0;
 	hash_seq_init(&st, leaf_deltas);
 	while ((e = hash_seq_search(&st)) != NULL)
