@@ -63,7 +63,12 @@ build/fuzz/%: fuzz/%.c $(PURE_SRCS)
 unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; (cd test/unit && ../../$$t); done
 
+# Each fuzzer runs for FUZZ_SECONDS; any crash, leak or timeout fails the
+# target (its log is shown in full) and the reproducer lands in build/fuzz/.
 fuzz: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 build/corpus/$$n fuzz/corpus/$$n 2>&1 | tail -n 12; done
+	  if $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	       -artifact_prefix=build/fuzz/$$n- build/corpus/$$n fuzz/corpus/$$n > build/fuzz/$$n.log 2>&1; \
+	  then tail -n 12 build/fuzz/$$n.log; \
+	  else cat build/fuzz/$$n.log; echo "$$n FAILED"; exit 1; fi; done
