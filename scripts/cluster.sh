@@ -8,7 +8,8 @@
 #   cluster.sh start|stop|restart|status STATE
 #   cluster.sh psql STATE [psql args]
 #   cluster.sh conninfo STATE
-#   cluster.sh wait-ws STATE [seconds]
+#   cluster.sh wait-ws STATE [seconds]        (TCP port open)
+#   cluster.sh wait-serving STATE [seconds]   (WebSocket upgrade → AUTH_REQUIRED)
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -26,5 +27,6 @@ case "$cmd" in
 	psql) tg_psql "$state" "$@" ;;
 	conninfo) tg_conninfo "$state" ;;
 	wait-ws) tg_wait_ws "$state" "${1:-30}" ;;
+	wait-serving) tg_wait_serving "$state" "${1:-30}" ;;
 	*) tg_die "unknown command $cmd" ;;
 esac

@@ -20,9 +20,12 @@ TG_BUILD_LOCK="${TG_BUILD_LOCK:-/tmp/topgun-build.lock}"
 # because node may come from another Debian-format source (e.g. a newer
 # nodejs package that bundles npm), and installing Debian's npm on top of
 # that conflicts.
+# libclang-rt-14-dev (libFuzzer and sanitizer runtimes) is only a Recommends
+# of clang, and we install with --no-install-recommends; ca-certificates lets
+# npm reach the registry over https.
 TG_APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 	libwebsockets-dev libssl-dev libipc-run-perl build-essential clang
-	openssl perl util-linux procps)
+	libclang-rt-14-dev openssl ca-certificates perl util-linux procps)
 
 tg_log() { printf '[topgun] %s\n' "$*" >&2; }
 tg_die() { printf '[topgun] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -92,8 +95,12 @@ tg_as_user() {
 	shift
 	if [ "$(id -un)" = "$user" ]; then
 		"$@"
-	else
+	elif runuser -u "$user" -- test -x "$PWD" 2>/dev/null; then
 		runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "$@"
+	else
+		# The user cannot enter the current directory (e.g. a checkout under
+		# /root): run from / so that initdb/pg_ctl do not complain.
+		(cd / && runuser -u "$user" -- env HOME="$(getent passwd "$user" | cut -d: -f6)" "$@")
 	fi
 }
 
@@ -308,6 +315,37 @@ tg_wait_ws() {
 			return 0
 		fi
 		sleep 0.2
+	done
+	return 1
+}
+
+# True when a WebSocket upgrade on 127.0.0.1:PORT is accepted and the first
+# frame is AUTH_REQUIRED (the worker is serving, not only listening: before
+# the extension exists it answers with a retryable close 1013).
+tg_ws_serving() {
+	perl -MIO::Socket::INET -MIO::Select -e '
+		my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $ARGV[0],
+			Proto => "tcp", Timeout => 2) or exit 1;
+		print $s "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+		my $sel = IO::Select->new($s); my $buf = ""; my $end = time + 3;
+		while (time < $end && $buf !~ /AUTH_REQUIRED/) {
+			last unless $sel->can_read(0.5) || time < $end;
+			my $n = sysread($s, $buf, 4096, length $buf);
+			last if defined $n && $n == 0;
+		}
+		exit(($buf =~ m{^HTTP/1\.1 101} && $buf =~ /AUTH_REQUIRED/) ? 0 : 1);' "$1"
+}
+
+# Wait until the sync server serves WebSocket clients (or time out).
+tg_wait_serving() {
+	local state="$1" timeout="${2:-30}" i
+	tg_state_load "$state"
+	for i in $(seq 1 $((timeout * 4))); do
+		if tg_ws_serving "$WSPORT"; then
+			return 0
+		fi
+		sleep 0.25
 	done
 	return 1
 }

@@ -95,8 +95,8 @@ else
 fi
 tg_create_extension "$state" || tg_die "CREATE EXTENSION topgun failed; see $state/postgres.log"
 tg_state_load "$state"
-if ! tg_wait_ws "$state" 15; then
-	tg_log "WARNING: the sync server is not listening on 127.0.0.1:$WSPORT yet; see $state/postgres.log"
+if ! tg_wait_serving "$state" 20; then
+	tg_log "WARNING: the sync server is not serving on 127.0.0.1:$WSPORT yet; see $state/postgres.log"
 fi
 
 version="$(tg_psql "$state" -Atc "SELECT extversion FROM pg_extension WHERE extname = 'topgun'")"

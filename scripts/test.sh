@@ -144,8 +144,8 @@ suite_e2e() {
 		return 1
 	fi
 	tg_create_extension "$state" || rc=1
-	if [ "$rc" -eq 0 ] && ! tg_wait_ws "$state" 30; then
-		echo "the sync server did not open 127.0.0.1:$WSPORT within 30 s"
+	if [ "$rc" -eq 0 ] && ! tg_wait_serving "$state" 30; then
+		echo "the sync server did not serve WebSocket clients on 127.0.0.1:$WSPORT within 30 s"
 		rc=1
 	fi
 	if [ "$rc" -eq 0 ]; then

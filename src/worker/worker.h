@@ -198,7 +198,8 @@ typedef struct TgInMsg
 extern TgConn *tg_conns;		/* list head */
 extern bool tg_ready;			/* extension present: serve requests */
 
-extern int64 tg_now_ms(void);
+extern int64 tg_now_ms(void);	/* wall clock (protocol timestamps) */
+extern int64 tg_mono_ms(void);	/* monotonic (timeouts) */
 extern bool tg_conn_send(TgConn *c, const unsigned char *data, size_t len);
 extern void tg_conn_close(TgConn *c, int code, const char *reason);
 extern void tg_conn_kill(TgConn *c, int code, const char *reason);

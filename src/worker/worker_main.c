@@ -90,6 +90,13 @@ mono_ns(void)
 	return (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Monotonic milliseconds: for timeouts, immune to wall-clock jumps. */
+int64
+tg_mono_ms(void)
+{
+	return (int64) (mono_ns() / 1000000);
+}
+
 /* ------------------------------------------------------------ signals */
 
 static void
@@ -311,7 +318,7 @@ conn_new(struct lws *wsi)
 	c->wsi = wsi;
 	c->id = next_conn_id++;
 	c->slot = -1;
-	c->connected_ms = tg_now_ms();
+	c->connected_ms = tg_mono_ms();
 	c->last_ping_ms = c->connected_ms;
 	lws_get_peer_simple(wsi, c->remote, sizeof(c->remote));
 	c->next = tg_conns;
@@ -829,7 +836,7 @@ tg_request_ready_check(void)
 static void
 housekeeping(void)
 {
-	int64		now = tg_now_ms();
+	int64		now = tg_mono_ms();
 
 	if (!PostmasterIsAlive())
 		proc_exit(1);
@@ -1005,7 +1012,7 @@ tg_worker_main(Datum arg)
 			proc_exit(1);
 		if (config_ok)
 		{
-			int64		now = tg_now_ms();
+			int64		now = tg_mono_ms();
 
 			if (now >= next_listen_try)
 			{

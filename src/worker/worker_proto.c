@@ -427,7 +427,7 @@ flush_invalid_summary(TgConn *c)
 static void
 note_invalid(TgConn *c, const char *reason)
 {
-	int64		now = tg_now_ms();
+	int64		now = tg_mono_ms();
 	char		msg[600];
 
 	tg_stat_add(TG_STAT_MSG_INVALID, 1);
@@ -481,7 +481,7 @@ static int	auth_log_suppressed = 0;
 static bool
 auth_log_allowed(void)
 {
-	int64		now = tg_now_ms();
+	int64		now = tg_mono_ms();
 
 	if (now - auth_log_window_ms >= 10000)
 	{
@@ -542,7 +542,7 @@ handle_auth(TgConn *c, TgMessage *m)
 
 	tg_stat_add(TG_STAT_AUTH_OK, 1);
 	c->authenticated = true;
-	c->last_ping_ms = tg_now_ms();
+	c->last_ping_ms = tg_mono_ms();
 	strlcpy(c->sub, claims.has_sub ? claims.sub : "", sizeof(c->sub));
 	strlcpy(c->user_id, claims.has_user_id ? claims.user_id : "", sizeof(c->user_id));
 	for (int i = 0; i < c->nroles; i++)
@@ -563,7 +563,7 @@ handle_ping(TgConn *c)
 {
 	MpBuf	   *b = buf_begin();
 
-	c->last_ping_ms = tg_now_ms();
+	c->last_ping_ms = tg_mono_ms();
 	/* no top-level numeric timestamp: it would corrupt the client HLC */
 	mp_put_map_header(b, 2);
 	put_key(b, "type");
@@ -1926,6 +1926,7 @@ tg_proto_process(TgInMsg *list)
 			free(list);
 		}
 		list = next;
+		QueryCancelPending = false;	/* nothing to cancel between messages */
 		CHECK_FOR_INTERRUPTS();
 	}
 	group_flush();

@@ -23,17 +23,19 @@ use Time::HiRes qw(time usleep);
 my $strong_secret = 'tap-' . join('', map { ('a' .. 'z', 0 .. 9)[ rand 36 ] } 1 .. 44);
 my $wsport = PostgreSQL::Test::Cluster::get_free_port();
 
-# Open a WebSocket on 127.0.0.1:$port.  Returns (1, first_frame_payload) on a
-# valid 101 upgrade, or (0, reason).
-sub ws_probe
+# Open a WebSocket on 127.0.0.1:$port and read the first frame.  Returns a
+# hash: ok (1 on a valid 101 upgrade whose first frame is binary), why (the
+# printable payload, or the reason), op (first frame opcode), close_code (for
+# a close frame), sock (still open when $keep is true).
+sub ws_open
 {
-	my ($port) = @_;
+	my ($port, $keep) = @_;
 	my $sock = IO::Socket::INET->new(
 		PeerAddr => '127.0.0.1',
 		PeerPort => $port,
 		Proto    => 'tcp',
 		Timeout  => 3);
-	return (0, "connect: $!") unless $sock;
+	return { ok => 0, why => "connect: $!" } unless $sock;
 	my $key = 'dGhlIHNhbXBsZSBub25jZQ==';
 	print $sock "GET / HTTP/1.1\r\nHost: 127.0.0.1:$port\r\nUpgrade: websocket\r\n"
 	  . "Connection: Upgrade\r\nSec-WebSocket-Key: $key\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -42,26 +44,60 @@ sub ws_probe
 	my $deadline = time() + 5;
 	while (time() < $deadline)
 	{
-		last if $buf =~ /\r\n\r\n/ && length($buf) >= index($buf, "\r\n\r\n") + 4 + 2
-		  && _frame_complete(substr($buf, index($buf, "\r\n\r\n") + 4));
+		my $he = index($buf, "\r\n\r\n");
+		last if $he >= 0 && _frame_complete(substr($buf, $he + 4));
 		last unless $sel->can_read($deadline - time());
 		my $n = sysread($sock, $buf, 65536, length $buf);
 		last unless $n;
 	}
-	close $sock;
+	my %r = (ok => 0, sock => $keep ? $sock : undef);
+	close $sock unless $keep;
 	my $hdr_end = index($buf, "\r\n\r\n");
-	return (0, 'no HTTP response' . ($buf eq '' ? '' : ": $buf")) if $hdr_end < 0;
+	if ($hdr_end < 0)
+	{
+		$r{why} = 'no HTTP response' . ($buf eq '' ? '' : ": $buf");
+		return \%r;
+	}
 	my $headers = substr($buf, 0, $hdr_end);
-	return (0, "not an upgrade: " . (split /\r\n/, $headers)[0])
-	  unless $headers =~ m{^HTTP/1\.1 101};
 	my $accept = sha1_base64($key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11') . '=';
-	return (0, 'bad Sec-WebSocket-Accept')
-	  unless $headers =~ /^Sec-WebSocket-Accept:\s*\Q$accept\E\s*$/mi;
 	my $rest = substr($buf, $hdr_end + 4);
-	return (0, 'no frame after the upgrade') unless _frame_complete($rest);
-	my ($op, $payload) = _frame($rest);
-	return (0, "first frame opcode $op") unless $op == 2;
-	return (1, $payload);
+	if ($headers !~ m{^HTTP/1\.1 101})
+	{
+		$r{why} = "not an upgrade: " . (split /\r\n/, $headers)[0];
+	}
+	elsif ($headers !~ /^Sec-WebSocket-Accept:\s*\Q$accept\E\s*$/mi)
+	{
+		$r{why} = 'bad Sec-WebSocket-Accept';
+	}
+	elsif (!_frame_complete($rest))
+	{
+		$r{why} = 'no frame after the upgrade';
+	}
+	else
+	{
+		my ($op, $payload) = _frame($rest);
+		$r{op} = $op;
+		if ($op == 8)
+		{
+			$r{close_code} = length($payload) >= 2 ? unpack('n', $payload) : 0;
+			$r{why} = "close $r{close_code} " . substr($payload, 2);
+		}
+		else
+		{
+			$payload =~ s/[^[:print:]]/./g;    # msgpack bytes, printable for the log
+			$r{why} = $payload;
+			$r{ok} = $op == 2;
+		}
+	}
+	return \%r;
+}
+
+# (ok, why) of a one-shot WebSocket probe.
+sub ws_probe
+{
+	my ($port) = @_;
+	my $r = ws_open($port, 0);
+	return ($r->{ok}, $r->{why});
 }
 
 sub _frame_complete
@@ -121,8 +157,26 @@ shared_preload_libraries = 'topgun'
 topgun.port = $wsport
 topgun.listen_addresses = '127.0.0.1'
 topgun.jwt_secret = '$strong_secret'
+# Cluster.pm turns this off; the worker's crash restart needs it.
+restart_after_crash = on
 });
 $node->start;
+
+# --- before CREATE EXTENSION: listening but not serving (retryable close 1013)
+ok( $node->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'topgun sync server'"),
+	'worker started before the extension exists');
+my $early;
+for (1 .. 50)
+{
+	$early = ws_open($wsport, 0);
+	last if defined $early->{op};
+	usleep(200_000);
+}
+is($early->{close_code}, 1013, "no extension yet: close 1013 ($early->{why})");
+unlike($early->{why}, qr/AUTH_REQUIRED/, 'nothing served before the extension exists');
+
 $node->safe_psql('postgres', 'CREATE EXTENSION topgun');
 
 # --- visible and serving
@@ -197,6 +251,21 @@ ok($ok, "production + strong secret after SIGHUP: listening ($why)");
 $node->restart;
 ($ok, $why) = wait_serving($wsport, 30);
 ok($ok, "production + strong secret after restart: listening ($why)");
+
+# --- topgun.max_connections: the socket beyond the limit is closed 1013
+$node->append_conf('postgresql.conf', "topgun.max_connections = 3\n");
+$node->restart;
+($ok, $why) = wait_serving($wsport, 30);
+ok($ok, "serving with topgun.max_connections = 3 ($why)");
+usleep(500_000);    # let the worker reap the probe's socket
+my @held = map { ws_open($wsport, 1) } 1 .. 3;
+is(scalar(grep { $_->{ok} } @held), 3, 'three connections accepted');
+my $over = ws_open($wsport, 0);
+ok(!$over->{ok}, "fourth connection refused ($over->{why})");
+is($over->{close_code}, 1013, 'refused with close 1013');
+close $_->{sock} for grep { $_->{sock} } @held;
+($ok, $why) = wait_serving($wsport, 10);
+ok($ok, "a slot is free again once they close ($why)");
 
 # --- clean shutdown: the worker exits with the server, the port is released
 $node->stop('fast');
