@@ -8,6 +8,7 @@
  */
 #include "topgun.h"
 #include "core/hlc.h"
+#include "core/hlc_parse.h"
 
 #include <limits.h>
 
@@ -69,29 +70,6 @@ tg_hlc_check_node(const char *node, int len)
 				 errmsg("hlc node id must not contain NUL bytes")));
 }
 
-static bool
-parse_uint(const char *s, int len, int64 max, int64 *out)
-{
-	int64		v = 0;
-	int			i;
-
-	if (len <= 0 || len > 19)
-		return false;
-	/* No sign, no leading zeros (except "0"), digits only. */
-	if (len > 1 && s[0] == '0')
-		return false;
-	for (i = 0; i < len; i++)
-	{
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (s[i] - '0');
-		if (v > max)
-			return false;
-	}
-	*out = v;
-	return true;
-}
-
 /*
  * Parse "<millis>:<counter>:<nodeId>".  Returns NULL with *ok = false when
  * the text is not a valid hlc; never raises for syntax problems so callers
@@ -100,29 +78,15 @@ parse_uint(const char *s, int len, int64 max, int64 *out)
 TgHlc *
 tg_hlc_parse(const char *str, int len, bool *ok)
 {
-	const char *c1 = memchr(str, ':', len);
-	const char *c2;
-	int64		millis;
-	int64		counter;
+	int64_t		millis;
+	int64_t		counter;
 	const char *node;
-	int			nodelen;
+	size_t		nodelen;
 
-	*ok = false;
-	if (c1 == NULL)
+	*ok = tg_hlc_parse_text(str, (size_t) len, &millis, &counter, &node, &nodelen);
+	if (!*ok)
 		return NULL;
-	c2 = memchr(c1 + 1, ':', len - (c1 + 1 - str));
-	if (c2 == NULL)
-		return NULL;
-	node = c2 + 1;
-	nodelen = len - (node - str);
-	if (nodelen < 0 || nodelen > TG_MAX_NODE_BYTES || memchr(node, '\0', nodelen) != NULL)
-		return NULL;
-	if (!parse_uint(str, c1 - str, TG_HLC_MAX_MILLIS, &millis))
-		return NULL;
-	if (!parse_uint(c1 + 1, c2 - c1 - 1, TG_HLC_MAX_MILLIS, &counter))
-		return NULL;
-	*ok = true;
-	return tg_hlc_make(millis, counter, node, nodelen);
+	return tg_hlc_make(millis, counter, node, (int) nodelen);
 }
 
 char *

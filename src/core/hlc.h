@@ -8,8 +8,9 @@
 #include "postgres.h"
 #include "fmgr.h"
 
-/* JavaScript numbers are exact up to 2^53; the TopGun client uses them. */
-#define TG_HLC_MAX_MILLIS	INT64CONST(9007199254740991)
+#include "core/hlc_parse.h"
+
+#define TG_HLC_MAX_MILLIS	TG_HLC_MAX_VALUE
 
 /*
  * On-disk/in-memory layout.  8-byte aligned so millis can be read in place;
