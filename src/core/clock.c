@@ -238,6 +238,22 @@ drift_check(const TgHlc *remote, int64 sys)
 	return false;
 }
 
+/*
+ * Non-raising drift check for batch paths: NULL when `remote` is acceptable
+ * (or only warned about), else the rejection message.
+ */
+char *
+tg_clock_drift_error(const TgHlc *remote)
+{
+	int64		sys = wall_millis();
+
+	if (!tg_strict_clock || remote->millis - sys <= tg_max_drift_ms ||
+		remote->millis <= clock_millis(get_clock()))
+		return NULL;
+	return psprintf("clock drift detected: timestamp of node \"%.*s\" is more than %d ms ahead of the local clock",
+					TG_HLC_NODE_LEN(remote), remote->node, tg_max_drift_ms);
+}
+
 /* TopGun's HLC.update(): returns the new local time. */
 TgHlc *
 tg_clock_update(const TgHlc *remote)

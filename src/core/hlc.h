@@ -43,5 +43,6 @@ extern const char *tg_node_id(void);
 extern TgHlc *tg_clock_now(void);
 extern TgHlc *tg_clock_update(const TgHlc *remote);
 extern void tg_clock_observe(const TgHlc *remote);
+extern char *tg_clock_drift_error(const TgHlc *remote);
 
 #endif							/* TG_HLC_H */

@@ -163,12 +163,12 @@ kind_name(char kind)
 }
 
 /*
- * Ensure the map exists with the given kind, registering it on first use.
- * INSERT ... ON CONFLICT DO NOTHING waits for a concurrent first writer, so
- * two sessions racing to create a map with different kinds cannot both win.
+ * The kind of a map, registering it with `kind` on first use.  INSERT ... ON
+ * CONFLICT DO NOTHING waits for a concurrent first writer, so two sessions
+ * racing to create a map with different kinds cannot both win.
  */
-void
-tg_require_map_kind(text *map, TgMapKind kind)
+TgMapKind
+tg_map_kind_register(text *map, TgMapKind kind)
 {
 	char		name[TG_MAX_MAP_BYTES + 1];
 	int			len = VARSIZE_ANY_EXHDR(map);
@@ -234,11 +234,27 @@ tg_require_map_kind(text *map, TgMapKind kind)
 			kind_cache_has_tentative = true;
 	}
 	(void) kindstr;
-	if (stored != (char) kind)
+	return (TgMapKind) stored;
+}
+
+/* Message for a kind mismatch (shared by the raising and reporting paths). */
+char *
+tg_kind_mismatch_message(text *map, TgMapKind stored, TgMapKind wanted)
+{
+	return psprintf("map \"%s\" is an %s map, not an %s map", text_to_cstring(map),
+					kind_name((char) stored), kind_name((char) wanted));
+}
+
+/* Ensure the map exists with the given kind; raise wrong_object_type if not. */
+void
+tg_require_map_kind(text *map, TgMapKind kind)
+{
+	TgMapKind	stored = tg_map_kind_register(map, kind);
+
+	if (stored != kind)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("map \"%s\" is an %s map, not an %s map", name,
-						kind_name(stored), kind_name((char) kind)),
+				 errmsg_internal("%s", tg_kind_mismatch_message(map, stored, kind)),
 				 errdetail("A map's kind is fixed by its first write.")));
 }
 

@@ -21,6 +21,8 @@ extern void tg_check_tag(text *tag);
 extern void tg_check_value(Jsonb *value);
 extern void tg_check_ttl(int64 ttl);
 extern void tg_require_map_kind(text *map, TgMapKind kind);
+extern TgMapKind tg_map_kind_register(text *map, TgMapKind kind);
+extern char *tg_kind_mismatch_message(text *map, TgMapKind stored, TgMapKind wanted);
 extern bool tg_jsonb_is_null(Jsonb *jb);
 extern void tg_lww_reset_plans(void);
 

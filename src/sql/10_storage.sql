@@ -11,7 +11,7 @@ COMMENT ON TABLE topgun.maps IS 'Every map and its kind, fixed by its first writ
 CREATE TABLE topgun.lww (
   map    text NOT NULL,
   key    text NOT NULL,
-  leaf   smallint GENERATED ALWAYS AS (topgun.key_leaf(key)) STORED,
+  leaf   smallint NOT NULL,             -- key_leaf(key), set by the lww_leaf/ormap_leaf triggers
   value  jsonb,                      -- NULL: tombstone
   ts     topgun.hlc NOT NULL,
   ttl_ms bigint CHECK (ttl_ms > 0),
@@ -22,7 +22,7 @@ COMMENT ON TABLE topgun.lww IS 'LWW-map records, tombstones included (value IS N
 CREATE TABLE topgun.ormap (
   map    text NOT NULL,
   key    text NOT NULL,
-  leaf   smallint GENERATED ALWAYS AS (topgun.key_leaf(key)) STORED,
+  leaf   smallint NOT NULL,             -- key_leaf(key), set by the lww_leaf/ormap_leaf triggers
   tag    text NOT NULL,
   value  jsonb NOT NULL,
   ts     topgun.hlc NOT NULL,
@@ -48,6 +48,18 @@ COMMENT ON TABLE topgun.or_tags IS 'OR-map tag registry: tombstoned tags have re
 CREATE VIEW topgun.or_tombstones AS
   SELECT map, tag, key, removed_at FROM topgun.or_tags WHERE removed_at IS NOT NULL;
 COMMENT ON VIEW topgun.or_tombstones IS 'Observed-remove tombstones: a tag listed here can never be added again';
+
+-- `leaf` is a plain column kept by a BEFORE trigger, not a GENERATED one:
+-- PostgreSQL 15 logical replication does not publish generated columns, and
+-- the apply worker must receive every primary-key (replica identity) column
+-- to find the row an UPDATE refers to (docs/multi-node.md).
+CREATE FUNCTION topgun._fill_leaf() RETURNS trigger AS 'MODULE_PATHNAME', 'tg_fill_leaf' LANGUAGE C;
+CREATE TRIGGER lww_leaf BEFORE INSERT OR UPDATE OF key, leaf ON topgun.lww
+  FOR EACH ROW EXECUTE FUNCTION topgun._fill_leaf();
+CREATE TRIGGER ormap_leaf BEFORE INSERT OR UPDATE OF key, leaf ON topgun.ormap
+  FOR EACH ROW EXECUTE FUNCTION topgun._fill_leaf();
+ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_leaf;
+ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_leaf;
 
 CREATE TABLE topgun.counters (
   name text NOT NULL,
