@@ -55,6 +55,22 @@ print(f"  {p:6s} plain upsert: {n/a*1000:10.0f} rows/s ({a} ms)   lww_put+tree: 
 PY
 done
 
+echo "== set-based: topgun.lww_put_many($N ops) vs one INSERT ... SELECT ... ON CONFLICT of $N rows"
+for pass in insert update; do
+  base=$([ $pass = insert ] && echo 1500000000000 || echo 1550000000000)
+  t_plain=$(ms "INSERT INTO plain AS t (map, key, value, ts)
+                SELECT 'many', 'key-' || g, $VALUE, topgun.hlc($base + g, 0, 'node-a')
+                  FROM generate_series(1, $N) g
+                ON CONFLICT (map, key) DO UPDATE SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms
+                 WHERE t.ts OPERATOR(topgun.<) excluded.ts")
+  t_many=$(ms "SELECT count(*) FROM topgun.lww_put_many(
+                 (SELECT array_agg('many'::text) FROM generate_series(1, $N)),
+                 (SELECT array_agg('key-' || g) FROM generate_series(1, $N) g),
+                 (SELECT array_agg($VALUE) FROM generate_series(1, $N) g),
+                 (SELECT array_agg(topgun.hlc($base + g, 0, 'node-a')) FROM generate_series(1, $N) g))")
+  python3 -c "n,a,b=$N,$t_plain,$t_many; print(f'  $pass plain upsert: {n/a*1000:.0f} rows/s   lww_put_many+tree: {n/b*1000:.0f} rows/s   ratio: {b/a:.2f}x')"
+done
+
 echo "== $N calls each side from a PL/pgSQL loop (one upsert execution per call, 10000 per transaction)"
 t_plain_loop=$(ms "DO \$\$ BEGIN FOR g IN 1..$N LOOP
     INSERT INTO plain AS t (map, key, value, ts) VALUES ('loop', 'key-' || g, $VALUE, topgun.hlc(1600000000000 + g, 0, 'node-a'))

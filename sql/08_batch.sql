@@ -27,3 +27,21 @@ SELECT * FROM lww_put_many(ARRAY[]::text[], ARRAY[]::text[], ARRAY[]::jsonb[], A
 SELECT merkle_verify('b1');
 SELECT lww_put('b2', key, coalesce(value, 'null'), ts, ttl_ms) FROM lww WHERE map = 'b1' ORDER BY key \g /dev/null
 SELECT merkle_root('b1') = merkle_root('b2') AS same_root;
+-- privileges: an application role can use the API after grant_access, and not before
+CREATE ROLE tg_app;
+SET ROLE tg_app;
+SELECT topgun.lww_put('app', 'k', '1', '1:0:n');
+RESET ROLE;
+SELECT topgun.grant_access('tg_app');
+SET ROLE tg_app;
+SELECT topgun.lww_put('app', 'k', '1', '1:0:n');
+SELECT topgun.lww_get('app', 'k'), topgun.merkle_root('app') > 0 AS has_root;
+SELECT topgun.or_add('app-or', 'k', '"v"', '2:0:n'), topgun.counter_add('app-c', 1);
+RESET ROLE;
+SELECT topgun.grant_access('tg_app', true);
+CREATE ROLE tg_reader;
+SELECT topgun.grant_access('tg_reader', read_only => true);
+SET ROLE tg_reader;
+SELECT topgun.lww_get('app', 'k');
+SELECT topgun.lww_put('app', 'k', '2', '3:0:n');
+RESET ROLE;
