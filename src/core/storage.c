@@ -29,6 +29,7 @@ typedef struct KindEntry
 
 static HTAB *kind_cache = NULL;
 static bool kind_cache_has_tentative = false;
+static bool kind_cache_stale = false;
 static SPIPlanPtr kind_insert_plan = NULL;
 static SPIPlanPtr kind_select_plan = NULL;
 
@@ -69,11 +70,12 @@ kind_cache_xact_callback(XactEvent event, void *arg)
 static void
 storage_relcache_cb(Datum arg, Oid relid)
 {
-	if (kind_cache != NULL && !kind_cache_has_tentative)
-	{
-		hash_destroy(kind_cache);
-		kind_cache = NULL;
-	}
+	/*
+	 * Only mark: invalidations are processed in the middle of SPI calls made
+	 * while an entry of the cache is being looked up or filled, so the table
+	 * must not go away here.  It is emptied at the next lookup.
+	 */
+	kind_cache_stale = true;
 }
 
 static void
@@ -188,6 +190,16 @@ tg_map_kind_register(text *map, TgMapKind kind)
 		ctl.hcxt = TopMemoryContext;
 		kind_cache = hash_create("topgun map kinds", 64, &ctl,
 								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	if (kind_cache_stale && !kind_cache_has_tentative)
+	{
+		HASH_SEQ_STATUS st;
+		KindEntry  *old;
+
+		hash_seq_init(&st, kind_cache);
+		while ((old = hash_seq_search(&st)) != NULL)
+			hash_search(kind_cache, old->name, HASH_REMOVE, NULL);
+		kind_cache_stale = false;
 	}
 	memset(name, 0, sizeof(name));
 	memcpy(name, VARDATA_ANY(map), len);
