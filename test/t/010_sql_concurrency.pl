@@ -70,6 +70,27 @@ SELECT count(*) FROM (
 is($node->safe_psql('postgres', "SELECT topgun.merkle_root('hot') = topgun.merkle_root('hot-copy')"), 't',
 	'same records in another order: same root');
 
+# Relation-cache invalidations from other sessions arrive in the middle of map
+# registrations (regression test for a use-after-free in the map-kind cache).
+$node->pgbench(
+	'-n -c 6 -j 3 -T 6', 0,
+	[qr{processed: \d+}], [qr{^$}],
+	'map registrations under concurrent invalidations',
+	{
+		'newmaps' => q{
+\set m random(1, 100000)
+SELECT topgun.lww_put('reg-' || :m, 'k', '1', topgun.hlc_now());
+SELECT topgun.or_add('reg-or-' || :m, 'k', '1');
+},
+		'ddl' => q{
+CREATE TEMP TABLE churn (a int);
+DROP TABLE churn;
+ANALYZE topgun.maps;
+}
+	});
+is($node->safe_psql('postgres', "SELECT count(*) > 0 FROM topgun.maps WHERE name LIKE 'reg-%'"), 't',
+	'registrations survived concurrent invalidations');
+
 # A second database receiving the same records in another order ends with the
 # same root (LWW and OR maps).
 $node->safe_psql('postgres', 'CREATE DATABASE replica');
