@@ -19,8 +19,10 @@ CREATE TABLE topgun.or_keys (
 );
 COMMENT ON TABLE topgun.or_keys IS 'Current OR-map entry hash of every key with at least one record';
 
-SELECT pg_catalog.pg_extension_config_dump('topgun.merkle_nodes', '');
-SELECT pg_catalog.pg_extension_config_dump('topgun.or_keys', '');
+-- Not registered with pg_extension_config_dump: the trees are derived data.
+-- A restore loads the storage tables with triggers enabled, which rebuilds
+-- them; after a data-only restore with --disable-triggers run
+-- topgun.merkle_rebuild() for each map.
 
 CREATE FUNCTION topgun._lww_merkle_trigger() RETURNS trigger
   AS 'MODULE_PATHNAME', 'tg_lww_merkle_trigger' LANGUAGE C;

@@ -381,8 +381,8 @@ BEGIN
     format('SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot(%L, %L)', slot, 'pgoutput'));
   BEGIN
     EXECUTE format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION topgun_mesh '
-                   'WITH (create_slot = false, slot_name = %L, copy_data = %L)',
-                   sub, conninfo, slot, copy_data);
+                   'WITH (create_slot = false, slot_name = %L, copy_data = %s)',
+                   sub, conninfo, slot, CASE WHEN copy_data THEN 'true' ELSE 'false' END);
     INSERT INTO topgun.peers (name, node_id, conninfo, subscription, slot_name)
          VALUES (add_peer.name, peer_node, conninfo, sub, slot);
   EXCEPTION WHEN OTHERS THEN
