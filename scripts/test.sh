@@ -104,9 +104,14 @@ suite_regress() {
 		return 0
 	fi
 	tree_copy
-	local rc=0
+	local rc=0 bindir=()
+	# pg_regress starts the temp instance from $(bindir); follow TG_PG_BIN
+	# when it points elsewhere (scripts/sanitize.sh uses a private copy).
+	if [ "$TG_PG_BIN" != "$(pg_config --bindir 2>/dev/null)" ]; then
+		bindir=(bindir="$TG_PG_BIN")
+	fi
 	tg_as_user "$OSUSER" env PATH="$TG_PG_BIN:$PATH" \
-		timeout 1200 make -C "$TREE" installcheck || rc=$?
+		timeout 1200 make -C "$TREE" installcheck "${bindir[@]}" || rc=$?
 	if [ "$rc" -ne 0 ]; then
 		if [ -f "$TREE/regression.diffs" ]; then
 			echo "---- regression.diffs (first 400 lines) ----"
@@ -196,6 +201,15 @@ suite_tap() {
 	tree_copy
 	local rc=0 files=()
 	mapfile -t files < <(cd "$TREE" && ls test/t/*.pl | sort)
+	# The crash/restart tests drive real WebSocket clients (test/t/crash_clients.js,
+	# built on the e2e helpers): give the tree copy the e2e node modules.
+	if [ ! -d "$TREE/test/e2e/node_modules" ]; then
+		if [ ! -d test/e2e/node_modules/ws ] || [ ! -d test/e2e/node_modules/msgpackr ]; then
+			(cd test/e2e && timeout 600 npm ci --omit=optional --no-audit --no-fund --loglevel=error) || return 1
+		fi
+		cp -a test/e2e/node_modules "$TREE/test/e2e/node_modules"
+		if tg_is_root; then chown -R "$OSUSER": "$TREE/test/e2e/node_modules"; fi
+	fi
 	mkdir -p "$WORK/portlock"
 	if tg_is_root; then chown "$OSUSER": "$WORK/portlock"; fi
 	(cd "$TREE" && tg_as_user "$OSUSER" env PATH="$TG_PG_BIN:$PATH" \

@@ -5,7 +5,8 @@ CREATE FUNCTION topgun.connections(
     OUT id bigint, OUT remote_addr text, OUT user_id text, OUT authenticated boolean,
     OUT connected_since timestamptz, OUT messages_in bigint, OUT messages_out bigint,
     OUT bytes_in bigint, OUT bytes_out bigint, OUT pending_out_bytes bigint,
-    OUT subscriptions integer, OUT slot integer)
+    OUT subscriptions integer, OUT slot integer, OUT queries integer, OUT topics integer,
+    OUT counters integer, OUT limit_hits bigint, OUT access_denied bigint)
   RETURNS SETOF record LANGUAGE C VOLATILE STRICT
   AS 'MODULE_PATHNAME', 'tg_connections';
 COMMENT ON FUNCTION topgun.connections() IS

@@ -34,6 +34,10 @@ extern bool tg_production;
 extern char *tg_ssl_cert_file;
 extern char *tg_ssl_key_file;
 extern int	tg_group_commit_max_ops;
+extern int	tg_max_subscriptions_per_connection;
+extern int	tg_max_topics_per_connection;
+extern int	tg_topic_queue_size;
+extern int	tg_max_query_results;
 
 /* ------------------------------------------------------ shared memory */
 
@@ -53,6 +57,17 @@ typedef enum TgStat
 	TG_STAT_EVENTS_SENT,
 	TG_STAT_SLOW_CLIENTS_CLOSED,
 	TG_STAT_GROUP_RETRIES,
+	TG_STAT_QUERY_UPDATES,
+	TG_STAT_QUERY_RERUNS,
+	TG_STAT_TOPIC_MESSAGES,
+	TG_STAT_TOPIC_QUEUED,
+	TG_STAT_TOPIC_DROPPED,
+	TG_STAT_COUNTER_UPDATES,
+	TG_STAT_FEED_EVENTS,
+	TG_STAT_FEED_LOST,
+	TG_STAT_FEED_RESYNC_CLOSES,
+	TG_STAT_ACCESS_DENIED,
+	TG_STAT_LIMIT_REACHED,
 	TG_STAT_COUNT
 } TgStat;
 
@@ -80,6 +95,11 @@ typedef struct TgConnSlot
 	uint64		bytes_out;
 	uint64		pending_out;
 	int32		watched_maps;
+	int32		queries;
+	int32		topics;
+	int32		counters;
+	uint64		limit_hits;
+	uint64		denied;
 } TgConnSlot;
 
 typedef struct TgWorkerShared
@@ -173,6 +193,17 @@ typedef struct TgConn
 	TgWatch    *watches;
 	int			nwatches;
 
+	/* live data (worker_query.c, worker_topics.c, worker_counters.c) */
+	struct TgQuerySub *queries;
+	int			nqueries;
+	struct TgNameSub *topics;
+	int			ntopics;
+	struct TgNameSub *counters;
+	int			ncounters;
+	bool		is_admin;
+	uint64		limit_hits;
+	uint64		denied;
+
 	/* invalid-traffic accounting */
 	int			invalid_total;
 	int64		log_window_start_ms;
@@ -212,6 +243,11 @@ extern void tg_proto_conn_gone(TgConn *c);
 extern void tg_proto_reset_plans(void);
 extern bool tg_auth_configure(bool first);
 extern void tg_auth_release(void);
+
+/* worker_live.c family: see worker_live.h */
+extern void tg_live_conn_gone(TgConn *c);
+extern void tg_live_ready(bool ready);
+extern void tg_live_poll(bool woken);
 
 /* ---------------------------------------------------------- main loop */
 extern PGDLLEXPORT void tg_worker_main(Datum arg);

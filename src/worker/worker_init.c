@@ -42,6 +42,10 @@ bool		tg_production = false;
 char	   *tg_ssl_cert_file = NULL;
 char	   *tg_ssl_key_file = NULL;
 int			tg_group_commit_max_ops = 20000;
+int			tg_max_subscriptions_per_connection = 1000;
+int			tg_max_topics_per_connection = 100;
+int			tg_topic_queue_size = 1000;
+int			tg_max_query_results = 10000;
 
 TgWorkerShared *tg_worker_shared = NULL;
 
@@ -59,6 +63,17 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"events_sent",
 	"slow_clients_closed",
 	"group_commit_retries",
+	"query_updates",
+	"query_reruns",
+	"topic_messages",
+	"topic_queued",
+	"topic_dropped",
+	"counter_updates",
+	"feed_events",
+	"feed_lost",
+	"feed_resync_closes",
+	"access_denied",
+	"limits_reached",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
@@ -161,6 +176,26 @@ tg_worker_init(void)
 	DefineCustomIntVariable("topgun.invalid_message_budget",
 							"Invalid messages tolerated per connection before it is closed (1008).",
 							NULL, &tg_invalid_message_budget, 100, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("topgun.max_subscriptions_per_connection",
+							"Maximum number of query and counter subscriptions per connection.",
+							"Beyond it QUERY_SUB / COUNTER_REQUEST get ERROR 429 'Subscription limit reached'.",
+							&tg_max_subscriptions_per_connection, 1000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("topgun.max_topics_per_connection",
+							"Maximum number of topic subscriptions per connection.",
+							"Beyond it TOPIC_SUB gets ERROR 400 'Subscription limit reached'.",
+							&tg_max_topics_per_connection, 100, 1, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("topgun.topic_queue_size",
+							"Messages kept per offline topic subscriber (token sub + topic).",
+							"When full the oldest message is dropped and counted in topgun.topic_queues.",
+							&tg_topic_queue_size, 1000, 0, 10000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("topgun.max_query_results",
+							"Maximum number of records a live query subscription may track.",
+							"A QUERY_SUB whose result is larger gets ERROR 413; add a limit.",
+							&tg_max_query_results, 10000, 1, 10000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("topgun.group_commit_max_ops",
 							"Maximum number of ops applied in one group-commit transaction.",
@@ -268,8 +303,8 @@ tg_connections(PG_FUNCTION_ARGS)
 	{
 		volatile TgConnSlot *s = &tg_worker_shared->slots[i];
 		TgConnSlot	copy;
-		Datum		values[12];
-		bool		nulls[12];
+		Datum		values[17];
+		bool		nulls[17];
 		int			tries = 0;
 
 		for (;;)
@@ -306,6 +341,11 @@ tg_connections(PG_FUNCTION_ARGS)
 		values[9] = Int64GetDatum((int64) copy.pending_out);
 		values[10] = Int32GetDatum(copy.watched_maps);
 		values[11] = Int32GetDatum(i);
+		values[12] = Int32GetDatum(copy.queries);
+		values[13] = Int32GetDatum(copy.topics);
+		values[14] = Int32GetDatum(copy.counters);
+		values[15] = Int64GetDatum((int64) copy.limit_hits);
+		values[16] = Int64GetDatum((int64) copy.denied);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -173,7 +173,12 @@ tg_conn_update_slot(TgConn *c)
 	s->bytes_in = c->bytes_in;
 	s->bytes_out = c->bytes_out;
 	s->pending_out = c->out_bytes;
-	s->watched_maps = c->nwatches;
+	s->watched_maps = c->nwatches + c->ntopics + c->ncounters;
+	s->queries = c->nqueries;
+	s->topics = c->ntopics;
+	s->counters = c->ncounters;
+	s->limit_hits = c->limit_hits;
+	s->denied = c->denied;
 	TG_SLOT_END_WRITE(s);
 }
 
@@ -199,6 +204,8 @@ slot_acquire(TgConn *c)
 		s->connected_since = GetCurrentTimestamp();
 		s->msgs_in = s->msgs_out = s->bytes_in = s->bytes_out = s->pending_out = 0;
 		s->watched_maps = 0;
+		s->queries = s->topics = s->counters = 0;
+		s->limit_hits = s->denied = 0;
 		TG_SLOT_END_WRITE(s);
 		return i;
 	}
@@ -339,6 +346,7 @@ conn_free(TgConn *c)
 		c->next->prev = c->prev;
 	free_outq(c);
 	free(c->rx);
+	tg_live_conn_gone(c);
 	for (int i = 0; i < c->nroles; i++)
 		free(c->roles[i]);
 	while (c->watches)

@@ -98,9 +98,7 @@ static const PlanDef plan_defs[PL_COUNT] = {
 	2, {TEXTOID, TEXTOID}},
 	[PL_OR_KEY_TOMBSTONES] = {"SELECT tag FROM topgun.or_tombstones WHERE map = $1 ORDER BY tag",
 	1, {TEXTOID}},
-	[PL_LWW_BULK] = {"SELECT u.ord::int4, topgun.lww_put(u.m, u.k, u.v::jsonb, u.t::topgun.hlc, u.ttl) "
-		"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), "
-		"pg_catalog.unnest($4), pg_catalog.unnest($5)) WITH ORDINALITY AS u(m, k, v, t, ttl, ord)",
+	[PL_LWW_BULK] = {"SELECT ord, won, error FROM topgun.lww_put_many($1, $2, $3::jsonb[], $4::topgun.hlc[], $5)",
 	5, {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID}},
 };
 
@@ -744,10 +742,12 @@ text_array(Datum *elems, int n)
 }
 
 /*
- * Apply every pending LWW op of the group with ONE statement (unnest of
- * parameter arrays), which saves the per-statement executor overhead.  An
- * error cannot be attributed to an op here; the caller then retries the
- * group op by op.
+ * Apply every pending LWW op of the group with ONE call of
+ * topgun.lww_put_many(): it validates every op in C and reports problems per
+ * op (kind mismatch, limits, strict clock drift ...) instead of raising,
+ * collapses duplicate keys (newest wins) and runs a single INSERT ... ON
+ * CONFLICT in index order.  Only an unexpected error raises; the caller then
+ * retries the group op by op.
  */
 static bool
 is_lww_op(const GOp *g)
@@ -774,13 +774,6 @@ lww_bulk_exec(int from, int to)
 			n++;
 	if (n == 0)
 		return;
-	if (n == 1)
-	{
-		for (int i = from; i < to; i++)
-			if (gops[i].state == GS_PENDING && is_lww_op(&gops[i]))
-				gop_exec(&gops[i]);
-		return;
-	}
 	idx = palloc(sizeof(int) * n);
 	m = palloc(sizeof(Datum) * n);
 	k = palloc(sizeof(Datum) * n);
@@ -815,11 +808,20 @@ lww_bulk_exec(int from, int to)
 	for (int r = 0; r < rows; r++)
 	{
 		bool		isnull;
+		bool		errnull;
 		int			ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
 		Datum		won = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+		Datum		err = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &errnull);
 
 		if (ord < 1 || ord > n)
 			elog(ERROR, "topgun: bulk apply returned row %d of %d", ord, n);
+		if (!errnull)
+		{
+			/* validated in C and reported, not raised: the others commit */
+			gops[idx[ord - 1]].state = GS_REJECTED;
+			gops[idx[ord - 1]].error = MemoryContextStrdup(proto_cxt, TextDatumGetCString(err));
+			continue;
+		}
 		gops[idx[ord - 1]].state = (!isnull && DatumGetBool(won)) ? GS_WON : GS_LOST;
 	}
 	for (int j = 0; j < n; j++)
