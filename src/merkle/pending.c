@@ -294,6 +294,7 @@ node_delta_cmp(const void *a, const void *b)
 
 static SPIPlanPtr upsert_nodes_plan = NULL;
 static SPIPlanPtr or_old_plan = NULL;
+static SPIPlanPtr or_lock_plan = NULL;
 static SPIPlanPtr or_put_plan = NULL;
 static SPIPlanPtr or_del_plan = NULL;
 
@@ -323,45 +324,101 @@ prepare_flush_plans(void)
 		"WHERE excluded.hash <> 0", 4, t4);
 	or_old_plan = keep("SELECT entry_hash FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3",
 					   3, t3);
+	/* ON CONFLICT DO UPDATE ... WHERE false locks an existing row without writing it */
+	or_lock_plan = keep("INSERT INTO topgun.or_keys AS k (map, leaf, key, entry_hash) VALUES ($1, $2, $3, 0) "
+						"ON CONFLICT (map, leaf, key) DO UPDATE SET entry_hash = k.entry_hash WHERE false "
+						"RETURNING 1", 3, t3);
 	or_put_plan = keep("INSERT INTO topgun.or_keys AS k (map, leaf, key, entry_hash) VALUES ($1, $2, $3, $4) "
 					   "ON CONFLICT (map, leaf, key) DO UPDATE SET entry_hash = excluded.entry_hash",
 					   4, t3);
 	or_del_plan = keep("DELETE FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3", 3, t3);
 }
 
-/* Recompute the entry hash of every dirty OR key and turn it into a leaf delta. */
+typedef struct DirtyKey
+{
+	const char *map;
+	const char *key;
+	int			maplen;
+	int			keylen;
+	int			leaf;
+} DirtyKey;
+
+static int
+dirty_key_cmp(const void *a, const void *b)
+{
+	const DirtyKey *x = a;
+	const DirtyKey *y = b;
+	int			c = strcmp(x->map, y->map);
+
+	if (c != 0)
+		return c;
+	if (x->leaf != y->leaf)
+		return x->leaf - y->leaf;
+	c = memcmp(x->key, y->key, Min(x->keylen, y->keylen));
+	return c != 0 ? c : x->keylen - y->keylen;
+}
+
+/*
+ * Recompute the entry hash of every dirty OR key and turn it into a leaf
+ * delta.  Two transactions may change different tags of one key at the same
+ * time, and neither sees the other's records; so each first takes the key's
+ * row in topgun.or_keys (creating it if needed), in a fixed order, which makes
+ * a concurrent flusher of the same key wait until the other has committed.
+ * Only then is the entry hash recomputed, from a fresh snapshot that includes
+ * the other transaction's records, and the old hash read from the locked row.
+ */
 static void
 flush_or_keys(void)
 {
 	HASH_SEQ_STATUS st;
 	OrEntry    *e;
+	DirtyKey   *keys;
+	int			n = 0,
+				i;
 
+	keys = palloc(sizeof(DirtyKey) * (hash_get_num_entries(or_dirty) + 1));
 	hash_seq_init(&st, or_dirty);
 	while ((e = hash_seq_search(&st)) != NULL)
 	{
+		keys[n].map = e->key.map;
+		keys[n].maplen = e->key.maplen;
+		keys[n].key = e->key.key;
+		keys[n].keylen = e->key.keylen;
+		keys[n].leaf = tg_leaf_of_hash(tg_hash_string(e->key.key, e->key.keylen));
+		n++;
+	}
+	qsort(keys, n, sizeof(DirtyKey), dirty_key_cmp);
+
+	for (i = 0; i < n; i++)
+	{
+		DirtyKey   *k = &keys[i];
 		uint32		newh = 0;
 		uint32		oldh = 0;
-		bool		had_old = false;
+		bool		had_old;
 		bool		live;
-		int			leaf = tg_leaf_of_hash(tg_hash_string(e->key.key, e->key.keylen));
 		Datum		args[4];
+		bool		isnull;
 
-		live = tg_or_entry_hash(e->key.map, e->key.maplen, e->key.key, e->key.keylen, &newh);
-		args[0] = CStringGetTextDatum(e->key.map);
-		args[1] = Int16GetDatum((int16) leaf);
-		args[2] = PointerGetDatum(cstring_to_text_with_len(e->key.key, e->key.keylen));
-		if (SPI_execute_plan(or_old_plan, args, NULL, true, 1) != SPI_OK_SELECT)
-			elog(ERROR, "topgun: or_keys lookup failed");
-		if (SPI_processed > 0)
+		args[0] = CStringGetTextDatum(k->map);
+		args[1] = Int16GetDatum((int16) k->leaf);
+		args[2] = PointerGetDatum(cstring_to_text_with_len(k->key, k->keylen));
+		/* take (or create) the key's row: returns a row only when created */
+		if (SPI_execute_plan(or_lock_plan, args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "topgun: or_keys lock failed");
+		had_old = SPI_processed == 0;
+
+		/* a snapshot taken after the lock sees what a concurrent flusher committed */
+		PopActiveSnapshot();
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (had_old)
 		{
-			bool		isnull;
-
+			if (SPI_execute_plan(or_old_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "topgun: or_keys lookup failed");
 			oldh = (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 														SPI_tuptable->tupdesc, 1, &isnull));
-			had_old = true;
 		}
-		else if (!live)
-			continue;			/* never hashed and still empty */
+		live = tg_or_entry_hash(k->map, k->maplen, k->key, k->keylen, &newh);
 		if (live)
 		{
 			args[3] = Int64GetDatum((int64) newh);
@@ -370,11 +427,13 @@ flush_or_keys(void)
 		}
 		else if (SPI_execute_plan(or_del_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 			elog(ERROR, "topgun: or_keys delete failed");
+		if (!live && !had_old)
+			continue;			/* never hashed and still empty */
 		if (newh != oldh || !had_old)
 		{
 			/* bypass the "while flushing" guard: this is part of the flush */
 			flushing = false;
-			tg_merkle_add_delta(e->key.map, e->key.maplen, leaf, newh - oldh);
+			tg_merkle_add_delta(k->map, k->maplen, k->leaf, newh - oldh);
 			flushing = true;
 		}
 	}

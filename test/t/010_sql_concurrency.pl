@@ -70,6 +70,19 @@ SELECT count(*) FROM (
 is($node->safe_psql('postgres', "SELECT topgun.merkle_root('hot') = topgun.merkle_root('hot-copy')"), 't',
 	'same records in another order: same root');
 
+# Different tags of the same OR key written concurrently: each transaction's
+# entry-hash recompute must include the other's committed records.
+$node->pgbench(
+	'-n -c 4 -j 2 -t 400', 0,
+	[qr{processed: 1600/1600}], [qr{^$}],
+	'concurrent OR adds on two keys',
+	{ 'or2' => q{
+\set k random(1, 2)
+SELECT topgun.or_add('or-race', 'k' || :k, to_jsonb(:k));
+} });
+is($node->safe_psql('postgres', "SELECT topgun.merkle_verify('or-race')"), 't',
+	'OR tree exact after concurrent adds to the same keys');
+
 # Relation-cache invalidations from other sessions arrive in the middle of map
 # registrations (regression test for a use-after-free in the map-kind cache).
 $node->pgbench(
