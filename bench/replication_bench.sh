@@ -28,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 for n in "${NODES[@]}"; do
   PORT[$n]=$(free_port)
-  as_pg "$PGBIN/initdb -D $DIR/$n -U postgres" >/dev/null
+  as_pg "$PGBIN/initdb -D $DIR/$n -U postgres" >/dev/null 2>&1
   cat >> "$DIR/$n/postgresql.conf" <<CONF
 port = ${PORT[$n]}
 listen_addresses = ''
@@ -44,7 +44,7 @@ max_logical_replication_workers = 10
 shared_buffers = '256MB'
 max_wal_size = '4GB'
 CONF
-  as_pg "$PGBIN/pg_ctl -D $DIR/$n -l $DIR/$n.log -w start" >/dev/null
+  as_pg "$PGBIN/pg_ctl -D $DIR/$n -l $DIR/$n.log -w start" >/dev/null || { cat "$DIR/$n.log"; exit 1; }
 done
 psql_n() { local n=$1; shift; "$PGBIN/psql" -X -q -At -h "$DIR" -p "${PORT[$n]}" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
 for n in "${NODES[@]}"; do psql_n "$n" -c "CREATE EXTENSION topgun"; done
