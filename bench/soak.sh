@@ -10,7 +10,7 @@
 # Cluster limits: topgun.max_connections = 2000, max_outbound_bytes = 1MB,
 # max_message_bytes = 1MB, invalid_message_budget = 20 (the e2e settings), so
 # the memory budget that bench/soak.js checks is meaningful.  Extra arguments
-# go to bench/soak.js; the JSON report is written to bench/soak-last.json.
+# go to bench/soak.js; the JSON report is written to $SOAK_JSON (default /tmp/topgun-soak-last.json).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=../scripts/lib.sh
@@ -44,4 +44,4 @@ tg_state_load "$state"
 args=("$@")
 [ "${#args[@]}" -gt 0 ] || args=(--seconds 300 --connections 1000)
 TOPGUN_WS_URL="ws://127.0.0.1:$WSPORT" TOPGUN_JWT_SECRET="$secret" TOPGUN_PG="$(tg_conninfo "$state")" \
-	node "$REPO/bench/soak.js" --json "$REPO/bench/soak-last.json" "${args[@]}"
+	node "$REPO/bench/soak.js" --json "${SOAK_JSON:-/tmp/topgun-soak-last.json}" "${args[@]}"

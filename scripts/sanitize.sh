@@ -4,8 +4,8 @@
 # topgun built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (`make SANITIZE=1`) and fail on any sanitizer report.
 #
-#   sudo bash scripts/sanitize.sh            # about 5-10 minutes on 2 cores
-#   TOPGUN_SUITES="e2e" sudo bash scripts/sanitize.sh
+#   sudo bash scripts/sanitize.sh            # about 5 minutes on 2 cores
+#   SANITIZE_SUITES="e2e" sudo bash scripts/sanitize.sh
 #   TOPGUN_KEEP=1 ...                         keep the work directory
 #
 # Nothing shared is touched: the sanitized library is built in a copy of the
@@ -123,8 +123,9 @@ tg_log "building with SANITIZE=1 in $TREE"
 	{ tail -n 60 "$SAN/build.log"; tg_die "sanitized build failed"; }
 (cd "$TREE" && make install >>"$SAN/build.log" 2>&1) || { tail -n 30 "$SAN/build.log"; tg_die "install failed"; }
 SO="$("$PRIV_BIN/pg_config" --pkglibdir)/topgun.so"
-nm -D "$SO" | grep -q '__asan_report' || tg_die "$SO is not instrumented with ASan"
-nm -D "$SO" | grep -q '__ubsan_handle' || tg_die "$SO is not instrumented with UBSan"
+syms="$(nm -D "$SO")"
+grep -q '__asan_report' <<<"$syms" || tg_die "$SO is not instrumented with ASan"
+grep -q '__ubsan_handle' <<<"$syms" || tg_die "$SO is not instrumented with UBSan"
 
 # 3. the sanitized worker really runs: check cluster
 export TG_PG_BIN="$PRIV_BIN"
@@ -141,7 +142,8 @@ tg_cluster_stop "$SAN/check"
 
 # 4. the suites, through scripts/test.sh of the copy, against the private install
 export TG_REPO="$TREE" TG_BUILD_LOCK="$SAN/build.lock"
-export TOPGUN_SUITES="${TOPGUN_SUITES:-regress e2e tap}"
+# (not TOPGUN_SUITES: scripts/test.sh may run this script as its "sanitize" suite)
+export TOPGUN_SUITES="${SANITIZE_SUITES:-regress e2e tap}"
 export TOPGUN_VECTORS="${TOPGUN_VECTORS:-$(cd "$SRC_REPO/.." && pwd)/shared/vectors}"
 chown -R postgres: "$SAN/check" 2>/dev/null || true
 rc=0

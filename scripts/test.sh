@@ -8,6 +8,7 @@
 #   e2e      node --test test/e2e           (real cluster + sync worker, real WebSocket clients)
 #   tap      prove test/t/*.pl              (PostgreSQL::Test::Cluster: worker lifecycle)
 #   fuzz     make fuzz FUZZ_SECONDS=20      (libFuzzer, any crash fails)
+#   sanitize scripts/sanitize.sh            (regress+e2e+tap again, ASan+UBSan build; root only)
 #
 # Ends with the line "N passed, M failed" (counting suites) and exits non-zero
 # when anything failed.  A suite with no test files at all is reported as
@@ -18,6 +19,8 @@
 #   FUZZ_SECONDS     per fuzzer (default 20)
 #   TOPGUN_SUITES    space-separated subset to run (default: all)
 #   TOPGUN_KEEP=1    keep the temporary directories for inspection
+#   TOPGUN_E2E_CONF  one extra postgresql.conf line for the e2e cluster
+#                    (scripts/valgrind.sh lengthens the heartbeat timeout)
 set -uo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,7 +28,7 @@ set -uo pipefail
 cd "$TG_REPO" || exit 1
 export TOPGUN_VECTORS="${TOPGUN_VECTORS:-$(cd "$TG_REPO/.." && pwd)/shared/vectors}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
-SUITES="${TOPGUN_SUITES:-unit regress e2e tap fuzz}"
+SUITES="${TOPGUN_SUITES:-unit regress e2e tap fuzz sanitize}"
 PGXS_DIR="$(cd "$(dirname "$(pg_config --pgxs 2>/dev/null || echo /usr/lib/postgresql/15/lib/pgxs/src/makefiles/pgxs.mk)")/../.." && pwd)"
 PG_REGRESS_BIN="$PGXS_DIR/src/test/regress/pg_regress"
 PG_PERL_LIB="$PGXS_DIR/src/test/perl"
@@ -143,7 +146,8 @@ suite_e2e() {
 		--conf-line "topgun.max_outbound_bytes = 1048576" \
 		--conf-line "topgun.auth_timeout_ms = 10000" \
 		--conf-line "log_line_prefix = '%m [%p] %b '" \
-		--conf-line "log_min_messages = log" || return 1
+		--conf-line "log_min_messages = log" \
+		${TOPGUN_E2E_CONF:+--conf-line "$TOPGUN_E2E_CONF"} || return 1
 	tg_state_load "$state"
 	if ! tg_cluster_start "$state"; then
 		return 1
@@ -267,6 +271,18 @@ suite_fuzz() {
 	return "$rc"
 }
 
+# The whole regress/e2e/TAP run again against an ASan+UBSan build installed
+# into a private copy of PostgreSQL (docs/reliability.md); any sanitizer
+# report fails.  It needs root (it builds a private installation and runs the
+# clusters as postgres).
+suite_sanitize() {
+	if ! tg_is_root; then
+		echo "sanitize: needs root (run scripts/test.sh as root)"
+		return 1
+	fi
+	TOPGUN_KEEP=0 timeout 3000 bash "$TG_REPO/scripts/sanitize.sh"
+}
+
 # ------------------------------------------------------------------ main
 start_all=$(date +%s)
 banner "dependencies"
@@ -282,7 +298,7 @@ if ! tg_build_install; then
 	exit 1
 fi
 
-for s in unit regress e2e tap fuzz; do
+for s in unit regress e2e tap fuzz sanitize; do
 	want "$s" || continue
 	banner "$s"
 	t0=$(date +%s)

@@ -25,6 +25,7 @@
 
 /* ------------------------------------------------ worker_proto.c helpers */
 extern MemoryContext tg_proto_cxt;
+extern void tg_proto_enter(MemoryContext cxt);
 extern MpBuf *tg_buf_begin(void);
 extern void tg_buf_send(TgConn *c, MpBuf *b);
 extern void tg_send_error(TgConn *c, int code, const char *message);
@@ -37,6 +38,9 @@ extern SPIPlanPtr tg_live_plan(int *slot, const char *sql, int nargs, const Oid 
 extern void tg_live_reset_plans(void);
 extern bool tg_watches_map(TgConn *c, const char *map, size_t len);
 extern void tg_group_flush_pending(void);
+extern void tg_proto_add_query_watch(TgConn *c, TgStr map, TgStr query_id);
+extern void tg_proto_drop_query_watch(TgConn *c, const char *query_id);
+extern void tg_proto_recheck_watches(void);
 
 /* jsonb → decoded msgpack tree in arena (NULL on failure). */
 extern MpNode *tg_jsonb_to_node(MpArena *arena, Jsonb *jb);
@@ -51,6 +55,7 @@ typedef enum TgAction
 
 extern void tg_acl_load(void);	/* in a transaction */
 extern void tg_acl_invalidate(void);
+extern bool tg_acl_needs_reload(void);
 extern bool tg_acl_allowed(TgConn *c, const char *resource, size_t len, TgAction act);
 extern bool tg_acl_check(TgConn *c, const char *resource, size_t len, TgAction act);	/* + 403 */
 extern void tg_acl_after_auth(TgConn *c);
@@ -114,6 +119,7 @@ extern void tg_topics_recheck_acl(void);
 
 /* ------------------------------------------------------- counters */
 extern void tg_counter_handle(TgConn *c, TgMessage *m);	/* in a transaction */
+extern void tg_counters_after_commit(bool committed);
 extern void tg_counter_push(const char *name, size_t len, Jsonb *state, TgConn *also);
 extern void tg_counters_conn_gone(TgConn *c);
 extern void tg_counters_recheck_acl(void);

@@ -470,11 +470,113 @@ handle_receive(struct lws *wsi, TgConn *c, const unsigned char *in, size_t len)
 /* lws 4.1 keeps the close opcode out of its public enum (it is 4 on the wire). */
 #define TG_LWS_WRITE_CLOSE ((enum lws_write_protocol) 4)
 
+/*
+ * Replace the first messages of the queue (at most 500 of them, 256 KiB) by
+ * one BATCH envelope {type:'BATCH', count, data: bin [u32le count]
+ * ([u32le len][msg])*}, as the reference server's CoalescingWriter does.
+ * Under load one socket write then carries many events; a lone message is
+ * still sent as is.  Returns false when there was nothing to combine or
+ * memory ran out (the messages are then sent one by one).  Only touches
+ * malloc'd memory: runs inside an lws callback.
+ */
+#define BATCH_MAX_MSGS	500
+#define BATCH_MAX_BYTES	(256 * 1024)
+
+static bool
+coalesce(TgConn *c)
+{
+	static const unsigned char head[] = {
+		0xde, 0x00, 0x03,
+		0xa4, 't', 'y', 'p', 'e', 0xa5, 'B', 'A', 'T', 'C', 'H',
+		0xa5, 'c', 'o', 'u', 'n', 't'
+	};
+	static const unsigned char data_key[] = {0xa4, 'd', 'a', 't', 'a'};
+	uint32		count = 0;
+	size_t		datalen = 4;
+	size_t		total;
+	TgOutMsg   *m,
+			   *b;
+	unsigned char *p;
+
+	for (m = c->out_head; m && count < BATCH_MAX_MSGS; m = m->next)
+	{
+		if (count > 0 && datalen + 4 + m->len > BATCH_MAX_BYTES)
+			break;
+		datalen += 4 + m->len;
+		count++;
+	}
+	if (count < 2)
+		return false;
+	total = sizeof(head) + 3 + sizeof(data_key) + 5 + datalen;
+	b = malloc(offsetof(TgOutMsg, buf) + LWS_PRE + total);
+	if (b == NULL)
+		return false;
+	p = b->buf + LWS_PRE;
+	memcpy(p, head, sizeof(head));
+	p += sizeof(head);
+	if (count < 128)
+		*p++ = (unsigned char) count;
+	else
+	{
+		*p++ = 0xcd;
+		*p++ = (unsigned char) (count >> 8);
+		*p++ = (unsigned char) count;
+	}
+	memcpy(p, data_key, sizeof(data_key));
+	p += sizeof(data_key);
+	if (datalen < 65536)
+	{
+		*p++ = 0xc5;
+		*p++ = (unsigned char) (datalen >> 8);
+		*p++ = (unsigned char) datalen;
+	}
+	else
+	{
+		*p++ = 0xc6;
+		*p++ = (unsigned char) (datalen >> 24);
+		*p++ = (unsigned char) (datalen >> 16);
+		*p++ = (unsigned char) (datalen >> 8);
+		*p++ = (unsigned char) datalen;
+	}
+	*p++ = (unsigned char) count;
+	*p++ = (unsigned char) (count >> 8);
+	*p++ = (unsigned char) (count >> 16);
+	*p++ = (unsigned char) (count >> 24);
+	for (uint32 i = 0; i < count; i++)
+	{
+		TgOutMsg   *n = c->out_head;
+		uint32		l = (uint32) n->len;
+
+		*p++ = (unsigned char) l;
+		*p++ = (unsigned char) (l >> 8);
+		*p++ = (unsigned char) (l >> 16);
+		*p++ = (unsigned char) (l >> 24);
+		memcpy(p, n->buf + LWS_PRE, n->len);
+		p += n->len;
+		c->out_head = n->next;
+		c->out_bytes -= n->len;
+		free(n);
+	}
+	b->len = (size_t) (p - (b->buf + LWS_PRE));
+	b->next = c->out_head;
+	c->out_head = b;
+	if (b->next == NULL)
+		c->out_tail = b;
+	c->out_bytes += b->len;
+	/* counted as the inner messages, minus the one counted when it is written */
+	c->msgs_out += count - 1;
+	return true;
+}
+
 static int
 handle_writeable(struct lws *wsi, TgConn *c)
 {
 	if (c->kill_now)
 		return -1;
+	if (c->out_head && c->out_head->next && coalesce(c))
+	{
+		/* several messages waiting: sent as one BATCH frame (PROTOCOL.md 1.5) */
+	}
 	if (c->out_head)
 	{
 		TgOutMsg   *m = c->out_head;
@@ -821,6 +923,7 @@ set_ready(bool ready)
 		return;
 	tg_ready = ready;
 	pg_atomic_write_u32(&tg_worker_shared->ready, ready ? 1 : 0);
+	tg_live_ready(ready);
 	if (!ready)
 	{
 		tg_proto_reset_plans();
@@ -1048,6 +1151,7 @@ tg_worker_main(Datum arg)
 	while (!got_sigterm)
 	{
 		TgInMsg    *batch;
+		bool		woken;
 
 		lws_service(lws_ctx, 0);
 
@@ -1060,6 +1164,7 @@ tg_worker_main(Datum arg)
 
 		if (got_sighup)
 			reload_config();
+		woken = got_wakeup;
 		if (got_wakeup)
 		{
 			uint64		sent;
@@ -1093,6 +1198,13 @@ tg_worker_main(Datum arg)
 			pgstat_report_activity(STATE_RUNNING, "topgun: processing messages");
 			tg_proto_process(batch);	/* frees the list */
 			pgstat_report_activity(STATE_IDLE, NULL);
+			MemoryContextSwitchTo(old);
+		}
+		{
+			/* committed changes of other backends (and query re-runs) */
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+			tg_live_poll(woken);
 			MemoryContextSwitchTo(old);
 		}
 		reap_dead();

@@ -37,6 +37,7 @@
 #include "wire/msgpack.h"
 #include "worker/worker.h"
 #include "worker/worker_int.h"
+#include "worker/worker_live.h"
 
 #define THIRTY_DAYS_MS	(30LL * 24 * 3600 * 1000)
 #define MAX_FULL_RETRIES 3
@@ -104,6 +105,11 @@ static const PlanDef plan_defs[PL_COUNT] = {
 
 static SPIPlanPtr plans[PL_COUNT];
 
+/* Plans of the live-data modules: slot numbers handed out on first use. */
+#define MAX_LIVE_PLANS 64
+static SPIPlanPtr live_plans[MAX_LIVE_PLANS];
+static int	n_live_plans = 0;
+
 void
 tg_proto_reset_plans(void)
 {
@@ -113,6 +119,37 @@ tg_proto_reset_plans(void)
 			SPI_freeplan(plans[i]);
 		plans[i] = NULL;
 	}
+	for (int i = 0; i < n_live_plans; i++)
+	{
+		if (live_plans[i])
+			SPI_freeplan(live_plans[i]);
+		live_plans[i] = NULL;
+	}
+	tg_acl_invalidate();
+}
+
+/* A kept plan for a live-data module; *slot starts at -1. */
+SPIPlanPtr
+tg_live_plan(int *slot, const char *sql, int nargs, const Oid *types)
+{
+	if (*slot < 0)
+	{
+		if (n_live_plans == MAX_LIVE_PLANS)
+			elog(ERROR, "topgun: too many worker plans");
+		*slot = n_live_plans++;
+	}
+	if (live_plans[*slot] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, (Oid *) types);
+
+		if (p == NULL)
+			elog(ERROR, "topgun: SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "topgun: SPI_keepplan failed");
+		live_plans[*slot] = p;
+	}
+	return live_plans[*slot];
 }
 
 static SPIPlanPtr
@@ -146,6 +183,7 @@ run_plan(PlanId id, Datum *args, const char *nulls, bool read_only)
 /* --------------------------------------------------------- transactions */
 
 static MemoryContext proto_cxt;	/* the main loop's per-iteration context */
+MemoryContext tg_proto_cxt;
 
 static void
 begin_txn(void)
@@ -250,6 +288,94 @@ send_simple(TgConn *c, const char *type)
 	buf_send(c, b);
 }
 
+/* ------------------------------------------- exports for worker_live.h */
+
+/* Make cxt the context that transactions return to (main-loop callers). */
+void
+tg_proto_enter(MemoryContext cxt)
+{
+	proto_cxt = cxt;
+	tg_proto_cxt = cxt;
+}
+
+static void put_jsonb(MpBuf *b, Jsonb *jb);
+static void put_hlc_text(MpBuf *b, const char *hlc);
+
+MpBuf *
+tg_buf_begin(void)
+{
+	return buf_begin();
+}
+
+void
+tg_buf_send(TgConn *c, MpBuf *b)
+{
+	buf_send(c, b);
+}
+
+void
+tg_send_error(TgConn *c, int code, const char *message)
+{
+	send_error(c, code, message);
+}
+
+void
+tg_put_jsonb(MpBuf *b, Jsonb *jb)
+{
+	put_jsonb(b, jb);
+}
+
+void
+tg_put_hlc_text(MpBuf *b, const char *hlc)
+{
+	put_hlc_text(b, hlc);
+}
+
+void
+tg_txn_begin(void)
+{
+	begin_txn();
+}
+
+void
+tg_txn_end(void)
+{
+	end_txn();
+}
+
+ErrorData *
+tg_txn_recover(void)
+{
+	return recover_error();
+}
+
+/* jsonb → msgpack → decoded tree (the query engine works on msgpack trees). */
+MpNode *
+tg_jsonb_to_node(MpArena *arena, Jsonb *jb)
+{
+	MpBuf		b;
+	MpLimits	lim = {64, 0, 0};
+	char		err[128];
+	uint8_t    *copy;
+	MpNode	   *n = NULL;
+
+	mp_buf_init(&b, (size_t) 1 << 30);
+	put_jsonb(&b, jb);
+	if (mp_buf_ok(&b))
+	{
+		lim.max_nodes = (uint32) Min((size_t) UINT32_MAX - 1, b.len + 1);
+		lim.max_str = (uint32) Min((size_t) UINT32_MAX - 1, Max(b.len, 1));
+		copy = mp_arena_alloc(arena, b.len);
+		if (copy)
+		{
+			memcpy(copy, b.data, b.len);
+			n = mp_decode(arena, copy, b.len, &lim, err, sizeof(err));
+		}
+	}
+	mp_buf_free(&b);
+	return n;
+}
+
 /* "millis:counter:node" text of topgun.hlc → Timestamp map. */
 static void
 put_hlc_text(MpBuf *b, const char *hlc)
@@ -349,6 +475,12 @@ watches_map(TgConn *c, const char *map, size_t len)
 		if (strlen(w->map) == len && memcmp(w->map, map, len) == 0)
 			return true;
 	return false;
+}
+
+bool
+tg_watches_map(TgConn *c, const char *map, size_t len)
+{
+	return watches_map(c, map, len);
 }
 
 static void
@@ -552,6 +684,7 @@ handle_auth(TgConn *c, TgMessage *m)
 		if (c->roles[c->nroles])
 			c->nroles++;
 	}
+	tg_acl_after_auth(c);
 	send_simple(c, "AUTH_ACK");
 	tg_conn_update_slot(c);
 }
@@ -594,6 +727,7 @@ typedef struct GOp
 	int64		ttl;
 	GState		state;
 	char	   *error;
+	bool		denied;			/* refused by access control */
 } GOp;
 
 typedef struct GBatch
@@ -1030,6 +1164,7 @@ fan_out_batch(GBatch *gb)
 		if (c == gb->conn || c->closed || c->closing || !c->authenticated ||
 			c->watches == NULL)
 			continue;
+		/* a watch exists only if READ was allowed (re-checked on policy changes) */
 		for (int e = 0; e < nwon; e++)
 			if (watches_map(c, evop[e]->op->map_name.p, evop[e]->op->map_name.len))
 				n++;
@@ -1097,6 +1232,15 @@ ack_batch(GBatch *gb)
 
 	if (c->closed || c->wsi == NULL)
 		return;
+	{
+		int			ndenied = 0;
+
+		for (int i = gb->first; i < gb->first + gb->nops; i++)
+			if (gops[i].denied)
+				ndenied++;
+		if (ndenied > 0 && !gb->client_op)
+			send_error(c, 403, psprintf("Partial batch failure: %d ops denied", ndenied));
+	}
 	if (gb->client_op)
 	{
 		GOp		   *g = &gops[gb->first];
@@ -1256,9 +1400,30 @@ group_flush(void)
 	for (int i = 0; i < ngbatches; i++)
 		ack_batch(&gbatches[i]);
 	if (committed)
+	{
 		for (int i = 0; i < ngbatches; i++)
 			fan_out_batch(&gbatches[i]);
+		/* live queries see the worker's own LWW writes directly (OR via the feed) */
+		for (int i = 0; i < ngops; i++)
+		{
+			GOp		   *g = &gops[i];
+
+			if (g->state != GS_WON || !is_lww_op(g))
+				continue;
+			if (!tg_query_map_has_subs(g->op->map_name.p, g->op->map_name.len))
+				continue;
+			tg_query_on_change(g->op->map_name.p, g->op->map_name.len,
+							   g->op->key.p, g->op->key.len,
+							   g->op->op_type == TG_OP_REMOVE ? NULL : g->op->record.value);
+		}
+	}
 	group_release();
+}
+
+void
+tg_group_flush_pending(void)
+{
+	group_flush();
 }
 
 /* Take ownership of a parsed write message (OP_BATCH / CLIENT_OP). */
@@ -1300,6 +1465,24 @@ group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 		g->batch = ngbatches - 1;
 		g->state = GS_PENDING;
 		gop_prepare(g);
+		if (g->state != GS_REJECTED)
+		{
+			/* REMOVE, or a record whose value is null, needs REMOVE; the rest PUT */
+			TgOp	   *op = g->op;
+			bool		is_remove = op->op_type == TG_OP_REMOVE ||
+				(op->op_type != TG_OP_OR_ADD && op->op_type != TG_OP_OR_REMOVE &&
+				 op->has_record && op->record.value->type == MP_NIL);
+
+			if (!tg_acl_allowed(c, op->map_name.p, op->map_name.len,
+								is_remove ? TG_ACT_REMOVE : TG_ACT_PUT))
+			{
+				gop_reject(g, "Access denied");
+				g->denied = true;
+				c->denied++;
+				c->slot_dirty = true;
+				tg_stat_add(TG_STAT_ACCESS_DENIED, 1);
+			}
+		}
 	}
 }
 
@@ -1378,6 +1561,8 @@ h_sync_init(TgConn *c, TgMessage *m)
 	char	   *cmap = pstr(map);
 	char	   *kind;
 
+	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+		return;
 	add_watch(c, map, NULL);
 	if (too_old(m->u.sync_init.has_last_sync, m->u.sync_init.last_sync))
 	{
@@ -1400,6 +1585,8 @@ h_ormap_sync_init(TgConn *c, TgMessage *m)
 	char	   *cmap = pstr(map);
 	char	   *kind;
 
+	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+		return;
 	add_watch(c, map, NULL);
 	if (too_old(m->u.ormap_sync_init.has_last_sync, m->u.ormap_sync_init.last_sync))
 	{
@@ -1456,8 +1643,11 @@ h_bucket_req(TgConn *c, TgMessage *m, bool ormap)
 	TgStr		path = m->u.bucket_req.path;
 	char	   *cmap = pstr(map);
 	char	   *cpath = pstr(path);
-	char	   *kind = map_kind(cmap);
+	char	   *kind;
 
+	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+		return;
+	kind = map_kind(cmap);
 	if (kind && strcmp(kind, ormap ? "lww" : "or") == 0)
 	{
 		send_error(c, 400, ormap ? psprintf("Map %s is not an ORMap", cmap)
@@ -1505,48 +1695,56 @@ h_bucket_req(TgConn *c, TgMessage *m, bool ormap)
 				 map, path, cmap, cpath);
 }
 
+/* QUERY_SUB: worker_query.c (also registers the map watch for events). */
 static void
 h_query_sub(TgConn *c, TgMessage *m)
 {
-	TgStr		map = m->u.query_sub.map_name;
-	char	   *cmap = pstr(map);
-	char	   *kind;
-	int			n = 0;
-	Datum		arg;
-	MpBuf	   *b;
-
-	add_watch(c, map, &m->u.query_sub.query_id);
-	kind = map_kind(cmap);
-	arg = CStringGetTextDatum(cmap);
-	if (kind)
-		n = run_plan(strcmp(kind, "or") == 0 ? PL_OR_ENTRIES : PL_LWW_ENTRIES, &arg, NULL, true);
-	b = buf_begin();
-	mp_put_map_header(b, 2);
-	put_key(b, "type");
-	mp_put_str(b, "QUERY_RESP");
-	put_key(b, "payload");
-	mp_put_map_header(b, 2);
-	put_key(b, "queryId");
-	put_tgstr(b, m->u.query_sub.query_id);
-	put_key(b, "results");
-	mp_put_array_header(b, n);
-	for (int i = 0; i < n; i++)
-	{
-		bool		isnull;
-		char	   *key = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-
-		mp_put_map_header(b, 2);
-		put_key(b, "key");
-		mp_put_str(b, key ? key : "");
-		put_key(b, "value");
-		if (isnull)
-			mp_put_nil(b);
-		else
-			put_jsonb(b, DatumGetJsonbP(d));
-	}
-	buf_send(c, b);
+	if (!tg_acl_check(c, m->u.query_sub.map_name.p, m->u.query_sub.map_name.len, TG_ACT_READ))
+		return;
+	tg_query_handle_sub(c, m);
 	tg_conn_update_slot(c);
+}
+
+void
+tg_proto_drop_query_watch(TgConn *c, const char *query_id)
+{
+	TgStr		q;
+
+	q.p = query_id;
+	q.len = (uint32) strlen(query_id);
+	drop_query_watch(c, q);
+}
+
+/* Policies changed: forget map watches (SYNC_INIT) that lost READ. */
+void
+tg_proto_recheck_watches(void)
+{
+	for (TgConn *c = tg_conns; c; c = c->next)
+	{
+		TgWatch   **pp = &c->watches;
+
+		while (*pp)
+		{
+			TgWatch    *w = *pp;
+
+			if (w->query_id == NULL && !tg_acl_allowed(c, w->map, strlen(w->map), TG_ACT_READ))
+			{
+				*pp = w->next;
+				free(w);
+				c->nwatches--;
+				c->slot_dirty = true;
+				continue;
+			}
+			pp = &w->next;
+		}
+	}
+}
+
+/* Called by worker_query.c once the subscription is accepted. */
+void
+tg_proto_add_query_watch(TgConn *c, TgStr map, TgStr query_id)
+{
+	add_watch(c, map, &query_id);
 }
 
 /* JSON text of an ORMapRecord for topgun.or_merge_key. */
@@ -1583,9 +1781,12 @@ h_push_diff(TgConn *c, TgMessage *m)
 {
 	TgStr		map = m->u.ormap_push_diff.map_name;
 	char	   *cmap = pstr(map);
-	char	   *kind = map_kind(cmap);
+	char	   *kind;
 	int64		changed = 0;
 
+	if (!tg_acl_check(c, map.p, map.len, TG_ACT_PUT))
+		return false;
+	kind = map_kind(cmap);
 	if (kind && strcmp(kind, "lww") == 0)
 	{
 		send_error(c, 400, psprintf("Map %s is not an ORMap", cmap));
@@ -1697,6 +1898,8 @@ h_diff_request(TgConn *c, TgMessage *m)
 	char	  **tombs;
 	MpBuf	   *b;
 
+	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+		return;
 	args[0] = CStringGetTextDatum(cmap);
 	ntomb = run_plan(PL_OR_KEY_TOMBSTONES, args, NULL, true);
 	tombs = palloc(sizeof(char *) * Max(1, ntomb));
@@ -1778,10 +1981,15 @@ run_db_message(TgConn *c, TgMessage *m)
 			case TG_MSG_QUERY_SUB:
 				h_query_sub(c, m);
 				break;
+			case TG_MSG_COUNTER_REQUEST:
+			case TG_MSG_COUNTER_SYNC:
+				tg_counter_handle(c, m);
+				break;
 			default:
 				break;
 		}
 		end_txn();
+		tg_counters_after_commit(true);
 		if (m->type == TG_MSG_ORMAP_PUSH_DIFF)
 		{
 			tg_stat_add(TG_STAT_COMMITS, 1);
@@ -1792,6 +2000,8 @@ run_db_message(TgConn *c, TgMessage *m)
 	{
 		ErrorData  *edata = recover_error();
 		bool		client_fault;
+
+		tg_counters_after_commit(false);
 
 		/* bad data from the client (values, limits, map kind) is a 400 */
 		client_fault = ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
@@ -1895,6 +2105,18 @@ handle_one(TgInMsg *in)
 			break;
 		case TG_MSG_QUERY_UNSUB:
 			drop_query_watch(c, msg.u.query_unsub.query_id);
+			tg_query_handle_unsub(c, msg.u.query_unsub.query_id);
+			tg_conn_update_slot(c);
+			break;
+		case TG_MSG_TOPIC_SUB:
+		case TG_MSG_TOPIC_UNSUB:
+		case TG_MSG_TOPIC_PUB:
+			tg_topic_handle(c, &msg);
+			tg_conn_update_slot(c);
+			break;
+		case TG_MSG_COUNTER_REQUEST:
+		case TG_MSG_COUNTER_SYNC:
+			run_db_message(c, &msg);
 			tg_conn_update_slot(c);
 			break;
 		default:
@@ -1910,6 +2132,7 @@ void
 tg_proto_process(TgInMsg *list)
 {
 	proto_cxt = CurrentMemoryContext;
+	tg_proto_cxt = proto_cxt;
 
 	while (list)
 	{
@@ -1932,6 +2155,7 @@ tg_proto_process(TgInMsg *list)
 		CHECK_FOR_INTERRUPTS();
 	}
 	group_flush();
+	tg_topics_flush();
 	/* the others are refreshed by the 250 ms housekeeping tick */
 	for (TgConn *c = tg_conns; c; c = c->next)
 		if (!c->closed && c->slot_dirty)
