@@ -185,6 +185,7 @@ typedef struct TgConn
 	bool		authenticated;
 	int64		connected_ms;
 	int64		last_ping_ms;
+	int64		last_rx_ms;		/* a complete frame arrived (liveness, see housekeeping) */
 	char		remote[64];
 	char		sub[128];
 	char		user_id[128];

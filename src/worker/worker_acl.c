@@ -13,7 +13,9 @@
  *     the token's roles (USER when the token has none) matches the
  *     resource and lists the action or ALL;
  *   - with an empty policy table everything is allowed (development
- *     default, logged as a WARNING in production mode).
+ *     default, logged as a WARNING in production mode);
+ *   - while the table could not be read yet, everything but ADMIN is
+ *     denied (fail closed).
  * Resources: maps by name, topics as "topic:<name>", counters as
  * "counter:<name>".  Patterns: "*" anywhere matches any sequence;
  * "{userId}" is replaced by the token's userId (or sub) first.
@@ -197,6 +199,8 @@ tg_acl_allowed(TgConn *c, const char *resource, size_t len, TgAction act)
 		return true;
 	if (len >= 5 && memcmp(resource, "$sys/", 5) == 0)
 		return false;
+	if (!acl_loaded)
+		return false;			/* fail closed until the policies could be read */
 	if (npolicies == 0)
 		return true;
 	for (int i = 0; i < npolicies; i++)

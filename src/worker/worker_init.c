@@ -179,7 +179,7 @@ tg_worker_init(void)
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("topgun.max_subscriptions_per_connection",
 							"Maximum number of query and counter subscriptions per connection.",
-							"Beyond it QUERY_SUB / COUNTER_REQUEST get ERROR 429 'Subscription limit reached'.",
+							"Beyond it QUERY_SUB / COUNTER_REQUEST get ERROR 400 'Subscription limit reached'.",
 							&tg_max_subscriptions_per_connection, 1000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("topgun.max_topics_per_connection",
