@@ -24,7 +24,7 @@
 //        slow readers authenticated clients that stop reading and keep asking
 //                     for ~1 MB Merkle leaves (the server must drop them once
 //                     topgun.max_outbound_bytes is queued);
-//        storms       --storm clients connect and authenticate at the same
+//        storms       (repeated until the end) --storm clients connect and authenticate at the same
 //                     instant and each sends a batch of 5 pending ("offline")
 //                     ops; half of them are cut before the ack; all reconnect at
 //                     once and re-send; every op must end up acked and in SQL;
@@ -296,9 +296,11 @@ async function badAuth(n, until, stats) {
 
 // Reconnect storm: n clients at once, each with 5 pending ops; half cut
 // before the ack; then everybody reconnects at the same instant and re-sends.
-async function storms(n, rounds, stats, stormMap) {
+async function storms(n, rounds, stats, stormMap, until) {
   const expected = new Map();
-  for (let r = 0; r < rounds; r++) {
+  // at least `rounds` rounds, and more until the end of the abuse period
+  for (let r = 0; r < rounds || Date.now() < until - 3000; r++) {
+    stats.storm_rounds++;
     const pending = Array.from({ length: n }, (_, k) => {
       const ops = [];
       for (let j = 0; j < 5; j++) {
@@ -403,7 +405,7 @@ async function soak(o) {
   const stats = {
     slowloris_connections: 0, slowloris_dropped_by_server: 0, slow_readers: 0, slow_readers_dropped: 0, slow_reader_bytes_max: 0,
     flood_sessions: 0, flood_closed_1008: 0, bad_auth_attempts: 0, bad_auth_closed_4001: 0,
-    storm_batches_acked: 0, storm_errors: [], storm_connect_ms: [], storm_reconnect_ms: [],
+    storm_rounds: 0, storm_batches_acked: 0, storm_errors: [], storm_connect_ms: [], storm_reconnect_ms: [],
   };
   const stormMap = hlc.uniqueName('soak-storm');
   await Promise.all([
@@ -413,7 +415,7 @@ async function soak(o) {
     slowReaders(o['slow-readers'], until, stats, bigMap, paths),
     flooders(o.flooders, until, stats),
     badAuth(o['bad-auth'], until, stats),
-    (async () => { await sleep(1000); await storms(o.storm, o['storm-rounds'], stats, stormMap); })(),
+    (async () => { await sleep(1000); await storms(o.storm, o['storm-rounds'], stats, stormMap, until); })(),
   ]);
   report.abuse = stats;
   report.active = { connections: nActive, batches_acked: active.batches, failures: active.failures.slice(0, 5) };
@@ -463,8 +465,9 @@ async function soak(o) {
   if (o.flooders > 0) check(stats.flood_sessions > 0 && stats.flood_closed_1008 === stats.flood_sessions, `invalid floods closed with 1008 (${stats.flood_closed_1008}/${stats.flood_sessions})`);
   if (o['bad-auth'] > 0) check(stats.bad_auth_attempts > 0 && stats.bad_auth_closed_4001 === stats.bad_auth_attempts, `forged tokens closed with 4001 (${stats.bad_auth_closed_4001}/${stats.bad_auth_attempts})`);
   if (o.storm > 0) {
-    check(stats.storm_errors.length === 0 && stats.storm_batches_acked === o.storm * o['storm-rounds'],
-      `reconnect storms: ${stats.storm_batches_acked}/${o.storm * o['storm-rounds']} re-sent batches acked` +
+    check(stats.storm_errors.length === 0 && stats.storm_rounds >= o['storm-rounds'] &&
+      stats.storm_batches_acked === o.storm * stats.storm_rounds,
+      `reconnect storms: ${stats.storm_rounds} rounds, ${stats.storm_batches_acked}/${o.storm * stats.storm_rounds} re-sent batches acked` +
       (stats.storm_errors.length ? ` (errors: ${stats.storm_errors.slice(0, 3).join('; ')})` : ''));
     check(stats.storm_ops_missing === 0, `reconnect storms: all ${stats.storm_ops} ops in SQL (${stats.storm_ops_missing} missing)`);
   }

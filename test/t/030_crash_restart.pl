@@ -22,6 +22,7 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use Time::HiRes qw(time usleep);
 use POSIX qw(WNOHANG);
+use POSIX ();
 
 my $repo = $ENV{TOPGUN_REPO} // '.';
 my $node_bin = $ENV{TOPGUN_NODE} // 'node';
@@ -47,22 +48,22 @@ fsync = on
 });
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION topgun');
+my $connstr = $node->connstr('postgres');
 
 sub wait_serving
 {
 	my $deadline = time() + 60;
 	while (time() < $deadline)
 	{
-		my $up = $node->safe_psql('postgres',
+		my $up = try_sql(
 			"SELECT count(*) FROM topgun.worker_stats WHERE name IN ('ready', 'listening') AND value = 1");
-		return 1 if $up eq '2';
+		return 1 if defined $up && $up eq '2';
 		usleep(200_000);
 	}
 	return 0;
 }
 ok(wait_serving(), 'sync worker serving');
 
-my $connstr = $node->connstr('postgres');
 
 # Start the writers of one crash kind in the background.
 sub start_writers
@@ -165,6 +166,43 @@ sub crash_cycle
 	return finish_writers($w, $kind);
 }
 
+# One query through psql -c, nothing on stdin, stderr discarded; undef when it
+# fails.  (poll_query_until feeds the query on stdin: while the server is in
+# crash recovery psql exits before reading it, and the EPIPE on that write
+# kills the test script with exit code 32.)
+sub try_sql
+{
+	my ($sql) = @_;
+	my $pid = open(my $fh, '-|');
+	return undef unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDERR, '>', '/dev/null');
+		open(STDIN, '<', '/dev/null');
+		exec('psql', '-XAtq', '-d', $connstr, '-c', $sql) or POSIX::_exit(127);
+	}
+	local $/;
+	my $out = <$fh>;
+	close $fh;
+	return undef if $? != 0;
+	$out //= '';
+	$out =~ s/\s+$//;
+	return $out;
+}
+
+sub wait_sql
+{
+	my ($sql, $want, $secs) = @_;
+	my $deadline = time() + $secs;
+	while (time() < $deadline)
+	{
+		my $r = try_sql($sql);
+		return 1 if defined $r && $r eq $want;
+		usleep(200_000);
+	}
+	return 0;
+}
+
 sub worker_pid
 {
 	return $node->safe_psql('postgres',
@@ -180,9 +218,9 @@ my $s = crash_cycle(
 		my $pid = worker_pid();
 		ok($pid > 0, "worker pid $pid");
 		kill 'KILL', $pid;
-		ok( $node->poll_query_until(
-				'postgres',
-				"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'topgun sync server' AND pid <> $pid"),
+		ok( wait_sql(
+				"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'topgun sync server' AND pid <> $pid",
+				't', 120),
 			'worker restarted by the postmaster');
 	});
 $checked{worker_sigkill} = $s->{acked_checked} // 0;
