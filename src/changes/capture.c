@@ -45,6 +45,7 @@ static int	nmarks = 0;
 static int	marks_cap = 0;
 static uint64 pending_lost = 0;
 static uint64 current_origin = 0;
+static uint32 skip_mask = 0;
 
 PG_FUNCTION_INFO_V1(tg_publish);
 
@@ -52,6 +53,12 @@ void
 tg_changes_set_origin(uint64 origin)
 {
 	current_origin = origin;
+}
+
+void
+tg_changes_skip_kinds(uint32 mask)
+{
+	skip_mask = mask;
 }
 
 static Size
@@ -68,8 +75,8 @@ tg_changes_capture(TgChangeKind kind, const char *map, int maplen,
 	Size		need;
 	MemoryContext old;
 
-	if (!tg_changes_has_consumer())
-		return;					/* nobody listens: no cost for bulk SQL work */
+	if ((skip_mask & (1u << kind)) != 0 || !tg_changes_has_consumer())
+		return;					/* not wanted, or nobody listens: no cost */
 	need = tg_changes_record_size(maplen, keylen, taglen, payloadlen);
 	if (pending != NULL && (Size) pending->len + need > max_txn_bytes())
 	{

@@ -53,6 +53,12 @@ extern void tg_changes_capture(TgChangeKind kind, const char *map, int maplen,
 							   const char *payload, int payloadlen);
 /* Tag this backend's following commits with an origin id (0 to clear). */
 extern void tg_changes_set_origin(uint64 origin);
+/*
+ * Do not capture these kinds (bit mask of 1 << TgChangeKind) in this backend:
+ * the sync worker fans out its own LWW and counter writes directly, so their
+ * echoes would only cost ring space and reads.
+ */
+extern void tg_changes_skip_kinds(uint32 mask);
 
 /* Consumer (the sync worker). */
 extern void tg_changes_register_consumer(bool on);

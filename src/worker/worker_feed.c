@@ -68,6 +68,8 @@ tg_live_ready(bool ready)
 		tg_proto_enter(live_cxt);
 		/* the worker's own commits are fanned out directly */
 		tg_changes_set_origin(TG_WORKER_ORIGIN);
+		/* ... so their LWW and counter echoes are not even captured */
+		tg_changes_skip_kinds((1u << TG_CHANGE_LWW) | (1u << TG_CHANGE_COUNTER));
 		tg_changes_register_consumer(true);
 		feed_cursor = tg_changes_head();
 		consumer = true;
