@@ -43,4 +43,5 @@ echo "# cluster: PostgreSQL $(tg_psql "$state" -Atc 'SHOW server_version'), sync
 	"fsync=$(tg_psql "$state" -Atc 'SHOW fsync'), $(nproc) CPUs; worker pid $pid"
 "$REPO/bench/ws_load" --port "$WSPORT" --secret "$secret" --worker-pid "$pid" "$@"
 echo "# rows written: $(tg_psql "$state" -Atc "SELECT count(*) FROM topgun.lww WHERE map = 'ws-load'")"
+echo "# table stats (updates, HOT share, dead rows): $(tg_psql "$state" -Atc "SELECT string_agg(relname || ' upd=' || n_tup_upd || ' hot=' || CASE WHEN n_tup_upd > 0 THEN round(100.0 * n_tup_hot_upd / n_tup_upd) ELSE 0 END || '% dead=' || n_dead_tup || ' autovacuums=' || autovacuum_count, '; ' ORDER BY relname) FROM pg_stat_user_tables WHERE schemaname = 'topgun' AND relname IN ('lww', 'merkle_nodes')")"
 echo "# worker stats: $(tg_psql "$state" -Atc "SELECT string_agg(name || '=' || value, ' ') FROM topgun.worker_stats" 2>/dev/null || echo n/a)"

@@ -1,8 +1,8 @@
 /*
- * api.c — merkle_root() and merkle_buckets().
+ * api.c — merkle_root(), merkle_buckets() and the leaf-array helper.
  *
- * Both read at most 256 rows of topgun.merkle_nodes (the depth-2 nodes) or
- * 16 rows (a depth-2 node's leaves), so their cost does not grow with the
+ * Both read at most the 256 rows of a map in topgun.merkle_nodes (one per
+ * depth-2 node, holding its 16 leaves), so their cost does not grow with the
  * number of records in the map.  The calling transaction's own unflushed
  * deltas are added so a transaction sees its own writes in the tree.
  */
@@ -12,13 +12,72 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(tg_merkle_root);
 PG_FUNCTION_INFO_V1(tg_merkle_buckets);
+PG_FUNCTION_INFO_V1(tg_merkle_leaves_add);
 
 static SPIPlanPtr root_plan = NULL;
 static SPIPlanPtr buckets_plan = NULL;
+static SPIPlanPtr leaves_plan = NULL;
+
+#define TG_NODE_LEAVES 16
+
+/* The 16 leaf hashes of a depth-2 node row; NULL elements are absent leaves. */
+static void
+get_leaves(ArrayType *a, uint32 *hashes, bool *exists)
+{
+	Datum	   *d;
+	bool	   *nulls;
+	int			n;
+
+	if (ARR_NDIM(a) != 1 || ARR_ELEMTYPE(a) != INT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("Merkle leaf array must be a one-dimensional bigint array")));
+	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &d, &nulls, &n);
+	if (n != TG_NODE_LEAVES)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("Merkle leaf array has %d elements, expected %d", n, TG_NODE_LEAVES)));
+	for (int i = 0; i < TG_NODE_LEAVES; i++)
+	{
+		exists[i] = !nulls[i];
+		hashes[i] = nulls[i] ? 0 : (uint32) DatumGetInt64(d[i]);
+	}
+}
+
+/*
+ * topgun._merkle_leaves_add(old bigint[], delta bigint[]) RETURNS bigint[]
+ *
+ * Element-wise sum modulo 2^32 of a node's stored leaves and a commit's leaf
+ * deltas: a NULL delta leaves the leaf as it is, a delta on an absent leaf
+ * creates it.  Used by the pre-commit flush (pending.c).
+ */
+Datum
+tg_merkle_leaves_add(PG_FUNCTION_ARGS)
+{
+	uint32		old[TG_NODE_LEAVES],
+				delta[TG_NODE_LEAVES];
+	bool		old_ex[TG_NODE_LEAVES],
+				delta_ex[TG_NODE_LEAVES];
+	Datum		out[TG_NODE_LEAVES];
+	bool		outnull[TG_NODE_LEAVES];
+	int			dims[1] = {TG_NODE_LEAVES};
+	int			lbs[1] = {1};
+
+	get_leaves(PG_GETARG_ARRAYTYPE_P(0), old, old_ex);
+	get_leaves(PG_GETARG_ARRAYTYPE_P(1), delta, delta_ex);
+	for (int i = 0; i < TG_NODE_LEAVES; i++)
+	{
+		outnull[i] = !old_ex[i] && !delta_ex[i];
+		out[i] = Int64GetDatum((int64) (uint32) (old[i] + delta[i]));
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, outnull, 1, dims, lbs, INT8OID, 8,
+											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
 
 /* Parse a path of 0..3 lowercase hex digits; returns its value. */
 static int
@@ -64,7 +123,7 @@ tg_merkle_root(PG_FUNCTION_ARGS)
 	{
 		Oid			types[1] = {TEXTOID};
 		SPIPlanPtr	p = SPI_prepare("SELECT coalesce(sum(hash), 0)::int8 FROM topgun.merkle_nodes "
-									"WHERE map = $1 AND level = 2", 1, types);
+									"WHERE map = $1", 1, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "topgun: could not prepare merkle_root");
@@ -106,25 +165,53 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	if (buckets_plan == NULL)
 	{
-		Oid			types[5] = {TEXTOID, INT2OID, INT4OID, INT4OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT ((prefix >> $5) & 15)::int4, sum(hash)::int8 FROM topgun.merkle_nodes "
-									"WHERE map = $1 AND level = $2 AND prefix BETWEEN $3 AND $4 "
-									"GROUP BY 1", 5, types);
+		Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT4OID};
+		SPIPlanPtr	p = SPI_prepare("SELECT ((prefix >> $4) & 15)::int4, sum(hash)::int8 FROM topgun.merkle_nodes "
+									"WHERE map = $1 AND prefix BETWEEN $2 AND $3 "
+									"GROUP BY 1", 4, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "topgun: could not prepare merkle_buckets");
 		buckets_plan = p;
 	}
+	if (leaves_plan == NULL)
 	{
-		Datum		args[5];
+		Oid			types[2] = {TEXTOID, INT2OID};
+		SPIPlanPtr	p = SPI_prepare("SELECT leaves FROM topgun.merkle_nodes WHERE map = $1 AND prefix = $2",
+									2, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "topgun: could not prepare merkle_buckets");
+		leaves_plan = p;
+	}
+	if (plen == 2)
+	{
+		/* depth 2: the node's leaves */
+		Datum		args[2];
+		bool		isnull;
+		Datum		d;
+
+		args[0] = PointerGetDatum(map);
+		args[1] = Int16GetDatum(pval);
+		if (SPI_execute_plan(leaves_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "topgun: merkle_buckets query failed");
+		if (SPI_processed == 1)
+		{
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			if (!isnull)
+				get_leaves(DatumGetArrayTypeP(d), sums, exists);
+		}
+	}
+	else
+	{
+		/* root: depth-2 rows grouped by first digit; depth 1: depth-2 rows */
+		Datum		args[4];
 		uint64		r;
 
 		args[0] = PointerGetDatum(map);
-		/* root: depth-2 rows grouped by first digit; depth 1: depth-2 rows; depth 2: leaves */
-		args[1] = Int16GetDatum(plen == 2 ? 3 : 2);
-		args[2] = Int32GetDatum(plen == 0 ? 0 : pval * 16);
-		args[3] = Int32GetDatum(plen == 0 ? 255 : pval * 16 + 15);
-		args[4] = Int32GetDatum(plen == 0 ? 4 : 0);
+		args[1] = Int32GetDatum(plen == 0 ? 0 : pval * 16);
+		args[2] = Int32GetDatum(plen == 0 ? 255 : pval * 16 + 15);
+		args[3] = Int32GetDatum(plen == 0 ? 4 : 0);
 		if (SPI_execute_plan(buckets_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "topgun: merkle_buckets query failed");
 		for (r = 0; r < SPI_processed; r++)

@@ -4,10 +4,10 @@
  * Row triggers on the storage tables call in here with the change a row
  * makes to its leaf (LWW: item hash added/removed) or with the OR-map key it
  * touched.  Nothing is written until the transaction is about to commit;
- * then every touched leaf and depth-2 node gets one upsert, in (map, level,
- * prefix) order so that concurrent committers lock node rows in the same
- * order and cannot deadlock with each other.  A 1M-row transaction costs at
- * most 4096 + 256 node updates per map.
+ * then every touched depth-2 node (one row holding its hash and its 16 leaf
+ * hashes) gets one upsert, in (map, prefix) order so that concurrent
+ * committers lock node rows in the same order and cannot deadlock with each
+ * other.  A transaction of any size costs at most 256 row updates per map.
  *
  * Subtransactions: deltas made inside a subtransaction are logged with its
  * nesting level so that a rollback to savepoint can subtract them again.
@@ -273,9 +273,10 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 typedef struct NodeDelta
 {
 	const char *map;
-	int16		level;
-	int16		prefix;
-	uint32		delta;
+	int16		prefix;			/* depth-2 node: leaf >> 4 */
+	uint32		delta;			/* of the node's hash: sum of its leaf deltas */
+	uint16		touched;		/* bit i: leaf (prefix << 4 | i) has a delta */
+	uint32		leaf[16];
 } NodeDelta;
 
 static int
@@ -287,8 +288,6 @@ node_delta_cmp(const void *a, const void *b)
 
 	if (c != 0)
 		return c;
-	if (x->level != y->level)
-		return x->level - y->level;
 	return x->prefix - y->prefix;
 }
 
@@ -311,17 +310,22 @@ keep(const char *sql, int nargs, Oid *types)
 static void
 prepare_flush_plans(void)
 {
-	Oid			t4[4] = {TEXTARRAYOID, INT2ARRAYOID, INT2ARRAYOID, INT8ARRAYOID};
+	Oid			t4[4] = {TEXTARRAYOID, INT2ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
 	Oid			t3[4] = {TEXTOID, INT2OID, TEXTOID, INT8OID};
 
 	if (upsert_nodes_plan != NULL)
 		return;
+	/*
+	 * $4 holds 16 leaf deltas per node, NULL for an untouched leaf; a new
+	 * row starts from zero, so its leaves are exactly the deltas.
+	 */
 	upsert_nodes_plan = keep(
-		"INSERT INTO topgun.merkle_nodes AS m (map, level, prefix, hash) "
-		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4)) "
-		"ON CONFLICT (map, level, prefix) DO UPDATE "
-		"SET hash = (m.hash + excluded.hash) % 4294967296 "
-		"WHERE excluded.hash <> 0", 4, t4);
+		"INSERT INTO topgun.merkle_nodes AS m (map, prefix, hash, leaves) "
+		"SELECT $1[i], $2[i], $3[i], $4[(i - 1) * 16 + 1 : i * 16] "
+		"FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS i "
+		"ON CONFLICT (map, prefix) DO UPDATE "
+		"SET hash = (m.hash + excluded.hash) % 4294967296, "
+		"leaves = topgun._merkle_leaves_add(m.leaves, excluded.leaves)", 4, t4);
 	or_old_plan = keep("SELECT entry_hash FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3",
 					   3, t3);
 	/* ON CONFLICT DO UPDATE ... WHERE false locks an existing row without writing it */
@@ -448,11 +452,15 @@ flush_pending(void)
 	int			n = 0;
 	int			cap;
 	int			i,
-				j;
+				j,
+				k;
 	Datum	   *maps,
-			   *levels,
 			   *prefixes,
-			   *hashes;
+			   *hashes,
+			   *leaves;
+	bool	   *leafnulls;
+	int			dims[1];
+	int			lbs[1] = {1};
 	Datum		args[4];
 
 	if (leaf_deltas == NULL)
@@ -470,20 +478,17 @@ flush_pending(void)
 	if (hash_get_num_entries(or_dirty) > 0)
 		flush_or_keys();
 
-	cap = 2 * hash_get_num_entries(leaf_deltas) + 1;
+	cap = hash_get_num_entries(leaf_deltas) + 1;
 	nodes = palloc(cap * sizeof(NodeDelta));
 	hash_seq_init(&st, leaf_deltas);
 	while ((e = hash_seq_search(&st)) != NULL)
 	{
 		nodes[n].map = e->key.map;
-		nodes[n].level = 3;
-		nodes[n].prefix = e->key.leaf;
-		nodes[n].delta = e->delta;
-		n++;
-		nodes[n].map = e->key.map;
-		nodes[n].level = 2;
 		nodes[n].prefix = e->key.leaf >> 4;
 		nodes[n].delta = e->delta;
+		nodes[n].touched = (uint16) (1 << (e->key.leaf & 15));
+		memset(nodes[n].leaf, 0, sizeof(nodes[n].leaf));
+		nodes[n].leaf[e->key.leaf & 15] = e->delta;
 		n++;
 	}
 	if (n == 0)
@@ -494,30 +499,44 @@ flush_pending(void)
 		return;
 	}
 	qsort(nodes, n, sizeof(NodeDelta), node_delta_cmp);
-	/* merge duplicates (several leaves under one depth-2 node) */
+	/* merge the leaves of one depth-2 node into one row */
 	for (i = 0, j = 0; i < n; i++)
 	{
 		if (j > 0 && node_delta_cmp(&nodes[j - 1], &nodes[i]) == 0)
-			nodes[j - 1].delta += nodes[i].delta;
+		{
+			NodeDelta  *d = &nodes[j - 1];
+
+			d->delta += nodes[i].delta;
+			d->touched |= nodes[i].touched;
+			for (k = 0; k < 16; k++)
+				d->leaf[k] += nodes[i].leaf[k];
+		}
 		else
 			nodes[j++] = nodes[i];
 	}
 	n = j;
 	maps = palloc(n * sizeof(Datum));
-	levels = palloc(n * sizeof(Datum));
 	prefixes = palloc(n * sizeof(Datum));
 	hashes = palloc(n * sizeof(Datum));
+	leaves = palloc(16 * n * sizeof(Datum));
+	leafnulls = palloc(16 * n * sizeof(bool));
 	for (i = 0; i < n; i++)
 	{
 		maps[i] = CStringGetTextDatum(nodes[i].map);
-		levels[i] = Int16GetDatum(nodes[i].level);
 		prefixes[i] = Int16GetDatum(nodes[i].prefix);
 		hashes[i] = Int64GetDatum((int64) nodes[i].delta);
+		for (k = 0; k < 16; k++)
+		{
+			leaves[i * 16 + k] = Int64GetDatum((int64) nodes[i].leaf[k]);
+			leafnulls[i * 16 + k] = (nodes[i].touched & (1 << k)) == 0;
+		}
 	}
+	dims[0] = 16 * n;
 	args[0] = PointerGetDatum(construct_array(maps, n, TEXTOID, -1, false, TYPALIGN_INT));
-	args[1] = PointerGetDatum(construct_array(levels, n, INT2OID, 2, true, TYPALIGN_SHORT));
-	args[2] = PointerGetDatum(construct_array(prefixes, n, INT2OID, 2, true, TYPALIGN_SHORT));
-	args[3] = PointerGetDatum(construct_array(hashes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[1] = PointerGetDatum(construct_array(prefixes, n, INT2OID, 2, true, TYPALIGN_SHORT));
+	args[2] = PointerGetDatum(construct_array(hashes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_md_array(leaves, leafnulls, 1, dims, lbs, INT8OID, 8,
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(upsert_nodes_plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "topgun: Merkle node update failed");
 	SPI_finish();

@@ -1,14 +1,31 @@
 ------------------------------------------------------------------------------
 -- Merkle trees (TopGun layout: depth 3, radix 16, wrapping uint32 sums)
 ------------------------------------------------------------------------------
+-- One row per depth-2 node: its hash and its 16 leaves (depth 3).  Keeping
+-- a node's leaves in its own row means a commit updates at most 256 rows per
+-- map however many leaves it touched -- and every writer of a leaf had to
+-- lock the leaf's depth-2 row anyway, so no new contention is created.
 CREATE TABLE topgun.merkle_nodes (
   map    text NOT NULL,
-  level  smallint NOT NULL CHECK (level IN (2, 3)),   -- 3: leaf (3 hex digits), 2: 2 hex digits
-  prefix smallint NOT NULL,
-  hash   bigint NOT NULL CHECK (hash >= 0 AND hash < 4294967296),
-  PRIMARY KEY (map, level, prefix)
-);
-COMMENT ON TABLE topgun.merkle_nodes IS 'Merkle leaf and depth-2 hashes per map, maintained at commit by the storage triggers';
+  prefix smallint NOT NULL CHECK (prefix BETWEEN 0 AND 255),    -- the node's 2 hex digits
+  hash   bigint NOT NULL CHECK (hash >= 0 AND hash < 4294967296), -- sum of its leaves mod 2^32
+  leaves bigint[] NOT NULL CHECK (pg_catalog.cardinality(leaves) = 16),
+                                    -- leaves[i + 1]: leaf prefix * 16 + i; NULL: never written
+  PRIMARY KEY (map, prefix)
+) WITH (fillfactor = 50);  -- small and rewritten at every commit: leave room for HOT updates
+COMMENT ON TABLE topgun.merkle_nodes IS 'Merkle depth-2 node and leaf hashes per map, maintained at commit by the storage triggers';
+
+CREATE FUNCTION topgun._merkle_leaves_add(old bigint[], delta bigint[]) RETURNS bigint[]
+  AS 'MODULE_PATHNAME', 'tg_merkle_leaves_add' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Every leaf that was ever written, with its hash.
+CREATE FUNCTION topgun._stored_leaf_hashes(map text) RETURNS TABLE (leaf int, hash bigint)
+  LANGUAGE sql STABLE STRICT
+AS $$
+  SELECT n.prefix * 16 + (u.o - 1)::int, u.h
+    FROM topgun.merkle_nodes n, pg_catalog.unnest(n.leaves) WITH ORDINALITY AS u(h, o)
+   WHERE n.map = $1 AND u.h IS NOT NULL
+$$;
 
 CREATE TABLE topgun.or_keys (
   map        text NOT NULL,
@@ -159,15 +176,15 @@ BEGIN
   -- every leaf and every depth-2 node must equal the sum recomputed from rows
   IF EXISTS (
       SELECT 1 FROM topgun._leaf_hashes_from_rows(map) r
-      FULL JOIN (SELECT prefix, hash FROM topgun.merkle_nodes WHERE merkle_nodes.map = merkle_verify.map AND level = 3) n
-        ON n.prefix = r.leaf
+      FULL JOIN topgun._stored_leaf_hashes(map) n
+        ON n.leaf = r.leaf
      WHERE coalesce(r.hash, 0) <> coalesce(n.hash, 0)) THEN
     RETURN false;
   END IF;
   IF EXISTS (
-      SELECT 1 FROM (SELECT prefix >> 4 AS p, sum(hash) % 4294967296 AS h FROM topgun.merkle_nodes
-                      WHERE merkle_nodes.map = merkle_verify.map AND level = 3 GROUP BY 1) a
-      FULL JOIN (SELECT prefix, hash FROM topgun.merkle_nodes WHERE merkle_nodes.map = merkle_verify.map AND level = 2) b
+      SELECT 1 FROM (SELECT leaf >> 4 AS p, sum(hash) % 4294967296 AS h
+                       FROM topgun._stored_leaf_hashes(map) GROUP BY 1) a
+      FULL JOIN (SELECT prefix, hash FROM topgun.merkle_nodes WHERE merkle_nodes.map = merkle_verify.map) b
         ON a.p = b.prefix
      WHERE coalesce(a.h, 0) <> coalesce(b.hash, 0)) THEN
     RETURN false;
@@ -190,11 +207,13 @@ BEGIN
   INSERT INTO topgun.or_keys (map, leaf, key, entry_hash)
     SELECT merkle_rebuild.map, k.leaf, k.key, topgun._or_entry_hash(merkle_rebuild.map, k.key)
       FROM (SELECT DISTINCT o.leaf, o.key FROM topgun.ormap o WHERE o.map = merkle_rebuild.map) k;
-  INSERT INTO topgun.merkle_nodes (map, level, prefix, hash)
-    SELECT merkle_rebuild.map, 3, r.leaf, r.hash FROM topgun._leaf_hashes_from_rows(merkle_rebuild.map) r;
-  INSERT INTO topgun.merkle_nodes (map, level, prefix, hash)
-    SELECT merkle_rebuild.map, 2, prefix >> 4, sum(hash) % 4294967296 FROM topgun.merkle_nodes
-     WHERE merkle_nodes.map = merkle_rebuild.map AND level = 3 GROUP BY prefix >> 4;
+  WITH r AS (SELECT * FROM topgun._leaf_hashes_from_rows(merkle_rebuild.map))
+  INSERT INTO topgun.merkle_nodes (map, prefix, hash, leaves)
+    SELECT merkle_rebuild.map, p.prefix,
+           (SELECT sum(r.hash) % 4294967296 FROM r WHERE r.leaf >> 4 = p.prefix),
+           ARRAY(SELECT r.hash FROM pg_catalog.generate_series(0, 15) AS g
+                   LEFT JOIN r ON r.leaf = p.prefix * 16 + g ORDER BY g)
+      FROM (SELECT DISTINCT r.leaf >> 4 AS prefix FROM r) p;
 END
 $$;
 COMMENT ON FUNCTION topgun.merkle_rebuild(text) IS 'Recompute a map''s Merkle tree from its rows (operators; after restores)';

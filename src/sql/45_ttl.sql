@@ -4,10 +4,8 @@
 -- tag is tombstoned.  Like every write, it updates the Merkle trees and the
 -- change feed, so connected clients learn about it.
 ------------------------------------------------------------------------------
-CREATE INDEX lww_expiry_idx ON topgun.lww ((topgun.hlc_millis(ts) + ttl_ms))
-  WHERE ttl_ms IS NOT NULL AND value IS NOT NULL;
-CREATE INDEX ormap_expiry_idx ON topgun.ormap ((topgun.hlc_millis(ts) + ttl_ms))
-  WHERE ttl_ms IS NOT NULL;
+CREATE INDEX lww_expiry_idx ON topgun.lww (expires_ms) WHERE expires_ms IS NOT NULL;
+CREATE INDEX ormap_expiry_idx ON topgun.ormap (expires_ms) WHERE expires_ms IS NOT NULL;
 
 CREATE FUNCTION topgun.expire_ttl(max_rows integer DEFAULT 10000) RETURNS integer
   LANGUAGE plpgsql VOLATILE
@@ -20,19 +18,18 @@ BEGIN
   IF max_rows IS NULL OR max_rows < 1 THEN
     RAISE EXCEPTION 'max_rows must be a positive integer' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  FOR r IN SELECT l.map, l.key, topgun.hlc_millis(l.ts) + l.ttl_ms AS expired_at
+  FOR r IN SELECT l.map, l.key, l.expires_ms AS expired_at
              FROM topgun.lww l
-            WHERE l.ttl_ms IS NOT NULL AND l.value IS NOT NULL
-              AND topgun.hlc_millis(l.ts) + l.ttl_ms < now_ms
-            ORDER BY topgun.hlc_millis(l.ts) + l.ttl_ms
+            WHERE l.expires_ms IS NOT NULL AND l.expires_ms < now_ms
+            ORDER BY l.expires_ms
             LIMIT max_rows LOOP
     IF topgun.lww_remove(r.map, r.key, topgun.hlc(r.expired_at, 0, topgun.node_id())) THEN
       n := n + 1;
     END IF;
   END LOOP;
   FOR r IN SELECT o.map, o.tag FROM topgun.ormap o
-            WHERE o.ttl_ms IS NOT NULL AND topgun.hlc_millis(o.ts) + o.ttl_ms < now_ms
-            ORDER BY topgun.hlc_millis(o.ts) + o.ttl_ms
+            WHERE o.expires_ms IS NOT NULL AND o.expires_ms < now_ms
+            ORDER BY o.expires_ms
             LIMIT greatest(max_rows - n, 0) LOOP
     IF topgun.or_remove_tag(r.map, r.tag) THEN
       n := n + 1;

@@ -34,6 +34,7 @@ extern bool tg_production;
 extern char *tg_ssl_cert_file;
 extern char *tg_ssl_key_file;
 extern int	tg_group_commit_max_ops;
+extern int	tg_group_commit_delay_us;
 extern int	tg_max_subscriptions_per_connection;
 extern int	tg_max_topics_per_connection;
 extern int	tg_topic_queue_size;
@@ -170,6 +171,8 @@ typedef struct TgConn
 	bool		slot_dirty;		/* counters changed since the slot was written */
 	int			close_code;
 	char		close_reason[64];
+
+	uint64		gather_epoch;	/* group-gathering round of its last message */
 
 	/* inbound reassembly */
 	unsigned char *rx;

@@ -42,6 +42,7 @@ bool		tg_production = false;
 char	   *tg_ssl_cert_file = NULL;
 char	   *tg_ssl_key_file = NULL;
 int			tg_group_commit_max_ops = 20000;
+int			tg_group_commit_delay_us = 2000;
 int			tg_max_subscriptions_per_connection = 1000;
 int			tg_max_topics_per_connection = 100;
 int			tg_topic_queue_size = 1000;
@@ -200,6 +201,12 @@ tg_worker_init(void)
 	DefineCustomIntVariable("topgun.group_commit_max_ops",
 							"Maximum number of ops applied in one group-commit transaction.",
 							NULL, &tg_group_commit_max_ops, 20000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("topgun.group_commit_delay",
+							"Longest time, in microseconds, the sync server waits for more input before committing a group.",
+							"The wait is a quarter of the previous group's processing time, capped by this "
+							"setting, and ends as soon as input stops arriving; 0 commits what is ready at once.",
+							&tg_group_commit_delay_us, 2000, 0, 100000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("topgun.jwt_algorithm",
 							 "JWT signature algorithm accepted (pinned; never taken from the token).",
