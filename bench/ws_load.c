@@ -16,7 +16,7 @@
  *      connections (batches of --rate-batch ops, pipelined): latency is
  *      measured from the scheduled send time, so queueing delay counts.
  *   3. idle memory: opens --idle authenticated connections that send nothing
- *      and reads the worker's VmRSS from /proc/<--worker-pid>/status before
+ *      and reads the worker's private memory (RssAnon) from /proc/<--worker-pid>/status before
  *      and after (needs permission to read that file).
  *
  * Build: cc -O2 -Wall -Wextra -o bench/ws_load bench/ws_load.c -lcrypto -lm
@@ -1268,7 +1268,7 @@ rss_kb(int pid)
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+		if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
 			break;
 	fclose(f);
 	return kb;
@@ -1287,7 +1287,7 @@ run_idle(int n, int worker_pid)
 		cs[i] = conn_open(100000 + i);
 	usleep(2000000);
 	after = rss_kb(worker_pid);
-	printf("idle         connections=%-5d worker_rss_kb before=%ld after=%ld per_connection_bytes=%.0f\n",
+	printf("idle         connections=%-5d worker_anon_rss_kb before=%ld after=%ld per_connection_bytes=%.0f\n",
 		   n, before, after, (after - before) * 1024.0 / n);
 	fflush(stdout);
 	for (int i = 0; i < n; i++)
@@ -1398,6 +1398,17 @@ main(int argc, char **argv)
 
 	printf("# ws_load: %s:%d map=%s value_bytes=%d duration=%.0fs per phase\n",
 		   g_host, g_port, g_map, g_value_bytes, duration);
+	/*
+	 * Memory first: after the load phases the worker's heap has free space
+	 * that new connections would reuse, hiding what they cost.
+	 */
+	if (idle > 0)
+	{
+		if (worker_pid <= 0)
+			printf("idle         skipped: no --worker-pid\n");
+		else
+			run_idle(idle, worker_pid);
+	}
 	{
 		char	   *list = strdup(conns);
 
@@ -1412,12 +1423,5 @@ main(int argc, char **argv)
 	}
 	if (rate > 0)
 		run_phase(rate_conns, rate_batch, duration, rate, "fixed-rate");
-	if (idle > 0)
-	{
-		if (worker_pid <= 0)
-			printf("idle         skipped: no --worker-pid\n");
-		else
-			run_idle(idle, worker_pid);
-	}
 	return 0;
 }
