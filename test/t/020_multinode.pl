@@ -84,7 +84,11 @@ sub start_writers
 	{
 		my ($o, $e) = ('', '');
 		push @h, [ $nd, IPC::Run::start(
-			[ 'pgbench', '-n', '-c', '2', '-t', $txns, '-f', $sfile, '-h', $nd->host, '-p', $nd->port, 'postgres' ],
+			# Two writers lock two random LWW rows each, in random order: a
+			# deadlock between them is possible (and was seen under ASan).
+			# pgbench retries the victim, so every increment still commits once.
+			[ 'pgbench', '-n', '-c', '2', '-t', $txns, '--max-tries', '20', '-f', $sfile,
+			  '-h', $nd->host, '-p', $nd->port, 'postgres' ],
 			'>', \$o, '2>', \$e), \$o, \$e ];
 	}
 	return @h;
@@ -95,7 +99,7 @@ sub finish_writers
 	{
 		my ($nd, $h, $o, $e) = @$w;
 		$h->finish;
-		like($$o, qr/number of failed transactions: 0|processed: \d+\/\d+/, 'writers on ' . $nd->name . ' finished');
+		like($$o, qr{processed: (\d+)/\1\b}, 'writers on ' . $nd->name . ' finished');
 		diag($$e) if $h->result != 0;
 	}
 }
