@@ -17,3 +17,22 @@ SELECT tag FROM or_tombstones WHERE map = 'exp-or';
 SELECT tag FROM ormap WHERE map = 'exp-or';
 SELECT expire_ttl() AS nothing_left, merkle_verify('exp'), merkle_verify('exp-or');
 SELECT expire_ttl(0);
+-- expires_ms is kept by the lww_expiry/ormap_expiry triggers for every write
+-- path, and the same triggers refuse a non-positive ttl_ms from plain SQL
+INSERT INTO lww (map, key, value, ts, ttl_ms) VALUES ('exp-sql', 'a', '1', '5000:0:n', 250);
+INSERT INTO lww (map, key, value, ts) VALUES ('exp-sql', 'b', '1', '5000:0:n');
+SELECT key, expires_ms FROM lww WHERE map = 'exp-sql' ORDER BY key;
+UPDATE lww SET ts = '6000:0:n' WHERE map = 'exp-sql' AND key = 'a';
+UPDATE lww SET value = NULL WHERE map = 'exp-sql' AND key = 'b';
+UPDATE lww SET ttl_ms = 10, value = '2' WHERE map = 'exp-sql' AND key = 'b';
+SELECT key, expires_ms FROM lww WHERE map = 'exp-sql' ORDER BY key;
+UPDATE lww SET value = NULL WHERE map = 'exp-sql' AND key = 'a';  -- a tombstone never expires
+UPDATE lww SET expires_ms = 1 WHERE map = 'exp-sql' AND key = 'b'; -- recomputed, not taken
+SELECT key, expires_ms FROM lww WHERE map = 'exp-sql' ORDER BY key;
+INSERT INTO lww (map, key, value, ts, ttl_ms) VALUES ('exp-sql', 'c', '1', '5000:0:n', 0);
+UPDATE lww SET ttl_ms = -5 WHERE map = 'exp-sql' AND key = 'b';
+INSERT INTO ormap (map, key, tag, value, ts, ttl_ms) VALUES ('exp-sql-or', 'k', 't1', '1', '7000:0:n', -1);
+SELECT count(*) AS rows_after_rejections FROM lww WHERE map = 'exp-sql';
+SELECT or_apply('exp-sql-or', 'k', '"v"', 't2', '7000:0:n', 30);
+SELECT tag, expires_ms FROM ormap WHERE map = 'exp-sql-or';
+SELECT merkle_verify('exp-sql'), merkle_verify('exp-sql-or');

@@ -14,15 +14,15 @@ CREATE TABLE topgun.lww (
   leaf   smallint NOT NULL,             -- key_leaf(key), set by the lww_leaf/ormap_leaf triggers
   value  jsonb,                      -- NULL: tombstone
   ts     topgun.hlc NOT NULL,
-  ttl_ms bigint CHECK (ttl_ms > 0),
-  -- When a live record with a TTL expires (ms since the epoch), else NULL.
-  -- The expiry index is on this column rather than on an expression of ts
-  -- and value: an index that mentions ts or value makes every overwrite of a
-  -- key a non-HOT update (a new entry in every index), which was a third of
-  -- the sync worker's write cost.  Records without a TTL keep NULL here, so
-  -- overwriting them is a HOT update whenever the page has room (fillfactor).
-  expires_ms bigint GENERATED ALWAYS AS
-    (CASE WHEN value IS NOT NULL THEN topgun.hlc_millis(ts) + ttl_ms END) STORED,
+  ttl_ms bigint,                     -- > 0, checked by the *_expiry trigger
+  -- When a live record with a TTL expires (ms since the epoch), else NULL;
+  -- kept by the lww_expiry trigger (src/core/expiry.c).  The expiry index is
+  -- on this column rather than on an expression of ts and value: an index
+  -- that mentions ts or value makes every overwrite of a key a non-HOT update
+  -- (a new entry in every index), which was a third of the sync worker's
+  -- write cost.  Records without a TTL keep NULL here, so overwriting them is
+  -- a HOT update whenever the page has room (fillfactor).
+  expires_ms bigint,
   PRIMARY KEY (map, leaf, key)
 ) WITH (fillfactor = 80);
 COMMENT ON TABLE topgun.lww IS 'LWW-map records, tombstones included (value IS NULL)';
@@ -34,9 +34,9 @@ CREATE TABLE topgun.ormap (
   tag    text NOT NULL,
   value  jsonb NOT NULL,
   ts     topgun.hlc NOT NULL,
-  ttl_ms bigint CHECK (ttl_ms > 0),
+  ttl_ms bigint,                     -- > 0, checked by the *_expiry trigger
   -- when the record expires (ms since the epoch), NULL without a TTL; see lww
-  expires_ms bigint GENERATED ALWAYS AS (topgun.hlc_millis(ts) + ttl_ms) STORED,
+  expires_ms bigint,
   PRIMARY KEY (map, leaf, key, tag)
 );
 CREATE INDEX ormap_tag_idx ON topgun.ormap (map, tag);
@@ -70,6 +70,17 @@ CREATE TRIGGER ormap_leaf BEFORE INSERT OR UPDATE OF key, leaf ON topgun.ormap
   FOR EACH ROW EXECUTE FUNCTION topgun._fill_leaf();
 ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_leaf;
 ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_leaf;
+
+-- `expires_ms` likewise: a trigger, not a GENERATED column, because a
+-- generation expression is re-planned at every statement start, which cost
+-- every single-row lww_put() about 10 % (src/core/expiry.c).
+CREATE FUNCTION topgun._fill_expiry() RETURNS trigger AS 'MODULE_PATHNAME', 'tg_fill_expiry' LANGUAGE C;
+CREATE TRIGGER lww_expiry BEFORE INSERT OR UPDATE OF value, ts, ttl_ms, expires_ms ON topgun.lww
+  FOR EACH ROW EXECUTE FUNCTION topgun._fill_expiry();
+CREATE TRIGGER ormap_expiry BEFORE INSERT OR UPDATE OF value, ts, ttl_ms, expires_ms ON topgun.ormap
+  FOR EACH ROW EXECUTE FUNCTION topgun._fill_expiry();
+ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_expiry;
+ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_expiry;
 
 CREATE TABLE topgun.counters (
   name text NOT NULL,
