@@ -110,3 +110,9 @@ UPDATE merkle_nodes SET leaves = topgun._merkle_leaves_add(leaves, array_fill(1:
 SELECT merkle_verify('ex');
 SELECT merkle_rebuild('ex');
 SELECT merkle_verify('ex'), merkle_root('ex');
+-- the flush's leaf-array helper: element-wise sum mod 2^32, NULL = absent leaf
+SELECT _merkle_leaves_add(ARRAY[1, NULL, 4294967295, NULL, 0,0,0,0,0,0,0,0,0,0,0,0]::bigint[],
+                          ARRAY[2, 5, 2, NULL, NULL,0,0,0,0,0,0,0,0,0,0,0]::bigint[]);
+-- a damaged row is refused, not silently summed
+SELECT _merkle_leaves_add('{1,2}', array_fill(0::bigint, ARRAY[16]));
+SELECT _merkle_leaves_add(array_fill(0::bigint, ARRAY[4, 4]), array_fill(0::bigint, ARRAY[16]));
