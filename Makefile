@@ -8,13 +8,15 @@
 #   make SANITIZE=1            AddressSanitizer + UBSan build of the extension
 
 EXTENSION  = topgun
-EXTVERSION = 1.0
+EXTVERSION = 1.1
 MODULE_big = topgun
 
 SRCS = $(sort $(wildcard src/*.c src/*/*.c))
 OBJS = $(SRCS:.c=.o)
 
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+# Earlier versions' install scripts (frozen) and the upgrade scripts from them.
+DATA = $(sort $(wildcard src/sql/versions/$(EXTENSION)--*.sql))
 EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql build tmp_check results regression.diffs regression.out
 
 # Regression suites: pg_regress files in sql/ (pgTAP suites are named pgtap_*).
