@@ -23,7 +23,7 @@ EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql build tmp_check results regression
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check --load-extension=plpgsql
 
-PG_CPPFLAGS = -Isrc -DNDEBUG -std=gnu11 -Wall -Wextra -Werror \
+PG_CPPFLAGS = -Isrc -DNDEBUG -DTG_EXTVERSION='"$(EXTVERSION)"' -std=gnu11 -Wall -Wextra -Werror \
 	-Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = -lwebsockets -lssl -lcrypto
 

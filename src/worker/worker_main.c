@@ -26,8 +26,13 @@
 
 #include <libwebsockets.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -38,8 +43,11 @@
 #include "storage/pmsignal.h"
 #include "storage/procsignal.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/timestamp.h"
 
 #include "topgun.h"
@@ -956,16 +964,43 @@ start_listener(void)
 	return true;
 }
 
+/* pg_extension.extversion of an installed extension, in *version (NAMEDATALEN) */
+static void
+read_extension_version(Oid oid, char *version)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	version[0] = '\0';
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(oid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			strlcpy(version, text_to_cstring(DatumGetTextPP(d)), NAMEDATALEN);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
 /*
  * OID of the extension in our database, or InvalidOid when it is missing,
- * being created, or recovery is still in progress.  Own short transaction.
+ * being created or updated, or recovery is still in progress.  *version gets
+ * its installed version ("" if unknown).  Own short transaction.
  */
 static Oid
-check_extension_oid(void)
+check_extension_oid(char *version)
 {
 	Oid			oid = InvalidOid;
 	MemoryContext oldcxt = CurrentMemoryContext;
 
+	version[0] = '\0';
 	if (RecoveryInProgress())
 		return InvalidOid;
 	PG_TRY();
@@ -975,6 +1010,8 @@ check_extension_oid(void)
 		oid = get_extension_oid("topgun", true);
 		if (creating_extension)
 			oid = InvalidOid;
+		if (OidIsValid(oid))
+			read_extension_version(oid, version);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -1009,7 +1046,7 @@ set_ready(bool ready)
 	}
 	ereport(LOG,
 			(errmsg(ready ? "topgun sync server ready: extension found in database \"%s\""
-					: "topgun sync server not ready: extension missing in database \"%s\"",
+					: "topgun sync server not ready: extension missing, or not at the library's version, in database \"%s\"",
 					tg_database)));
 }
 
@@ -1032,9 +1069,12 @@ housekeeping(void)
 	if (now - last_ready_check_ms >= 1000)
 	{
 		Oid			oid;
+		char		version[NAMEDATALEN];
+		static char warned_version[NAMEDATALEN] = "";
+		bool		version_ok;
 
 		last_ready_check_ms = now;
-		oid = check_extension_oid();
+		oid = check_extension_oid(version);
 		if (OidIsValid(oid) && OidIsValid(served_ext_oid) && oid != served_ext_oid)
 		{
 			/*
@@ -1050,7 +1090,21 @@ housekeeping(void)
 		}
 		if (OidIsValid(oid))
 			served_ext_oid = oid;
-		set_ready(OidIsValid(oid));
+
+		/*
+		 * A database still at an older version of the extension has the
+		 * older storage layout, which this library cannot write: serve
+		 * nothing (clients get the retryable 1013) until ALTER EXTENSION
+		 * topgun UPDATE has run.  Said once per change, not every second.
+		 */
+		version_ok = !OidIsValid(oid) || strcmp(version, TG_EXTVERSION) == 0;
+		if (OidIsValid(oid) && !version_ok && strcmp(version, warned_version) != 0)
+			ereport(WARNING,
+					(errmsg("topgun sync server not serving: extension \"topgun\" is at version %s in database \"%s\", the library is version %s",
+							version, tg_database, TG_EXTVERSION),
+					 errhint("Run ALTER EXTENSION topgun UPDATE in that database.")));
+		strlcpy(warned_version, version_ok ? "" : version, sizeof(warned_version));
+		set_ready(OidIsValid(oid) && version_ok);
 	}
 
 	for (TgConn *c = tg_conns; c; c = c->next)
