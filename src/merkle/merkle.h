@@ -1,10 +1,10 @@
 /*
  * merkle.h — TopGun-compatible Merkle trees kept incrementally in SQL tables.
  *
- * Layout (docs/merkle.md): topgun.merkle_nodes holds, per map, the depth-3
- * leaves (level 3, prefix 0..4095 = first three hex digits of the key hash)
- * and the depth-2 nodes (level 2, prefix 0..255).  Depth 1 and the root are
- * sums of at most 256 depth-2 rows, computed on read.  Writers add deltas to
+ * Layout (docs/merkle.md): topgun.merkle_nodes holds, per map, one row per
+ * depth-2 node (prefix 0..255 = first two hex digits of the key hash) with
+ * its hash and its 16 depth-3 leaves in an array (NULL: never written).
+ * Depth 1 and the root are sums of at most 256 rows, computed on read.  Writers add deltas to
  * a backend-local table during the transaction; the deltas are written at
  * pre-commit in one statement, in a fixed lock order.
  */
