@@ -36,3 +36,13 @@ SELECT count(*) AS rows_after_rejections FROM lww WHERE map = 'exp-sql';
 SELECT or_apply('exp-sql-or', 'k', '"v"', 't2', '7000:0:n', 30);
 SELECT tag, expires_ms FROM ormap WHERE map = 'exp-sql-or';
 SELECT merkle_verify('exp-sql'), merkle_verify('exp-sql-or');
+-- the trigger function refuses any other use: not a BEFORE ROW trigger, or a
+-- table without the columns it keeps
+CREATE TEMP TABLE wrong_use (value jsonb, ts hlc, ttl_ms bigint, expires_ms bigint);
+CREATE TRIGGER after_row AFTER INSERT ON wrong_use FOR EACH ROW EXECUTE FUNCTION _fill_expiry();
+INSERT INTO wrong_use VALUES ('1', '1:0:n', 5, NULL);
+DROP TRIGGER after_row ON wrong_use;
+ALTER TABLE wrong_use DROP COLUMN expires_ms;
+CREATE TRIGGER before_row BEFORE INSERT ON wrong_use FOR EACH ROW EXECUTE FUNCTION _fill_expiry();
+INSERT INTO wrong_use VALUES ('1', '1:0:n', 5);
+SELECT count(*) AS rows_stored FROM wrong_use;

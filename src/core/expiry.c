@@ -21,6 +21,7 @@
  */
 #include "topgun.h"
 #include "core/hlc.h"
+#include "core/storage.h"
 
 #include "access/htup_details.h"
 #include "commands/trigger.h"
@@ -67,12 +68,7 @@ tg_fill_expiry(PG_FUNCTION_ARGS)
 	int64		expires = 0;
 	bool		expires_null = true;
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("topgun._fill_expiry must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger")));
-	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	tup = tg_before_row_tuple(fcinfo, "topgun._fill_expiry");
 	desc = RelationGetDescr(td->tg_relation);
 	att_value = column(desc, "value", td->tg_relation);
 	att_ts = column(desc, "ts", td->tg_relation);
@@ -95,7 +91,7 @@ tg_fill_expiry(PG_FUNCTION_ARGS)
 		expires_null = false;
 	}
 
-	/* unchanged: return the tuple as it is (keeps the update HOT-eligible and cheap) */
+	/* unchanged: return the row as it is, without a copy */
 	old = heap_getattr(tup, att_exp, desc, &old_null);
 	if (old_null == expires_null && (expires_null || DatumGetInt64(old) == expires))
 		return PointerGetDatum(tup);

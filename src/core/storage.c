@@ -9,6 +9,7 @@
 #include "core/storage.h"
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -310,4 +311,23 @@ tg_check_write(PG_FUNCTION_ARGS)
 	tg_require_map_kind(map, strcmp(text_to_cstring(kind), "or") == 0 ? TG_KIND_OR : TG_KIND_LWW);
 	tg_clock_observe(PG_GETARG_HLC_P(4));
 	PG_RETURN_VOID();
+}
+
+/*
+ * The row a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger function may
+ * change and return (the new row of an UPDATE); any other calling context
+ * is an error.  Shared by the triggers that keep derived storage columns
+ * (_fill_leaf, _fill_expiry).
+ */
+HeapTuple
+tg_before_row_tuple(FunctionCallInfo fcinfo, const char *trigger_function)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger", trigger_function)));
+	return TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 }

@@ -274,9 +274,8 @@ typedef struct NodeDelta
 {
 	const char *map;
 	int16		prefix;			/* depth-2 node: leaf >> 4 */
-	uint32		delta;			/* of the node's hash: sum of its leaf deltas */
 	uint16		touched;		/* bit i: leaf (prefix << 4 | i) has a delta */
-	uint32		leaf[16];
+	uint32		leaf[16];		/* the node's own delta is their (wrapping) sum */
 } NodeDelta;
 
 static int
@@ -485,7 +484,6 @@ flush_pending(void)
 	{
 		nodes[n].map = e->key.map;
 		nodes[n].prefix = e->key.leaf >> 4;
-		nodes[n].delta = e->delta;
 		nodes[n].touched = (uint16) (1 << (e->key.leaf & 15));
 		memset(nodes[n].leaf, 0, sizeof(nodes[n].leaf));
 		nodes[n].leaf[e->key.leaf & 15] = e->delta;
@@ -506,7 +504,6 @@ flush_pending(void)
 		{
 			NodeDelta  *d = &nodes[j - 1];
 
-			d->delta += nodes[i].delta;
 			d->touched |= nodes[i].touched;
 			for (k = 0; k < 16; k++)
 				d->leaf[k] += nodes[i].leaf[k];
@@ -522,14 +519,17 @@ flush_pending(void)
 	leafnulls = palloc(16 * n * sizeof(bool));
 	for (i = 0; i < n; i++)
 	{
-		maps[i] = CStringGetTextDatum(nodes[i].map);
-		prefixes[i] = Int16GetDatum(nodes[i].prefix);
-		hashes[i] = Int64GetDatum((int64) nodes[i].delta);
+		uint32		node_delta = 0;
+
 		for (k = 0; k < 16; k++)
 		{
+			node_delta += nodes[i].leaf[k];
 			leaves[i * 16 + k] = Int64GetDatum((int64) nodes[i].leaf[k]);
 			leafnulls[i * 16 + k] = (nodes[i].touched & (1 << k)) == 0;
 		}
+		maps[i] = CStringGetTextDatum(nodes[i].map);
+		prefixes[i] = Int16GetDatum(nodes[i].prefix);
+		hashes[i] = Int64GetDatum((int64) node_delta);
 	}
 	dims[0] = 16 * n;
 	args[0] = PointerGetDatum(construct_array(maps, n, TEXTOID, -1, false, TYPALIGN_INT));

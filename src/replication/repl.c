@@ -17,6 +17,7 @@
  */
 #include "topgun.h"
 #include "core/hlc.h"
+#include "core/storage.h"
 #include "merkle/fnv.h"
 
 #include "access/htup_details.h"
@@ -52,12 +53,7 @@ tg_fill_leaf(PG_FUNCTION_ARGS)
 	Datum		vals[1];
 	bool		nulls[1] = {false};
 
-	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("topgun._fill_leaf must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger")));
-	tup = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
+	tup = tg_before_row_tuple(fcinfo, "topgun._fill_leaf");
 	desc = RelationGetDescr(td->tg_relation);
 	if (desc->natts < ATT_LEAF ||
 		TupleDescAttr(desc, ATT_LEAF - 1)->atttypid != INT2OID ||
