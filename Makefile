@@ -8,16 +8,17 @@
 #   make SANITIZE=1            AddressSanitizer + UBSan build of the extension
 
 EXTENSION  = topgun
-EXTVERSION = 1.1
+EXTVERSION = 1.2
+PREVVERSION = 1.1
 MODULE_big = topgun
 
 SRCS = $(sort $(wildcard src/*.c src/*/*.c))
 OBJS = $(SRCS:.c=.o)
 
-DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql $(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql
 # Earlier versions' install scripts (frozen) and the upgrade scripts from them.
 DATA = $(sort $(wildcard src/sql/versions/$(EXTENSION)--*.sql))
-EXTRA_CLEAN = $(EXTENSION)--$(EXTVERSION).sql build tmp_check results regression.diffs regression.out
+EXTRA_CLEAN = $(DATA_built) build tmp_check results regression.diffs regression.out
 
 # Regression suites: pg_regress files in sql/ (pgTAP suites are named pgtap_*).
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
@@ -42,6 +43,11 @@ $(OBJS): $(wildcard src/*.h src/*/*.h)
 # The install script is assembled from src/sql/NN_*.sql so that each module
 # owns its own SQL objects.
 $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
+	cat $^ > $@
+
+# The upgrade script from the previous version, assembled the same way from
+# src/sql/upgrade/$(EXTVERSION)/NN_*.sql (one part per module).
+$(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/upgrade/$(EXTVERSION)/*.sql))
 	cat $^ > $@
 
 # ---------------------------------------------------------------------------

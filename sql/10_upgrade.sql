@@ -51,6 +51,7 @@ SELECT map, count(*) FILTER (WHERE level = 3) AS leaves, count(*) FILTER (WHERE 
   FROM topgun.merkle_nodes GROUP BY map ORDER BY map;
 
 ALTER EXTENSION topgun UPDATE TO '1.1';
+ALTER EXTENSION topgun UPDATE;   -- and on to the current version
 SELECT extversion FROM pg_extension WHERE extname = 'topgun';
 
 -- the trees are the same trees, now one row per depth-2 node
@@ -68,7 +69,7 @@ SELECT count(*) FILTER (WHERE expires_ms = topgun.hlc_millis(ts) + ttl_ms) AS or
        count(*) FILTER (WHERE ttl_ms IS NOT NULL) AS or_with_ttl
   FROM topgun.ormap;
 
--- and everything keeps working at 1.1
+-- and everything keeps working at the current version
 SELECT topgun.lww_put('todos', 'k1', '{"after": "upgrade"}', topgun.hlc(1750000000000, 0, 'n')),
        topgun.or_add('tags', 'post1', '"new"') IS NOT NULL AS or_added;
 SELECT topgun.merkle_verify('todos'), topgun.merkle_verify('tags');
