@@ -39,6 +39,19 @@ extern int	tg_max_subscriptions_per_connection;
 extern int	tg_max_topics_per_connection;
 extern int	tg_topic_queue_size;
 extern int	tg_max_query_results;
+extern int	tg_executors;
+
+/* Which process of the sync server this is (docs/worker.md). */
+typedef enum TgRole
+{
+	TG_ROLE_NONE = 0,
+	TG_ROLE_SOCKET,			/* libwebsockets loop: never runs SQL */
+	TG_ROLE_SESSION,		/* session executor: sessions, writes, live data */
+	TG_ROLE_READER			/* reader executor: reads in their own snapshots */
+} TgRole;
+
+extern TgRole tg_role;
+extern int	tg_executors_total(void);
 
 /* ------------------------------------------------------ shared memory */
 
@@ -173,6 +186,19 @@ typedef struct TgConn
 	char		close_reason[64];
 
 	uint64		gather_epoch;	/* group-gathering round of its last message */
+
+	/* socket process: frames handed to the session executor / handled there */
+	uint64		frames_fwd;
+	uint64		frames_done;
+	bool		sx_open;		/* the executor knows this connection */
+
+	/* session executor: a read is out at a reader; later messages wait */
+	bool		busy;
+	struct TgInMsg *deferred_head;
+	struct TgInMsg *deferred_tail;
+	uint64		frames_handled;
+	bool		done_dirty;		/* frames_handled changed since last reported */
+	int			pending_writes;	/* its batches in the group being gathered */
 
 	/* inbound reassembly */
 	unsigned char *rx;

@@ -492,7 +492,7 @@ tg_live_poll(bool woken)
 
 	if (!tg_ready || !consumer)
 		return;
-	if (!woken && now - last_poll_ms < 250 && !tg_query_has_pending() && !tg_acl_needs_reload())
+	if (!woken && now - last_poll_ms < 250 && !tg_acl_needs_reload())
 		return;
 	last_poll_ms = now;
 	tg_proto_enter(CurrentMemoryContext);
@@ -509,7 +509,7 @@ tg_live_poll(bool woken)
 
 		if (lost > 0)
 			resync_all(lost);
-		if (nread == 0 && !tg_query_has_pending() && !tg_acl_needs_reload())
+		if (nread == 0 && !tg_acl_needs_reload())
 			break;
 		evs = palloc(sizeof(Ev) * Max(1, nread));
 		while (tg_changes_decode(&buf, &off, &ch))
@@ -532,7 +532,7 @@ tg_live_poll(bool woken)
 			any = true;
 		}
 		tg_stat_add(TG_STAT_FEED_EVENTS, nread);
-		if (any || tg_query_has_pending() || tg_acl_needs_reload())
+		if (any || tg_acl_needs_reload())
 		{
 			PG_TRY();
 			{
@@ -541,7 +541,6 @@ tg_live_poll(bool woken)
 					tg_acl_load();
 				if (n > 0)
 					process_events(evs, n);
-				tg_query_run_pending();
 				tg_txn_end();
 			}
 			PG_CATCH();

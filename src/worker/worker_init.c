@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "topgun.h"
+#include "ipc/ipc.h"
 #include "worker/worker.h"
 
 /* GUC storage */
@@ -47,6 +48,7 @@ int			tg_max_subscriptions_per_connection = 1000;
 int			tg_max_topics_per_connection = 100;
 int			tg_topic_queue_size = 1000;
 int			tg_max_query_results = 10000;
+int			tg_executors = 3;
 
 TgWorkerShared *tg_worker_shared = NULL;
 
@@ -198,6 +200,11 @@ tg_worker_init(void)
 							"A QUERY_SUB whose result is larger gets ERROR 413; add a limit.",
 							&tg_max_query_results, 10000, 1, 10000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("topgun.executors",
+							"Number of executor processes of the sync server (one session executor, the rest readers).",
+							"Each is a background worker: max_worker_processes must leave room for them.",
+							&tg_executors, 3, 2, TG_MAX_READERS + 1,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("topgun.group_commit_max_ops",
 							"Maximum number of ops applied in one group-commit transaction.",
 							NULL, &tg_group_commit_max_ops, 20000, 1, 1000000,

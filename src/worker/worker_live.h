@@ -25,6 +25,7 @@
 
 /* ------------------------------------------------ worker_proto.c helpers */
 extern MemoryContext tg_proto_cxt;
+extern struct TgIpcBuf *tg_exec_out;	/* where tg_conn_send() puts messages */
 extern void tg_proto_enter(MemoryContext cxt);
 extern MpBuf *tg_buf_begin(void);
 extern void tg_buf_send(TgConn *c, MpBuf *b);
@@ -41,6 +42,12 @@ extern void tg_group_flush_pending(void);
 extern void tg_proto_add_query_watch(TgConn *c, TgStr map, TgStr query_id);
 extern void tg_proto_drop_query_watch(TgConn *c, const char *query_id);
 extern void tg_proto_recheck_watches(void);
+extern void tg_conn_handled(TgConn *c, int n);
+
+/* reader executors: the database part of the read messages */
+extern void tg_read_sync_root(TgConn *c, TgMessage *m);
+extern void tg_read_bucket(TgConn *c, TgMessage *m);
+extern void tg_read_diff(TgConn *c, TgMessage *m);
 
 /* jsonb → decoded msgpack tree in arena (NULL on failure). */
 extern MpNode *tg_jsonb_to_node(MpArena *arena, Jsonb *jb);
@@ -83,9 +90,20 @@ typedef struct TgQuerySub
 	bool		rerun;			/* limit/cursor: re-run on a relevant change */
 	char	   *cursor;			/* as sent (rerun pages from it) */
 	TgKeySet	keys;			/* keys the client currently holds */
+
+	/* pages are read by reader executors (worker_query.c) */
+	char	   *qraw;			/* the query as sent (msgpack), NULL = none */
+	size_t		qraw_len;
+	const char *cursor_status;	/* of the QUERY_SUB's cursor */
+	bool		cursor_valid;
+	bool		loading;		/* first page not answered yet */
+	bool		dirty;			/* changed while loading: refresh once loaded */
+	bool		inflight;		/* a page read is out */
+	struct Pending *running;	/* the re-run that read is for */
 } TgQuerySub;
 
-extern void tg_query_handle_sub(TgConn *c, TgMessage *m);	/* in a transaction */
+extern bool tg_query_handle_sub(TgConn *c, TgMessage *m);	/* true: a read is out */
+extern void tg_read_fetch(TgConn *c, const char *payload, size_t len);	/* reader */
 extern void tg_query_handle_unsub(TgConn *c, TgStr query_id);
 extern void tg_query_conn_gone(TgConn *c);
 extern bool tg_query_map_has_subs(const char *map, size_t len);
@@ -98,7 +116,7 @@ extern bool tg_query_map_has_subs(const char *map, size_t len);
 extern void tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keylen,
 							   const MpNode *value);
 extern bool tg_query_has_pending(void);
-extern void tg_query_run_pending(void);	/* in a transaction */
+extern void tg_query_run_pending(void);	/* hands re-reads to the readers */
 extern void tg_query_recheck_acl(void);
 
 /* ------------------------------------------------------- topics */

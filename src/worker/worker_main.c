@@ -52,6 +52,9 @@
 
 #include "topgun.h"
 #include "worker/worker.h"
+#include "worker/worker_sock.h"
+#include "wire/message.h"
+#include "wire/msgpack.h"
 
 TgConn	   *tg_conns = NULL;
 bool		tg_ready = false;
@@ -68,16 +71,7 @@ static uint64 next_conn_id = 1;
 static int	nconns_live = 0;
 static TgInMsg *inq_head = NULL;
 static TgInMsg *inq_tail = NULL;
-static int	inq_count = 0;		/* messages queued since the last hand-off */
-static size_t inq_bytes = 0;	/* ... and their size */
 
-/* group gathering, see gather_more_input() */
-static uint64 last_process_us = 0;
-static uint64 gather_epoch = 1;
-static int	gather_senders = 0;		/* connections with a message in the queue */
-static int	last_senders = 0;		/* ... in the previous group */
-static int64 last_ready_check_ms = 0;
-static Oid	served_ext_oid = InvalidOid;	/* extension we served with */
 static bool *slot_used = NULL;
 
 /* Largest message accepted from a socket that has not authenticated yet. */
@@ -174,7 +168,7 @@ tg_sigusr1(SIGNAL_ARGS)
 /* ------------------------------------------------------ shared slots */
 
 void
-tg_conn_update_slot(TgConn *c)
+tg_sock_update_slot(TgConn *c)
 {
 	TgConnSlot *s;
 
@@ -252,7 +246,7 @@ slot_release(TgConn *c)
  * topgun.max_outbound_bytes, or when memory runs out.
  */
 bool
-tg_conn_send(TgConn *c, const unsigned char *data, size_t len)
+tg_sock_send(TgConn *c, const unsigned char *data, size_t len)
 {
 	TgOutMsg   *m;
 
@@ -269,13 +263,13 @@ tg_conn_send(TgConn *c, const unsigned char *data, size_t len)
 		ereport(LOG,
 				(errmsg("topgun: closing connection %llu (%s): outbound queue exceeds topgun.max_outbound_bytes (%d)",
 						(unsigned long long) c->id, c->remote, tg_max_outbound_bytes)));
-		tg_conn_kill(c, 1008, "Outbound queue overflow");
+		tg_sock_kill(c, 1008, "Outbound queue overflow");
 		return false;
 	}
 	m = malloc(offsetof(TgOutMsg, buf) + LWS_PRE + len);
 	if (m == NULL)
 	{
-		tg_conn_kill(c, 1011, "Out of memory");
+		tg_sock_kill(c, 1011, "Out of memory");
 		return false;
 	}
 	m->next = NULL;
@@ -293,7 +287,7 @@ tg_conn_send(TgConn *c, const unsigned char *data, size_t len)
 
 /* Close after everything queued so far has been written. */
 void
-tg_conn_close(TgConn *c, int code, const char *reason)
+tg_sock_close(TgConn *c, int code, const char *reason)
 {
 	if (c->closed || c->closing || c->wsi == NULL)
 		return;
@@ -319,7 +313,7 @@ free_outq(TgConn *c)
 
 /* Drop the queue and close at once (slow consumer, overflow, OOM). */
 void
-tg_conn_kill(TgConn *c, int code, const char *reason)
+tg_sock_kill(TgConn *c, int code, const char *reason)
 {
 	if (c->closed || c->wsi == NULL)
 		return;
@@ -364,17 +358,6 @@ conn_free(TgConn *c)
 		c->next->prev = c->prev;
 	free_outq(c);
 	free(c->rx);
-	tg_live_conn_gone(c);
-	for (int i = 0; i < c->nroles; i++)
-		free(c->roles[i]);
-	while (c->watches)
-	{
-		TgWatch    *w = c->watches->next;
-
-		free(c->watches->query_id);
-		free(c->watches);
-		c->watches = w;
-	}
 	free(c);
 }
 
@@ -386,7 +369,7 @@ inq_push(TgConn *c, unsigned char *data, size_t len)
 	if (m == NULL)
 	{
 		free(data);
-		tg_conn_kill(c, 1011, "Out of memory");
+		tg_sock_kill(c, 1011, "Out of memory");
 		return;
 	}
 	m->next = NULL;
@@ -398,13 +381,6 @@ inq_push(TgConn *c, unsigned char *data, size_t len)
 	else
 		inq_head = m;
 	inq_tail = m;
-	inq_count++;
-	inq_bytes += len;
-	if (c->gather_epoch != gather_epoch)
-	{
-		c->gather_epoch = gather_epoch;
-		gather_senders++;
-	}
 }
 
 /* ------------------------------------------------------ lws callbacks */
@@ -694,19 +670,20 @@ tg_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			if (!tg_ready)
 			{
 				tg_stat_add(TG_STAT_CONN_REFUSED, 1);
-				tg_conn_close(c, 1013, "Server not ready");
+				tg_sock_close(c, 1013, "Server not ready");
 				return 0;
 			}
 			if (nconns_live >= tg_max_connections ||
 				(c->slot = slot_acquire(c)) < 0)
 			{
 				tg_stat_add(TG_STAT_CONN_REFUSED, 1);
-				tg_conn_close(c, 1013, "Server overloaded");
+				tg_sock_close(c, 1013, "Server overloaded");
 				return 0;
 			}
 			nconns_live++;
 			tg_stat_add(TG_STAT_CONN_ACCEPTED, 1);
-			tg_conn_send(c, auth_required_msg, sizeof(auth_required_msg));
+			tg_sx_open(c);
+			tg_sock_send(c, auth_required_msg, sizeof(auth_required_msg));
 			return 0;
 
 		case LWS_CALLBACK_RECEIVE:
@@ -759,65 +736,6 @@ static struct lws_protocols tg_protocols[] = {
 	{"topgun-wake", tg_wake_callback, 0, 0, 0, NULL, 0},
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
-
-/*
- * Group commit gathering.  One lws_service() call reads what is ready at
- * that instant; under load, the clients whose acks were just written answer
- * a fraction of a millisecond later, and committing without them splits one
- * group into several.  Each commit costs a WAL flush plus a Merkle-tree update
- * of every touched depth-2 node (up to 256 rows per map, however few ops the
- * group has), so small groups waste the worker's only CPU.
- *
- * So before processing we keep reading while the group has fewer senders than
- * the previous one had: a client that was in the last group and has just
- * been acked is about to send again.  The wait is bounded by a quarter of the
- * previous group's processing time and by topgun.group_commit_delay: a single
- * client, or a lightly loaded server whose groups take microseconds, waits
- * (almost) nothing; a saturated one trades a little latency for much bigger
- * groups (measured with 50 connections: groups of 640 -> 2,600 ops, 43K ->
- * 51-57K acked ops/s; docs/worker.md).
- */
-
-/*
- * Bounds of one gathering round, whatever the timing: the messages it may
- * queue (which also bounds the group), their total size (a few clients
- * sending messages of topgun.max_message_bytes must not make the worker hold
- * gigabytes), and how long input that keeps arriving may delay the group.
- */
-#define TG_GATHER_MAX_MESSAGES	4096
-#define TG_GATHER_MAX_BYTES		((size_t) 64 * 1024 * 1024)
-#define TG_GATHER_MAX_US		2000
-
-static void
-gather_more_input(void)
-{
-	uint64		window_us = Min(last_process_us / 4, (uint64) tg_group_commit_delay_us);
-	uint64		start = mono_ns();
-	uint64		deadline = start + window_us * 1000;
-	uint64		hard_deadline = start + (uint64) Max(window_us, TG_GATHER_MAX_US) * 1000;
-
-	for (;;)
-	{
-		int			before = inq_count;
-		uint64		now;
-
-		if (got_sigterm || got_wakeup || inq_count >= TG_GATHER_MAX_MESSAGES ||
-			inq_bytes >= TG_GATHER_MAX_BYTES)
-			break;
-		lws_service(lws_ctx, -1);	/* never blocks */
-		now = mono_ns();
-		if (now >= hard_deadline)
-			break;
-		if (inq_count != before)
-			continue;			/* more may be readable already */
-		if (gather_senders >= last_senders || now >= deadline)
-			break;
-		pg_usleep(50);			/* not spinning: the others need this CPU */
-	}
-	last_senders = gather_senders;
-	gather_senders = 0;
-	gather_epoch++;
-}
 
 static void
 tick_cb(lws_sorted_usec_list_t *sul)
@@ -965,69 +883,6 @@ start_listener(void)
 	return true;
 }
 
-/* pg_extension.extversion of an installed extension, in *version (NAMEDATALEN) */
-static void
-read_extension_version(Oid oid, char *version)
-{
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tup;
-
-	version[0] = '\0';
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(oid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion, RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			strlcpy(version, text_to_cstring(DatumGetTextPP(d)), NAMEDATALEN);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-}
-
-/*
- * OID of the extension in our database, or InvalidOid when it is missing,
- * being created or updated, or recovery is still in progress.  *version gets
- * its installed version ("" if unknown).  Own short transaction.
- */
-static Oid
-check_extension_oid(char *version)
-{
-	Oid			oid = InvalidOid;
-	MemoryContext oldcxt = CurrentMemoryContext;
-
-	version[0] = '\0';
-	if (RecoveryInProgress())
-		return InvalidOid;
-	PG_TRY();
-	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		oid = get_extension_oid("topgun", true);
-		if (creating_extension)
-			oid = InvalidOid;
-		if (OidIsValid(oid))
-			read_extension_version(oid, version);
-		CommitTransactionCommand();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		EmitErrorReport();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		oid = InvalidOid;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	return oid;
-}
-
 static void shutdown_clients(int code, const char *reason, bool with_notice);
 
 static void
@@ -1036,26 +891,12 @@ set_ready(bool ready)
 	if (ready == tg_ready)
 		return;
 	tg_ready = ready;
-	pg_atomic_write_u32(&tg_worker_shared->ready, ready ? 1 : 0);
-	tg_live_ready(ready);
 	if (!ready)
 	{
-		tg_proto_reset_plans();
 		/* nothing can be served any more: let the clients retry later */
 		for (TgConn *c = tg_conns; c; c = c->next)
-			tg_conn_close(c, 1013, "Server not ready");
+			tg_sock_close(c, 1013, "Server not ready");
 	}
-	ereport(LOG,
-			(errmsg(ready ? "topgun sync server ready: extension found in database \"%s\""
-					: "topgun sync server not ready: extension missing, or not at the library's version, in database \"%s\"",
-					tg_database)));
-}
-
-/* Force a readiness check at the next tick (after "function does not exist" ...). */
-void
-tg_request_ready_check(void)
-{
-	last_ready_check_ms = 0;
 }
 
 static void
@@ -1066,54 +907,15 @@ housekeeping(void)
 	if (!PostmasterIsAlive())
 		proc_exit(1);
 
-	/* readiness (extension present): a short transaction every second */
-	if (now - last_ready_check_ms >= 1000)
-	{
-		Oid			oid;
-		char		version[NAMEDATALEN];
-		static char warned_version[NAMEDATALEN] = "";
-		bool		version_ok;
-
-		last_ready_check_ms = now;
-		oid = check_extension_oid(version);
-		if (OidIsValid(oid) && OidIsValid(served_ext_oid) && oid != served_ext_oid)
-		{
-			/*
-			 * The extension was dropped and created again.  Cached plans
-			 * (ours and the SQL core's) may hold OIDs of the old objects,
-			 * e.g. the old hlc type as a parameter type; start afresh.
-			 */
-			ereport(LOG,
-					(errmsg("topgun sync server restarting: extension \"topgun\" was re-created in database \"%s\"",
-							tg_database)));
-			shutdown_clients(1012, "Service Restart", false);
-			proc_exit(1);
-		}
-		if (OidIsValid(oid))
-			served_ext_oid = oid;
-
-		/*
-		 * A database still at an older version of the extension has the
-		 * older storage layout, which this library cannot write: serve
-		 * nothing (clients get the retryable 1013) until ALTER EXTENSION
-		 * topgun UPDATE has run.  Said once per change, not every second.
-		 */
-		version_ok = !OidIsValid(oid) || strcmp(version, TG_EXTVERSION) == 0;
-		if (OidIsValid(oid) && !version_ok && strcmp(version, warned_version) != 0)
-			ereport(WARNING,
-					(errmsg("topgun sync server not serving: extension \"topgun\" is at version %s in database \"%s\", the library is version %s",
-							version, tg_database, TG_EXTVERSION),
-					 errhint("Run ALTER EXTENSION topgun UPDATE in that database.")));
-		strlcpy(warned_version, version_ok ? "" : version, sizeof(warned_version));
-		set_ready(OidIsValid(oid) && version_ok);
-	}
+	/* readiness is decided by the session executor (it can run SQL) */
+	set_ready(pg_atomic_read_u32(&tg_worker_shared->ready) != 0);
 
 	for (TgConn *c = tg_conns; c; c = c->next)
 	{
 		if (c->closed || c->closing || c->slot < 0)
 			continue;
 		if (!c->authenticated && now - c->connected_ms > tg_auth_timeout_ms)
-			tg_conn_close(c, 4001, "Auth timeout");
+			tg_sock_close(c, 4001, "Auth timeout");
 		/*
 		 * Liveness counts from the last frame *received*, not the last PING
 		 * processed: a PING that arrived on time may still sit in the inbound
@@ -1122,8 +924,8 @@ housekeeping(void)
 		 */
 		else if (c->authenticated &&
 				 now - Max(c->last_ping_ms, c->last_rx_ms) > tg_heartbeat_timeout_ms)
-			tg_conn_close(c, 4002, "Heartbeat timeout");
-		tg_conn_update_slot(c);
+			tg_sock_close(c, 4002, "Heartbeat timeout");
+		tg_sock_update_slot(c);
 	}
 }
 
@@ -1138,7 +940,7 @@ reap_dead(void)
 
 		if (c->closed)
 		{
-			tg_proto_conn_gone(c);
+			tg_sx_closed(c);
 			conn_free(c);
 		}
 		c = n;
@@ -1164,8 +966,8 @@ shutdown_clients(int code, const char *reason, bool with_notice)
 			continue;
 		c->closing = false;
 		if (with_notice)
-			tg_conn_send(c, shutdown_msg, sizeof(shutdown_msg));
-		tg_conn_close(c, code, reason);
+			tg_sock_send(c, shutdown_msg, sizeof(shutdown_msg));
+		tg_sock_close(c, code, reason);
 	}
 	/* give the sockets up to one second to flush */
 	deadline = mono_ns() + 1000000000ULL;
@@ -1204,6 +1006,80 @@ worker_exit_cb(int code, Datum arg)
 	}
 }
 
+/*
+ * One complete inbound message.  A PING from a connection with nothing
+ * pending at the executor is answered here at once (its PONG cannot
+ * overtake anything); everything else goes to the session executor, which
+ * answers in order per connection -- a PING behind other messages too, so a
+ * PING/PONG round trip stays a barrier.
+ */
+static void
+forward_message(TgConn *c, const unsigned char *data, size_t len)
+{
+	if (c->closed || c->closing || c->wsi == NULL)
+		return;
+	if (!tg_ready)
+	{
+		tg_sock_close(c, 1013, "Server not ready");
+		return;
+	}
+	if (len <= 96 && c->frames_fwd == c->frames_done)
+	{
+		TgMessage	msg;
+		MpLimits	lim = {8, 32, 96};
+		char		err[64];
+
+		if (tg_message_parse(data, len, &lim, &msg, err, sizeof(err)) == TG_PARSE_OK &&
+			msg.type == TG_MSG_PING)
+		{
+			MpBuf		b;
+
+			tg_message_free(&msg);
+			tg_stat_add(TG_STAT_MSG_ACCEPTED, 1);
+			c->last_ping_ms = tg_mono_ms();
+			/* no top-level numeric timestamp: it would corrupt the client HLC */
+			mp_buf_init(&b, 256);
+			mp_put_map_header(&b, 2);
+			mp_put_str(&b, "type");
+			mp_put_str(&b, "PONG");
+			mp_put_str(&b, "serverTime");
+			mp_put_float64(&b, (double) tg_now_ms());
+			if (mp_buf_ok(&b))
+				tg_sock_send(c, b.data, b.len);
+			mp_buf_free(&b);
+			return;
+		}
+		tg_message_free(&msg);
+	}
+	tg_sx_forward(c, data, len);
+}
+
+/* Stop reading the sockets while the executor's queue is full. */
+static void
+flow_control(bool pause)
+{
+	static bool paused = false;
+
+	if (pause == paused)
+		return;
+	paused = pause;
+	for (TgConn *c = tg_conns; c; c = c->next)
+		if (!c->closed && c->wsi)
+			lws_rx_flow_control(c->wsi, pause ? 0 : 1);
+}
+
+/* The session executor saw the extension re-created: start afresh. */
+void
+tg_sock_restart(int code, const char *reason)
+{
+	ereport(LOG,
+			(errmsg("topgun sync server restarting: extension \"topgun\" was re-created in database \"%s\"",
+					tg_database)));
+	shutdown_clients(code, reason, false);
+	tg_sx_shutdown();
+	proc_exit(1);
+}
+
 static void
 reload_config(void)
 {
@@ -1215,10 +1091,10 @@ reload_config(void)
 void
 tg_worker_main(Datum arg)
 {
-	MemoryContext loop_cxt;
 	int64		next_listen_try = 0;
 	bool		config_ok;
 
+	tg_role = TG_ROLE_SOCKET;
 	if (pipe(wake_pipe) != 0 ||
 		fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
 		fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK) != 0 ||
@@ -1257,8 +1133,6 @@ tg_worker_main(Datum arg)
 	pg_atomic_write_u32(&tg_worker_shared->worker_pid, (uint32) MyProcPid);
 	on_shmem_exit(worker_exit_cb, (Datum) 0);
 
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "topgun worker loop",
-									 ALLOCSET_DEFAULT_SIZES);
 
 	/*
 	 * Phase 1: wait until the configuration allows serving.  In production
@@ -1293,14 +1167,12 @@ tg_worker_main(Datum arg)
 		}
 	}
 
-	last_ready_check_ms = 0;
 	housekeeping();
 
 	/* Phase 2: serve. */
 	while (!got_sigterm)
 	{
 		TgInMsg    *batch;
-		bool		woken;
 
 		lws_service(lws_ctx, 0);
 
@@ -1313,7 +1185,6 @@ tg_worker_main(Datum arg)
 
 		if (got_sighup)
 			reload_config();
-		woken = got_wakeup;
 		if (got_wakeup)
 		{
 			uint64		sent;
@@ -1338,36 +1209,33 @@ tg_worker_main(Datum arg)
 			housekeeping();
 		}
 
-		if (inq_head)
-			gather_more_input();
+		/* what the session executor answered (sends, closes, session state) */
+		tg_sx_poll();
+		if (tg_worker_shared && tg_ready != (pg_atomic_read_u32(&tg_worker_shared->ready) != 0))
+			set_ready(!tg_ready);
+
 		batch = inq_head;
 		inq_head = inq_tail = NULL;
-		inq_count = 0;
-		inq_bytes = 0;
-		if (batch)
+		while (batch)
 		{
-			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
-			uint64		t0 = mono_ns();
+			TgInMsg    *next = batch->next;
 
-			pgstat_report_activity(STATE_RUNNING, "topgun: processing messages");
-			tg_proto_process(batch);	/* frees the list */
-			pgstat_report_activity(STATE_IDLE, NULL);
-			last_process_us = (mono_ns() - t0) / 1000;
-			MemoryContextSwitchTo(old);
-		}
-		{
-			/* committed changes of other backends (and query re-runs) */
-			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
-
-			tg_live_poll(woken);
-			MemoryContextSwitchTo(old);
+			forward_message(batch->conn, batch->data, batch->len);
+			free(batch->data);
+			free(batch);
+			batch = next;
 		}
 		reap_dead();
-		MemoryContextReset(loop_cxt);
+		tg_sx_poll();			/* hand over what this iteration gathered */
+		flow_control(tg_sx_paused());
+		for (TgConn *c = tg_conns; c; c = c->next)
+			if (!c->closed && c->slot_dirty)
+				tg_sock_update_slot(c);
 	}
 
 	ereport(LOG, (errmsg("topgun sync server shutting down")));
 	shutdown_clients(1001, "Server Shutdown", true);
+	tg_sx_shutdown();
 	pg_atomic_write_u32(&tg_worker_shared->listening, 0);
 	pg_atomic_write_u32(&tg_worker_shared->ready, 0);
 	pg_atomic_write_u32(&tg_worker_shared->worker_pid, 0);

@@ -38,6 +38,8 @@
 #include "worker/worker.h"
 #include "worker/worker_int.h"
 #include "worker/worker_live.h"
+#include "executor/readers.h"
+#include "executor/session.h"
 
 #define THIRTY_DAYS_MS	(30LL * 24 * 3600 * 1000)
 #define MAX_FULL_RETRIES 3
@@ -1230,7 +1232,9 @@ ack_batch(GBatch *gb)
 	int			last = -1;
 	MpBuf	   *b;
 
-	if (c->closed || c->wsi == NULL)
+	c->pending_writes = 0;
+	tg_conn_handled(c, 1);
+	if (c->closed)
 		return;
 	{
 		int			ndenied = 0;
@@ -1450,6 +1454,7 @@ group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 	}
 	gb = &gbatches[ngbatches++];
 	gb->conn = c;
+	c->pending_writes++;
 	gb->in = in;
 	gb->msg = MemoryContextAlloc(proto_cxt, sizeof(TgMessage));
 	*gb->msg = *msg;
@@ -1554,52 +1559,40 @@ send_root(TgConn *c, const char *type, TgStr map, uint32 root, const char *hlc)
 	buf_send(c, b);
 }
 
-static void
-h_sync_init(TgConn *c, TgMessage *m)
+/* SYNC_INIT / ORMAP_SYNC_INIT, session part: access, watch, age. */
+static bool
+sync_init_session(TgConn *c, TgStr map, bool has_last_sync, double last_sync)
 {
-	TgStr		map = m->u.sync_init.map_name;
-	char	   *cmap = pstr(map);
-	char	   *kind;
-
 	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
-		return;
+		return false;
 	add_watch(c, map, NULL);
-	if (too_old(m->u.sync_init.has_last_sync, m->u.sync_init.last_sync))
+	if (too_old(has_last_sync, last_sync))
 	{
 		send_reset_required(c, map);
-		return;
+		return false;
 	}
-	kind = map_kind(cmap);
-	if (kind && strcmp(kind, "or") == 0)
-	{
-		send_error(c, 501, "Merkle Sync not supported for ORMap tags");
-		return;
-	}
-	send_root(c, "SYNC_RESP_ROOT", map, merkle_root(cmap), fetch_hlc_now());
+	return true;
 }
 
-static void
-h_ormap_sync_init(TgConn *c, TgMessage *m)
+/* ... and the reader's part: the root (runs in a reader executor). */
+void
+tg_read_sync_root(TgConn *c, TgMessage *m)
 {
-	TgStr		map = m->u.ormap_sync_init.map_name;
+	bool		ormap = m->type == TG_MSG_ORMAP_SYNC_INIT;
+	TgStr		map = ormap ? m->u.ormap_sync_init.map_name : m->u.sync_init.map_name;
 	char	   *cmap = pstr(map);
-	char	   *kind;
+	char	   *kind = map_kind(cmap);
 
-	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
-		return;
-	add_watch(c, map, NULL);
-	if (too_old(m->u.ormap_sync_init.has_last_sync, m->u.ormap_sync_init.last_sync))
+	if (kind && strcmp(kind, ormap ? "lww" : "or") == 0)
 	{
-		send_reset_required(c, map);
+		if (ormap)
+			send_error(c, 400, psprintf("Map %s is not an ORMap", cmap));
+		else
+			send_error(c, 501, "Merkle Sync not supported for ORMap tags");
 		return;
 	}
-	kind = map_kind(cmap);
-	if (kind && strcmp(kind, "lww") == 0)
-	{
-		send_error(c, 400, psprintf("Map %s is not an ORMap", cmap));
-		return;
-	}
-	send_root(c, "ORMAP_SYNC_RESP_ROOT", map, merkle_root(cmap), fetch_hlc_now());
+	send_root(c, ormap ? "ORMAP_SYNC_RESP_ROOT" : "SYNC_RESP_ROOT", map, merkle_root(cmap),
+			  fetch_hlc_now());
 }
 
 static void
@@ -1636,17 +1629,17 @@ send_buckets(TgConn *c, const char *type, TgStr map, TgStr path, const char *cma
 	buf_send(c, b);
 }
 
-static void
-h_bucket_req(TgConn *c, TgMessage *m, bool ormap)
+/* MERKLE_REQ_BUCKET / ORMAP_MERKLE_REQ_BUCKET (reader; READ checked by the session) */
+void
+tg_read_bucket(TgConn *c, TgMessage *m)
 {
+	bool		ormap = m->type == TG_MSG_ORMAP_MERKLE_REQ_BUCKET;
 	TgStr		map = m->u.bucket_req.map_name;
 	TgStr		path = m->u.bucket_req.path;
 	char	   *cmap = pstr(map);
 	char	   *cpath = pstr(path);
 	char	   *kind;
 
-	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
-		return;
 	kind = map_kind(cmap);
 	if (kind && strcmp(kind, ormap ? "lww" : "or") == 0)
 	{
@@ -1695,15 +1688,6 @@ h_bucket_req(TgConn *c, TgMessage *m, bool ormap)
 				 map, path, cmap, cpath);
 }
 
-/* QUERY_SUB: worker_query.c (also registers the map watch for events). */
-static void
-h_query_sub(TgConn *c, TgMessage *m)
-{
-	if (!tg_acl_check(c, m->u.query_sub.map_name.p, m->u.query_sub.map_name.len, TG_ACT_READ))
-		return;
-	tg_query_handle_sub(c, m);
-	tg_conn_update_slot(c);
-}
 
 void
 tg_proto_drop_query_watch(TgConn *c, const char *query_id)
@@ -1888,8 +1872,9 @@ push_diff_events(TgConn *sender, TgMessage *m, const char *hlc)
 	mp_buf_free(&tsbuf);
 }
 
-static void
-h_diff_request(TgConn *c, TgMessage *m)
+/* ORMAP_DIFF_REQUEST (reader; READ checked by the session) */
+void
+tg_read_diff(TgConn *c, TgMessage *m)
 {
 	TgStr		map = m->u.ormap_diff_request.map_name;
 	char	   *cmap = pstr(map);
@@ -1898,8 +1883,6 @@ h_diff_request(TgConn *c, TgMessage *m)
 	char	  **tombs;
 	MpBuf	   *b;
 
-	if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
-		return;
 	args[0] = CStringGetTextDatum(cmap);
 	ntomb = run_plan(PL_OR_KEY_TOMBSTONES, args, NULL, true);
 	tombs = palloc(sizeof(char *) * Max(1, ntomb));
@@ -1958,28 +1941,10 @@ run_db_message(TgConn *c, TgMessage *m)
 		begin_txn();
 		switch (m->type)
 		{
-			case TG_MSG_SYNC_INIT:
-				h_sync_init(c, m);
-				break;
-			case TG_MSG_MERKLE_REQ_BUCKET:
-				h_bucket_req(c, m, false);
-				break;
-			case TG_MSG_ORMAP_SYNC_INIT:
-				h_ormap_sync_init(c, m);
-				break;
-			case TG_MSG_ORMAP_MERKLE_REQ_BUCKET:
-				h_bucket_req(c, m, true);
-				break;
 			case TG_MSG_ORMAP_PUSH_DIFF:
 				changed = h_push_diff(c, m);
 				if (changed)
 					hlc = fetch_hlc_now();
-				break;
-			case TG_MSG_ORMAP_DIFF_REQUEST:
-				h_diff_request(c, m);
-				break;
-			case TG_MSG_QUERY_SUB:
-				h_query_sub(c, m);
 				break;
 			case TG_MSG_COUNTER_REQUEST:
 			case TG_MSG_COUNTER_SYNC:
@@ -2044,6 +2009,67 @@ frame_limits(size_t len)
  * Handle one message.  Returns true if the group took ownership of the
  * frame (then it must not be freed by the caller).
  */
+/*
+ * A read goes to a reader executor; the connection is busy until the answer
+ * is back (its later messages wait).  Returns false when the message was
+ * answered here already (refused, or nothing to read).
+ */
+static bool
+delegate_read(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	TgRecKind	kind;
+	TgStr		map;
+
+	switch (m->type)
+	{
+		case TG_MSG_SYNC_INIT:
+			if (!sync_init_session(c, m->u.sync_init.map_name, m->u.sync_init.has_last_sync,
+								   m->u.sync_init.last_sync))
+				return false;
+			kind = TG_REQ_SYNC_ROOT;
+			break;
+		case TG_MSG_ORMAP_SYNC_INIT:
+			if (!sync_init_session(c, m->u.ormap_sync_init.map_name,
+								   m->u.ormap_sync_init.has_last_sync,
+								   m->u.ormap_sync_init.last_sync))
+				return false;
+			kind = TG_REQ_SYNC_ROOT;
+			break;
+		case TG_MSG_MERKLE_REQ_BUCKET:
+		case TG_MSG_ORMAP_MERKLE_REQ_BUCKET:
+			map = m->u.bucket_req.map_name;
+			if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+				return false;
+			kind = TG_REQ_BUCKET;
+			break;
+		case TG_MSG_ORMAP_DIFF_REQUEST:
+			map = m->u.ormap_diff_request.map_name;
+			if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+				return false;
+			kind = TG_REQ_DIFF;
+			break;
+		case TG_MSG_QUERY_SUB:
+			map = m->u.query_sub.map_name;
+			if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+				return false;
+			/* the reader must see this connection's acknowledged writes */
+			if (c->pending_writes > 0)
+				group_flush();
+			return tg_query_handle_sub(c, m);
+		default:
+			return false;
+	}
+	if (c->pending_writes > 0)
+		group_flush();
+	tg_readers_submit(c, true, kind, in->data, in->len, tg_readers_forward_frames, NULL);
+	return true;
+}
+
+/*
+ * Handle one message.  Returns true if the message is not done with: the
+ * group took ownership of the frame, or it waits behind a read of the same
+ * connection (then it must not be freed by the caller).
+ */
 static bool
 handle_one(TgInMsg *in)
 {
@@ -2052,80 +2078,92 @@ handle_one(TgInMsg *in)
 	MpLimits	lim = frame_limits(in->len);
 	char		err[256];
 	TgParseResult pr;
+	bool		later = false;
 
-	if (c->closed || c->closing || c->wsi == NULL)
+	if (c->closed || c->closing)
 		return false;
+	if (c->busy)
+	{
+		/* a read of this connection is out: keep the order */
+		in->next = NULL;
+		if (c->deferred_tail)
+			c->deferred_tail->next = in;
+		else
+			c->deferred_head = in;
+		c->deferred_tail = in;
+		return true;
+	}
 
 	pr = tg_message_parse(in->data, in->len, &lim, &msg, err, sizeof(err));
 	if (pr != TG_PARSE_OK)
 	{
 		tg_message_free(&msg);
 		if (pr == TG_PARSE_NOMEM)
-		{
 			send_error(c, 500, "Server out of memory");
-			return false;
-		}
-		note_invalid(c, err);
+		else
+			note_invalid(c, err);
+		tg_conn_handled(c, 1);
 		return false;
 	}
 	tg_stat_add(TG_STAT_MSG_ACCEPTED, 1);
 
 	if (msg.type == TG_MSG_PING)
-	{
 		handle_ping(c);
-		tg_message_free(&msg);
-		return false;
-	}
-	if (!c->authenticated)
+	else if (!c->authenticated)
 	{
 		if (msg.type == TG_MSG_AUTH)
 			handle_auth(c, &msg);
 		else
 			tg_conn_close(c, 4001, "Auth required");
-		tg_message_free(&msg);
-		return false;
 	}
-
-	switch (msg.type)
+	else
 	{
-		case TG_MSG_AUTH:
-			break;				/* already authenticated: ignored */
-		case TG_MSG_OP_BATCH:
-		case TG_MSG_CLIENT_OP:
-			group_add(c, in, &msg);
-			return true;
-		case TG_MSG_SYNC_INIT:
-		case TG_MSG_MERKLE_REQ_BUCKET:
-		case TG_MSG_ORMAP_SYNC_INIT:
-		case TG_MSG_ORMAP_MERKLE_REQ_BUCKET:
-		case TG_MSG_ORMAP_PUSH_DIFF:
-		case TG_MSG_ORMAP_DIFF_REQUEST:
-		case TG_MSG_QUERY_SUB:
-			run_db_message(c, &msg);
-			break;
-		case TG_MSG_QUERY_UNSUB:
-			drop_query_watch(c, msg.u.query_unsub.query_id);
-			tg_query_handle_unsub(c, msg.u.query_unsub.query_id);
-			tg_conn_update_slot(c);
-			break;
-		case TG_MSG_TOPIC_SUB:
-		case TG_MSG_TOPIC_UNSUB:
-		case TG_MSG_TOPIC_PUB:
-			tg_topic_handle(c, &msg);
-			tg_conn_update_slot(c);
-			break;
-		case TG_MSG_COUNTER_REQUEST:
-		case TG_MSG_COUNTER_SYNC:
-			run_db_message(c, &msg);
-			tg_conn_update_slot(c);
-			break;
-		default:
-			send_error(c, 501, psprintf("%s is not implemented yet",
-										tg_msg_type_name(msg.type)));
-			break;
+		switch (msg.type)
+		{
+			case TG_MSG_AUTH:
+				break;			/* already authenticated: ignored */
+			case TG_MSG_OP_BATCH:
+			case TG_MSG_CLIENT_OP:
+				group_add(c, in, &msg);
+				return true;	/* answered when the group commits */
+			case TG_MSG_SYNC_INIT:
+			case TG_MSG_MERKLE_REQ_BUCKET:
+			case TG_MSG_ORMAP_SYNC_INIT:
+			case TG_MSG_ORMAP_MERKLE_REQ_BUCKET:
+			case TG_MSG_ORMAP_DIFF_REQUEST:
+			case TG_MSG_QUERY_SUB:
+				later = delegate_read(c, in, &msg);
+				tg_conn_update_slot(c);
+				break;
+			case TG_MSG_ORMAP_PUSH_DIFF:
+				run_db_message(c, &msg);
+				break;
+			case TG_MSG_QUERY_UNSUB:
+				drop_query_watch(c, msg.u.query_unsub.query_id);
+				tg_query_handle_unsub(c, msg.u.query_unsub.query_id);
+				tg_conn_update_slot(c);
+				break;
+			case TG_MSG_TOPIC_SUB:
+			case TG_MSG_TOPIC_UNSUB:
+			case TG_MSG_TOPIC_PUB:
+				tg_topic_handle(c, &msg);
+				tg_conn_update_slot(c);
+				break;
+			case TG_MSG_COUNTER_REQUEST:
+			case TG_MSG_COUNTER_SYNC:
+				run_db_message(c, &msg);
+				tg_conn_update_slot(c);
+				break;
+			default:
+				send_error(c, 501, psprintf("%s is not implemented yet",
+											tg_msg_type_name(msg.type)));
+				break;
+		}
 	}
 	tg_message_free(&msg);
-	return false;
+	if (!later)
+		tg_conn_handled(c, 1);
+	return false;				/* the frame is not needed any more */
 }
 
 void

@@ -30,6 +30,8 @@
 #include "utils/memutils.h"
 
 #include "worker/worker_live.h"
+#include "executor/readers.h"
+#include "ipc/ipc.h"
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)
 #define MAX_CHANGED		64
@@ -285,6 +287,15 @@ sub_free(TgQuerySub *sub)
 	TgMapSubs  *ms = sub->ms;
 
 	pending_drop_sub(sub);
+	if (sub->inflight)
+		tg_readers_forget(sub);
+	if (sub->running)
+	{
+		for (int i = 0; i < sub->running->nchanged; i++)
+			free(sub->running->changed[i]);
+		free(sub->running);
+	}
+	free(sub->qraw);
 	if (ms)
 	{
 		if (sub->map_prev)
@@ -516,6 +527,12 @@ tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keyle
 		next = sub->map_next;
 		if (sub->conn->closed || sub->conn->closing)
 			continue;
+		if (sub->loading)
+		{
+			/* its first page is being read: refresh it once it is there */
+			sub->dirty = true;
+			continue;
+		}
 		in = ks_has(&sub->keys, key, keylen);
 		match = tg_query_match(sub->q, value);
 		if (!in && !match)
@@ -570,184 +587,183 @@ tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keyle
 	}
 }
 
-/* Re-run limited/cursor subscriptions touched by changes (needs SPI). */
-void
-tg_query_run_pending(void)
+/* ------------------------------------------------------------ pages from a reader */
+
+/* The rows of a TG_REP_ROWS reply: {rows: [[key, value], ...], total}. */
+typedef struct QPage
 {
-	while (pending)
-	{
-		Pending    *p = pending;
-		TgQuerySub *sub = p->sub;
-		MpArena		arena;
-		TgCursor	cur;
-		int			n;
-		int64		total;
-		Row		   *rows;
-		TgKeySet	fresh = {0};
-		volatile bool have_cur = false;
-
-		pending = p->next;
-		if (sub->conn->closed || sub->conn->closing)
-			goto next;
-		tg_stat_add(TG_STAT_QUERY_RERUNS, 1);
-		mp_arena_init(&arena);
-		if (sub->cursor)
-		{
-			tg_query_cursor_check(sub->q, sub->cursor, strlen(sub->cursor), tg_now_ms(),
-								  INT64CONST(1) << 52, &cur);
-			have_cur = true;
-		}
-		PG_TRY();
-		{
-			rows = fetch_page(sub->q, sub->ms->key.name, have_cur ? &cur : NULL, &arena, &n, &total);
-			for (int i = 0; i < n; i++)
-				ks_add(&fresh, rows[i].key, rows[i].keylen);
-			/* leaving keys */
-			for (uint32 i = 0; i < sub->keys.cap; i++)
-			{
-				char	   *e = sub->keys.slots[i];
-
-				if (e == NULL || e == KS_DEAD)
-					continue;
-				if (!ks_has(&fresh, e + 4, ks_len(e)))
-					send_update(sub, e + 4, ks_len(e), NULL, NULL, true);
-			}
-			/* entering keys, and changed keys still in the page */
-			for (int i = 0; i < n; i++)
-			{
-				bool		changed = !ks_has(&sub->keys, rows[i].key, rows[i].keylen) ||
-					p->nchanged < 0;
-
-				for (int j = 0; !changed && j < p->nchanged; j++)
-					if (p->changed_len[j] == rows[i].keylen &&
-						memcmp(p->changed[j], rows[i].key, rows[i].keylen) == 0)
-						changed = true;
-				if (changed)
-					send_update(sub, rows[i].key, rows[i].keylen, NULL, rows[i].jb, false);
-			}
-			ks_free(&sub->keys);
-			sub->keys = fresh;
-		}
-		PG_CATCH();
-		{
-			ks_free(&fresh);
-			if (have_cur)
-				tg_query_cursor_free(&cur);
-			mp_arena_free(&arena);
-			for (int i = 0; i < p->nchanged; i++)
-				free(p->changed[i]);
-			free(p);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-		if (have_cur)
-			tg_query_cursor_free(&cur);
-		mp_arena_free(&arena);
-next:
-		for (int i = 0; i < p->nchanged; i++)
-			free(p->changed[i]);
-		free(p);
-	}
-}
-
-/* QUERY_SUB (inside a transaction, SPI connected). */
-void
-tg_query_handle_sub(TgConn *c, TgMessage *m)
-{
-	TgStr		qid = m->u.query_sub.query_id;
-	TgStr		map = m->u.query_sub.map_name;
-	const MpNode *query = m->u.query_sub.query;
-	const MpNode *cursor_node = query ? mp_map_get(query, "cursor") : NULL;
-	char		err[256];
-	TgQuery    *q;
-	TgCursor	cur;
-	const char *cursor_status = "none";
-	volatile bool have_cur = false;
-	MpArena		arena;
-	Row		   *rows;
 	int			n;
 	int64		total;
-	TgQuerySub *sub;
-	MpBuf	   *b;
-	char	   *cmap;
-	char		next_cursor[16384];
-	bool		has_more;
+	const MpNode **keys;
+	const MpNode **values;
+} QPage;
 
-	/* a re-sent queryId replaces the old subscription */
-	conn_drop_sub(c, qid.p, qid.len);
-	if (c->nqueries + c->ncounters >= tg_max_subscriptions_per_connection)
+static bool
+page_decode(MpArena *arena, const char *msg, Size len, QPage *pg)
+{
+	TgRecIter	it;
+	TgRec		rec;
+	const char *p;
+	MpLimits	lim;
+	char		err[128];
+	const MpNode *root = NULL;
+	const MpNode *rows;
+	const MpNode *total;
+
+	tg_rec_iter_init(&it, msg, len);
+	while (tg_rec_next(&it, &rec, &p))
+		if (rec.kind == TG_REP_ROWS)
+		{
+			lim.max_depth = 64;
+			lim.max_nodes = (uint32) Min((Size) UINT32_MAX - 1, (Size) rec.len + 1);
+			lim.max_str = (uint32) Min((Size) UINT32_MAX - 1, Max((Size) rec.len, 1));
+			root = mp_decode(arena, (const uint8_t *) p, rec.len, &lim, err, sizeof(err));
+			break;
+		}
+	if (root == NULL || (rows = mp_map_get(root, "rows")) == NULL || rows->type != MP_ARRAY ||
+		(total = mp_map_get(root, "total")) == NULL)
+		return false;
+	pg->n = (int) rows->len;
+	pg->total = (int64) mp_number_as_double(total);
+	pg->keys = palloc(sizeof(MpNode *) * Max(1, pg->n));
+	pg->values = palloc(sizeof(MpNode *) * Max(1, pg->n));
+	for (int i = 0; i < pg->n; i++)
 	{
-		c->limit_hits++;
-		c->slot_dirty = true;
-		tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
-		tg_send_error(c, 400, "Subscription limit reached");
+		const MpNode *row = &rows->v.items[i];
+
+		if (row->type != MP_ARRAY || row->len != 2 || row->v.items[0].type != MP_STR)
+			return false;
+		pg->keys[i] = &row->v.items[0];
+		pg->values[i] = &row->v.items[1];
+	}
+	return true;
+}
+
+static void fetch_done(TgConn *c, void *arg, const char *msg, Size len,
+					   const TgRecError *err);
+
+/* Ask a reader for the subscription's current page. */
+static void
+submit_fetch(TgQuerySub *sub, bool holds_conn, int64 cursor_ttl_ms)
+{
+	MpBuf		b;
+
+	mp_buf_init(&b, (size_t) 1 << 30);
+	mp_put_map_header(&b, 4);
+	mp_put_str(&b, "m");
+	mp_put_strn(&b, sub->ms->key.name, sub->ms->key.len);
+	mp_put_str(&b, "q");
+	if (sub->qraw)
+		mp_put_raw(&b, sub->qraw, sub->qraw_len);
+	else
+		mp_put_nil(&b);
+	mp_put_str(&b, "c");
+	if (sub->cursor)
+		mp_put_str(&b, sub->cursor);
+	else
+		mp_put_nil(&b);
+	mp_put_str(&b, "t");
+	mp_put_int(&b, cursor_ttl_ms);
+	sub->inflight = true;
+	if (!mp_buf_ok(&b))
+	{
+		TgRecError	err = {500, "Server out of memory"};
+
+		mp_buf_free(&b);
+		fetch_done(sub->conn, sub, NULL, 0, &err);
 		return;
 	}
-	q = tg_query_compile(query, err, sizeof(err));
-	if (q == NULL)
+	tg_readers_submit(sub->conn, holds_conn, TG_REQ_FETCH, b.data, b.len, fetch_done, sub);
+	mp_buf_free(&b);
+}
+
+static bool
+changed_key(Pending *p, const char *key, size_t keylen)
+{
+	if (p == NULL || p->nchanged < 0)
+		return true;
+	for (int j = 0; j < p->nchanged; j++)
+		if (p->changed_len[j] == keylen && memcmp(p->changed[j], key, keylen) == 0)
+			return true;
+	return false;
+}
+
+/* A re-read page: send what left, entered or changed. */
+static void
+apply_rerun(TgQuerySub *sub, const QPage *pg, Pending *p)
+{
+	TgKeySet	fresh = {0};
+
+	for (int i = 0; i < pg->n; i++)
+		ks_add(&fresh, pg->keys[i]->v.s, pg->keys[i]->len);
+	for (uint32 i = 0; i < sub->keys.cap; i++)
 	{
-		tg_send_error(c, 400, psprintf("Invalid query: %s", err));
-		return;
+		char	   *e = sub->keys.slots[i];
+
+		if (e == NULL || e == KS_DEAD)
+			continue;
+		if (!ks_has(&fresh, e + 4, ks_len(e)))
+			send_update(sub, e + 4, ks_len(e), NULL, NULL, true);
 	}
-	if (cursor_node && cursor_node->type == MP_STR)
+	for (int i = 0; i < pg->n; i++)
 	{
-		cursor_status = tg_query_cursor_check(q, cursor_node->v.s, cursor_node->len, tg_now_ms(),
-											  CURSOR_TTL_MS, &cur);
-		have_cur = true;
+		const char *k = pg->keys[i]->v.s;
+		size_t		kl = pg->keys[i]->len;
+
+		if (!ks_has(&sub->keys, k, kl) || changed_key(p, k, kl))
+			send_update(sub, k, kl, pg->values[i], NULL, false);
 	}
-	cmap = pnstrdup(map.p, map.len);
-	mp_arena_init(&arena);
-	PG_TRY();
-	{
-		rows = fetch_page(q, cmap, have_cur ? &cur : NULL, &arena, &n, &total);
-	}
-	PG_CATCH();
-	{
-		tg_query_free(q);
-		if (have_cur)
-			tg_query_cursor_free(&cur);
-		mp_arena_free(&arena);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (n > tg_max_query_results)
+	ks_free(&sub->keys);
+	sub->keys = fresh;
+}
+
+/* The first page: QUERY_RESP, then the subscription is live. */
+static void
+apply_first(TgQuerySub *sub, const QPage *pg)
+{
+	TgConn	   *c = sub->conn;
+	int64		limit = tg_query_limit(sub->q);
+	bool		has_more;
+	char		next_cursor[16384];
+	MpBuf	   *b;
+	TgStr		map;
+	TgStr		qid;
+
+	if (pg->n > tg_max_query_results)
 	{
 		c->limit_hits++;
 		c->slot_dirty = true;
 		tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
 		tg_send_error(c, 413, psprintf("Query result has %d records, more than topgun.max_query_results (%d); add a limit",
-									   n, tg_max_query_results));
-		tg_query_free(q);
-		if (have_cur)
-			tg_query_cursor_free(&cur);
-		mp_arena_free(&arena);
+									   pg->n, tg_max_query_results));
+		conn_drop_sub(c, sub->query_id, strlen(sub->query_id));
 		return;
 	}
-	has_more = tg_query_limit(q) >= 0 && total > tg_query_limit(q);
+	has_more = limit >= 0 && pg->total > limit;
 	next_cursor[0] = '\0';
-	if (has_more && n > 0)
-		tg_query_cursor_make(q, rows[n - 1].key, rows[n - 1].keylen, rows[n - 1].node,
-							 tg_now_ms(), next_cursor, sizeof(next_cursor));
+	if (has_more && pg->n > 0)
+		tg_query_cursor_make(sub->q, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len,
+							 pg->values[pg->n - 1], tg_now_ms(), next_cursor, sizeof(next_cursor));
 
 	b = tg_buf_begin();
 	mp_put_map_header(b, 2);
 	mp_put_str(b, "type");
 	mp_put_str(b, "QUERY_RESP");
 	mp_put_str(b, "payload");
-	mp_put_map_header(b, 3 + (tg_query_limit(q) >= 0 ? 1 : 0) + (next_cursor[0] ? 1 : 0));
+	mp_put_map_header(b, 3 + (limit >= 0 ? 1 : 0) + (next_cursor[0] ? 1 : 0));
 	mp_put_str(b, "queryId");
-	put_str(b, qid.p, qid.len);
+	mp_put_str(b, sub->query_id);
 	mp_put_str(b, "results");
-	mp_put_array_header(b, n);
-	for (int i = 0; i < n; i++)
+	mp_put_array_header(b, pg->n);
+	for (int i = 0; i < pg->n; i++)
 	{
 		mp_put_map_header(b, 2);
 		mp_put_str(b, "key");
-		put_str(b, rows[i].key, rows[i].keylen);
+		put_str(b, pg->keys[i]->v.s, pg->keys[i]->len);
 		mp_put_str(b, "value");
-		tg_put_jsonb(b, rows[i].jb);
+		mp_put_node(b, pg->values[i]);
 	}
-	if (tg_query_limit(q) >= 0)
+	if (limit >= 0)
 	{
 		mp_put_str(b, "hasMore");
 		mp_put_bool(b, has_more);
@@ -758,30 +774,252 @@ tg_query_handle_sub(TgConn *c, TgMessage *m)
 		mp_put_str(b, next_cursor);
 	}
 	mp_put_str(b, "cursorStatus");
-	mp_put_str(b, cursor_status);
+	mp_put_str(b, sub->cursor_status);
 	tg_buf_send(c, b);
 
-	/* register */
-	sub = calloc(1, sizeof(TgQuerySub));
-	if (sub == NULL || (sub->query_id = malloc(qid.len + 1)) == NULL)
+	for (int i = 0; i < pg->n; i++)
+		ks_add(&sub->keys, pg->keys[i]->v.s, pg->keys[i]->len);
+	sub->loading = false;
+	if (!sub->cursor_valid)
 	{
-		free(sub);
-		tg_query_free(q);
+		/* re-reads start from a cursor only if it was valid */
+		free(sub->cursor);
+		sub->cursor = NULL;
+	}
+	map.p = sub->ms->key.name;
+	map.len = sub->ms->key.len;
+	qid.p = sub->query_id;
+	qid.len = (uint32) strlen(sub->query_id);
+	tg_proto_add_query_watch(c, map, qid);
+	c->slot_dirty = true;
+	if (sub->dirty)
+	{
+		/* changes committed while the page was read: refresh once */
+		Pending    *p = calloc(1, sizeof(Pending));
+
+		sub->dirty = false;
+		if (p)
+		{
+			p->sub = sub;
+			p->nchanged = -1;
+			p->next = pending;
+			pending = p;
+		}
+	}
+}
+
+static void
+fetch_done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *err)
+{
+	TgQuerySub *sub = arg;
+	Pending    *p = sub->running;
+	MpArena		arena;
+	QPage		pg;
+
+	sub->inflight = false;
+	sub->running = NULL;
+	if (c == NULL)
+		goto out;
+	mp_arena_init(&arena);
+	if (msg == NULL || !page_decode(&arena, msg, len, &pg))
+	{
+		if (sub->loading)
+		{
+			tg_send_error(c, err ? err->code : 500, err ? err->message : "Malformed reply from a reader");
+			conn_drop_sub(c, sub->query_id, strlen(sub->query_id));
+		}
+		else
+			ereport(LOG, (errmsg("topgun: could not refresh query %s: %s", sub->query_id,
+								 err ? err->message : "malformed reply")));
+	}
+	else if (sub->loading)
+		apply_first(sub, &pg);
+	else
+		apply_rerun(sub, &pg, p);
+	mp_arena_free(&arena);
+out:
+	if (p)
+	{
+		for (int i = 0; i < p->nchanged; i++)
+			free(p->changed[i]);
+		free(p);
+	}
+}
+
+/* Re-read limited/cursor subscriptions touched by changes (readers do the reading). */
+void
+tg_query_run_pending(void)
+{
+	Pending   **pp = &pending;
+
+	while (*pp)
+	{
+		Pending    *p = *pp;
+		TgQuerySub *sub = p->sub;
+
+		if (sub->inflight || sub->loading)
+		{
+			pp = &p->next;		/* after the read that is out */
+			continue;
+		}
+		*pp = p->next;
+		if (sub->conn->closed || sub->conn->closing)
+		{
+			for (int i = 0; i < p->nchanged; i++)
+				free(p->changed[i]);
+			free(p);
+			continue;
+		}
+		tg_stat_add(TG_STAT_QUERY_RERUNS, 1);
+		sub->running = p;
+		submit_fetch(sub, false, INT64CONST(1) << 52);
+	}
+}
+
+/*
+ * Reader side of TG_REQ_FETCH: {m: map, q: query, c: cursor, t: cursor ttl}
+ * -> TG_REP_ROWS {rows: [[key, value], ...], total}.  In a transaction.
+ */
+void
+tg_read_fetch(TgConn *c, const char *payload, size_t len)
+{
+	MpArena		arena;
+	MpLimits	lim;
+	char		err[256];
+	const MpNode *req;
+	const MpNode *m, *qn, *cn, *tn;
+	TgQuery    *volatile q = NULL;
+	TgCursor	cur;
+	volatile bool have_cur = false;
+	Row		   *rows;
+	int			n;
+	int64		total;
+	MpBuf		b;
+	char	   *map;
+
+	mp_arena_init(&arena);
+	lim.max_depth = 64;
+	lim.max_nodes = (uint32) len + 1;
+	lim.max_str = (uint32) Max(len, 1);
+	req = mp_decode(&arena, (const uint8_t *) payload, len, &lim, err, sizeof(err));
+	if (req == NULL || (m = mp_map_get(req, "m")) == NULL || m->type != MP_STR)
+		elog(ERROR, "topgun: malformed fetch request");
+	qn = mp_map_get(req, "q");
+	cn = mp_map_get(req, "c");
+	tn = mp_map_get(req, "t");
+	q = tg_query_compile(qn && qn->type != MP_NIL ? qn : NULL, err, sizeof(err));
+	if (q == NULL)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("Invalid query: %s", err)));
+	map = pnstrdup(m->v.s, m->len);
+	PG_TRY();
+	{
+		if (cn && cn->type == MP_STR)
+		{
+			tg_query_cursor_check(q, cn->v.s, cn->len, tg_now_ms(),
+								  tn ? (int64) mp_number_as_double(tn) : CURSOR_TTL_MS, &cur);
+			have_cur = true;
+		}
+		rows = fetch_page(q, map, have_cur ? &cur : NULL, &arena, &n, &total);
+		mp_buf_init(&b, (size_t) 1 << 30);
+		mp_put_map_header(&b, 2);
+		mp_put_str(&b, "rows");
+		mp_put_array_header(&b, n);
+		for (int i = 0; i < n; i++)
+		{
+			mp_put_array_header(&b, 2);
+			put_str(&b, rows[i].key, rows[i].keylen);
+			tg_put_jsonb(&b, rows[i].jb);
+		}
+		mp_put_str(&b, "total");
+		mp_put_int(&b, total);
+		if (!mp_buf_ok(&b))
+			ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("query page too large")));
+		tg_ipc_put(tg_exec_out, TG_REP_ROWS, c->id, b.data, b.len);
+		mp_buf_free(&b);
+	}
+	PG_FINALLY();
+	{
 		if (have_cur)
 			tg_query_cursor_free(&cur);
+		tg_query_free(q);
 		mp_arena_free(&arena);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * QUERY_SUB (session executor; READ already checked).  Registers the
+ * subscription (loading) and asks a reader for the first page; returns
+ * false when it was answered at once (refused).
+ */
+bool
+tg_query_handle_sub(TgConn *c, TgMessage *m)
+{
+	TgStr		qid = m->u.query_sub.query_id;
+	TgStr		map = m->u.query_sub.map_name;
+	const MpNode *query = m->u.query_sub.query;
+	const MpNode *cursor_node = query ? mp_map_get(query, "cursor") : NULL;
+	char		err[256];
+	TgQuery    *q;
+	TgCursor	cur;
+	const char *cursor_status = "none";
+	bool		cursor_valid = false;
+	TgQuerySub *sub;
+	MpBuf		qb;
+
+	/* a re-sent queryId replaces the old subscription */
+	conn_drop_sub(c, qid.p, qid.len);
+	if (c->nqueries + c->ncounters >= tg_max_subscriptions_per_connection)
+	{
+		c->limit_hits++;
+		c->slot_dirty = true;
+		tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
+		tg_send_error(c, 400, "Subscription limit reached");
+		return false;
+	}
+	if (map.len > TG_WIRE_MAX_MAP_BYTES)
+	{
+		tg_send_error(c, 400, "Invalid query: map name too long");
+		return false;
+	}
+	q = tg_query_compile(query, err, sizeof(err));
+	if (q == NULL)
+	{
+		tg_send_error(c, 400, psprintf("Invalid query: %s", err));
+		return false;
+	}
+	if (cursor_node && cursor_node->type == MP_STR)
+	{
+		cursor_status = tg_query_cursor_check(q, cursor_node->v.s, cursor_node->len, tg_now_ms(),
+											  CURSOR_TTL_MS, &cur);
+		cursor_valid = cur.valid;
+		tg_query_cursor_free(&cur);
+	}
+	mp_buf_init(&qb, (size_t) tg_max_message_bytes + 1024);
+	if (query)
+		mp_put_node(&qb, query);
+	sub = calloc(1, sizeof(TgQuerySub));
+	if (sub == NULL || !mp_buf_ok(&qb) || (sub->query_id = malloc(qid.len + 1)) == NULL)
+	{
+		free(sub);
+		mp_buf_free(&qb);
+		tg_query_free(q);
 		tg_send_error(c, 500, "Server out of memory");
-		return;
+		return false;
 	}
 	memcpy(sub->query_id, qid.p, qid.len);
 	sub->query_id[qid.len] = '\0';
 	sub->conn = c;
 	sub->q = q;
-	sub->rerun = tg_query_limit(q) >= 0 || (have_cur && cur.valid);
-	if (have_cur && cur.valid)
+	sub->loading = true;
+	sub->cursor_status = cursor_status;
+	if (query)
+		sub->qraw = (char *) mp_buf_steal(&qb, &sub->qraw_len);
+	mp_buf_free(&qb);
+	sub->rerun = tg_query_limit(q) >= 0 || cursor_valid;
+	sub->cursor_valid = cursor_valid;
+	if (cursor_node && cursor_node->type == MP_STR)
 		sub->cursor = strndup(cursor_node->v.s, cursor_node->len);
-	for (int i = 0; i < n; i++)
-		ks_add(&sub->keys, rows[i].key, rows[i].keylen);
 	sub->ms = map_lookup(map.p, map.len, true);
 	sub->map_next = sub->ms->head;
 	if (sub->ms->head)
@@ -792,10 +1030,8 @@ tg_query_handle_sub(TgConn *c, TgMessage *m)
 	c->queries = sub;
 	c->nqueries++;
 	c->slot_dirty = true;
-	tg_proto_add_query_watch(c, map, qid);
-	if (have_cur)
-		tg_query_cursor_free(&cur);
-	mp_arena_free(&arena);
+	submit_fetch(sub, true, CURSOR_TTL_MS);
+	return true;
 }
 
 /* Policies changed: drop subscriptions whose map is no longer readable. */
