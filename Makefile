@@ -28,6 +28,13 @@ PG_CPPFLAGS = -Isrc -DNDEBUG -DTG_EXTVERSION='"$(EXTVERSION)"' -std=gnu11 -Wall 
 	-Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 SHLIB_LINK = -lwebsockets -lssl -lcrypto
 
+# make DEBUG=1: assertion checks of the sync server's invariants (queues,
+# group commit, fan-out: TG_ASSERT in src/), off in release builds.  The
+# sanitizer suite builds with it.
+ifdef DEBUG
+PG_CPPFLAGS := $(filter-out -DNDEBUG,$(PG_CPPFLAGS)) -DTG_DEBUG -O1 -g
+endif
+
 ifdef SANITIZE
 PG_CPPFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 SHLIB_LINK  += -fsanitize=address,undefined

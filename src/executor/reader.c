@@ -32,6 +32,16 @@ extern TgIpcBuf *tg_exec_out;
 extern TgRecKind tg_exec_send_kind;
 
 static volatile sig_atomic_t got_sigterm = false;
+static int	reader_index = 0;
+
+static void
+reader_exit_cb(int code, Datum arg)
+{
+	TgExecSlot *x = tg_exec_slot(1 + reader_index);
+
+	if (x)
+		pg_atomic_write_u32(&x->pid, 0);
+}
 
 static void
 reader_sigterm(SIGNAL_ARGS)
@@ -75,6 +85,7 @@ serve(const TgRec *rec, const char *payload, TgIpcBuf *out, MemoryContext cxt)
 		strlcpy(err.message, e->message, sizeof(err.message));
 		tg_ipc_buf_reset(out);
 		tg_ipc_put(out, TG_REP_ERROR, rec->conn, &err, sizeof(err));
+		pg_atomic_fetch_add_u64(&tg_exec_slot(1 + reader_index)->errors, 1);
 		if (e->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
 			e->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 			e->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME ||
@@ -118,8 +129,11 @@ tg_reader_main(Datum arg)
 		proc_exit(0);
 	dsm_pin_mapping(seg);
 	hdr = tg_ipc_attach(seg);
-	if (index < 0 || index >= hdr->nreaders)
+	if (index < 0 || index >= hdr->nreaders || index + 1 >= TG_MAX_EXECUTORS)
 		proc_exit(0);
+	reader_index = index;
+	pg_atomic_write_u32(&tg_exec_slot(1 + index)->pid, (uint32) MyProcPid);
+	on_shmem_exit(reader_exit_cb, (Datum) 0);
 	shm_mq_set_receiver(tg_ipc_queue(seg, TG_Q_RREQ_BASE + 2 * index), MyProc);
 	shm_mq_set_sender(tg_ipc_queue(seg, TG_Q_RREP_BASE + 2 * index), MyProc);
 	req = shm_mq_attach(tg_ipc_queue(seg, TG_Q_RREQ_BASE + 2 * index), seg, NULL);
@@ -157,7 +171,10 @@ tg_reader_main(Datum arg)
 		tg_proto_enter(cxt);
 		pgstat_report_activity(STATE_RUNNING, "topgun: read request");
 		tg_ipc_buf_reset(&out);
+		pg_atomic_write_u32(&tg_exec_slot(1 + index)->busy, 1);
 		serve(&rec, p, &out, cxt);
+		pg_atomic_write_u32(&tg_exec_slot(1 + index)->busy, 0);
+		pg_atomic_fetch_add_u64(&tg_exec_slot(1 + index)->requests, 1);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		MemoryContextSwitchTo(old);
 		if (shm_mq_send(rep, out.len, out.data, false, true) != SHM_MQ_SUCCESS)

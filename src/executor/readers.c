@@ -117,6 +117,8 @@ finish(Req *q, const char *msg, Size len, const TgRecError *err)
 	TgConn	   *c = q->conn;
 
 	in_flight--;
+	TG_ASSERT(in_flight >= 0);
+	TG_ASSERT(!q->holds || c == NULL || c->busy);
 	if (c && q->holds)
 	{
 		c->busy = false;
@@ -157,6 +159,8 @@ reader_died(int i)
 	r->req = r->rep = NULL;
 	r->up = false;
 	r->restart_at = tg_mono_ms() + 100;
+	pg_atomic_fetch_add_u64(&tg_exec_slot(1 + i)->restarts, 1);
+	pg_atomic_write_u64(&tg_exec_slot(1 + i)->queued, 0);
 }
 
 static void
@@ -222,6 +226,7 @@ tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind, const void *payloa
 	if (readers[best].unsent == NULL)
 		readers[best].unsent = q;
 	readers[best].nout++;
+	pg_atomic_write_u64(&tg_exec_slot(1 + best)->queued, (uint64) readers[best].nout);
 	in_flight++;
 	push_unsent(&readers[best]);
 }
@@ -277,6 +282,8 @@ tg_readers_poll(void)
 			if (r->head == NULL)
 				r->tail = NULL;
 			r->nout--;
+			TG_ASSERT(r->nout >= 0);
+			pg_atomic_write_u64(&tg_exec_slot(1 + i)->queued, (uint64) r->nout);
 			if (rec.kind == TG_REP_ERROR)
 			{
 				TgRecError	err;

@@ -126,6 +126,7 @@ tg_conn_update_slot(TgConn *c)
 void
 tg_conn_handled(TgConn *c, int n)
 {
+	pg_atomic_fetch_add_u64(&tg_exec_slot(0)->requests, (uint64) n);
 	c->frames_handled += n;
 	c->done_dirty = true;
 }
@@ -439,9 +440,13 @@ take_deferred(void)
 {
 	TgInMsg    *head = NULL,
 			   *tail = NULL;
+	uint64		held = 0;
 
 	for (TgConn *c = tg_conns; c; c = c->next)
 	{
+		if (c->busy)
+			for (TgInMsg *m = c->deferred_head; m; m = m->next)
+				held++;
 		if (c->busy || c->deferred_head == NULL)
 			continue;
 		if (tail)
@@ -451,6 +456,7 @@ take_deferred(void)
 		tail = c->deferred_tail;
 		c->deferred_head = c->deferred_tail = NULL;
 	}
+	pg_atomic_write_u64(&tg_exec_slot(0)->queued, held + (uint64) tg_readers_in_flight());
 	return head;
 }
 
@@ -480,6 +486,17 @@ report_and_reap(void)
 }
 
 /* ------------------------------------------------------ main */
+
+static void
+session_exit_cb(int code, Datum arg)
+{
+	TgExecSlot *x = tg_exec_slot(0);
+
+	if (x)
+		pg_atomic_write_u32(&x->pid, 0);
+	if (tg_worker_shared)
+		pg_atomic_write_u32(&tg_worker_shared->ready, 0);
+}
 
 static void
 session_sigterm(SIGNAL_ARGS)
@@ -548,6 +565,8 @@ tg_session_main(Datum arg)
 	conn_by_id = hash_create("topgun session connections", 256, &ctl,
 							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
+	pg_atomic_write_u32(&tg_exec_slot(0)->pid, (uint32) MyProcPid);
+	on_shmem_exit(session_exit_cb, (Datum) 0);
 	tg_auth_configure(true);
 	tg_readers_start(seg, hdr);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "topgun session loop",
@@ -574,6 +593,7 @@ tg_session_main(Datum arg)
 		check_ready();
 
 		list = drain_in(&any);
+		pg_atomic_write_u32(&tg_exec_slot(0)->busy, 1);
 		if (list)
 		{
 			pgstat_report_activity(STATE_RUNNING, "topgun: processing messages");
@@ -602,6 +622,7 @@ tg_session_main(Datum arg)
 		report_and_reap();
 		flush_out();
 		pgstat_report_activity(STATE_IDLE, NULL);
+		pg_atomic_write_u32(&tg_exec_slot(0)->busy, 0);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(loop_cxt);
 		if (!any)

@@ -52,7 +52,11 @@ static void
 end_generation(const char *why)
 {
 	if (generation_open)
+	{
 		ereport(LOG, (errmsg("topgun: session executor gone (%s); every connection is asked to reconnect", why)));
+		pg_atomic_fetch_add_u64(&tg_exec_slot(0)->restarts, 1);
+	}
+	pg_atomic_write_u32(&tg_worker_shared->ready, 0);
 	generation_open = false;
 	if (q_in)
 		shm_mq_detach(q_in);
@@ -228,6 +232,7 @@ apply_records(const void *data, Size len)
 				}
 			case TG_REC_DONE:
 				memcpy(&c->frames_done, p, sizeof(uint64));
+				TG_ASSERT(c->frames_done <= c->frames_fwd);
 				break;
 			default:
 				break;

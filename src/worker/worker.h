@@ -15,6 +15,20 @@
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
 
+/*
+ * Invariant checks of the sync server (queues, group commit, fan-out):
+ * compiled in by `make DEBUG=1` (the sanitizer suite), out of release builds.
+ */
+#ifdef TG_DEBUG
+#define TG_ASSERT(cond) \
+	do { \
+		if (!(cond)) \
+			elog(PANIC, "topgun: invariant violated: %s (%s:%d)", #cond, __FILE__, __LINE__); \
+	} while (0)
+#else
+#define TG_ASSERT(cond) ((void) 0)
+#endif
+
 /* ---------------------------------------------------------------- GUCs */
 extern int	tg_port;
 extern char *tg_listen_addresses;
@@ -116,6 +130,19 @@ typedef struct TgConnSlot
 	uint64		denied;
 } TgConnSlot;
 
+/* One executor process (topgun.executors): 0 = session, 1.. = readers. */
+#define TG_MAX_EXECUTORS 33
+
+typedef struct TgExecSlot
+{
+	pg_atomic_uint32 pid;		/* 0: not running */
+	pg_atomic_uint32 busy;		/* running a request / a loop iteration */
+	pg_atomic_uint64 requests;	/* requests (reader) or messages (session) handled */
+	pg_atomic_uint64 queued;	/* waiting: requests out at it / messages held */
+	pg_atomic_uint64 errors;	/* requests answered with an error */
+	pg_atomic_uint64 restarts;	/* times it was started again after dying */
+} TgExecSlot;
+
 typedef struct TgWorkerShared
 {
 	pg_atomic_uint32 worker_pid;	/* 0 when not running */
@@ -127,6 +154,7 @@ typedef struct TgWorkerShared
 	pg_atomic_uint32 listening; /* 1 while the listener is up */
 	pg_atomic_uint32 ready;		/* 1 while serving (extension present) */
 	pg_atomic_uint64 stats[TG_STAT_COUNT];
+	TgExecSlot	exec[TG_MAX_EXECUTORS];
 	int			nslots;
 	TgConnSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } TgWorkerShared;
@@ -143,6 +171,12 @@ tg_stat_add(TgStat s, uint64 n)
 {
 	if (tg_worker_shared)
 		pg_atomic_fetch_add_u64(&tg_worker_shared->stats[s], n);
+}
+
+static inline TgExecSlot *
+tg_exec_slot(int i)
+{
+	return (tg_worker_shared && i >= 0 && i < TG_MAX_EXECUTORS) ? &tg_worker_shared->exec[i] : NULL;
 }
 
 /* ------------------------------------------------------- connections */

@@ -131,6 +131,17 @@ tg_worker_shmem_startup(void)
 		pg_atomic_init_u64(&tg_worker_shared->wake_total_ns, 0);
 		for (int i = 0; i < TG_STAT_COUNT; i++)
 			pg_atomic_init_u64(&tg_worker_shared->stats[i], 0);
+		for (int i = 0; i < TG_MAX_EXECUTORS; i++)
+		{
+			TgExecSlot *x = &tg_worker_shared->exec[i];
+
+			pg_atomic_init_u32(&x->pid, 0);
+			pg_atomic_init_u32(&x->busy, 0);
+			pg_atomic_init_u64(&x->requests, 0);
+			pg_atomic_init_u64(&x->queued, 0);
+			pg_atomic_init_u64(&x->errors, 0);
+			pg_atomic_init_u64(&x->restarts, 0);
+		}
 		tg_worker_shared->nslots = tg_max_connections;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -276,6 +287,7 @@ tg_worker_init(void)
 PG_FUNCTION_INFO_V1(tg_connections);
 PG_FUNCTION_INFO_V1(tg_worker_stats);
 PG_FUNCTION_INFO_V1(tg_worker_pid);
+PG_FUNCTION_INFO_V1(tg_executors_info);
 PG_FUNCTION_INFO_V1(tg_worker_wake);
 
 /*
@@ -426,4 +438,39 @@ tg_worker_pid(PG_FUNCTION_ARGS)
 	if (pid == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32((int32) pid);
+}
+
+/*
+ * topgun.executors(): one row per executor process of the sync server
+ * (0 = the session executor, 1.. = readers), from shared memory.
+ */
+Datum
+tg_executors_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			n = tg_executors_total();
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (tg_worker_shared == NULL)
+		PG_RETURN_VOID();
+	for (int i = 0; i < n && i < TG_MAX_EXECUTORS; i++)
+	{
+		TgExecSlot *x = &tg_worker_shared->exec[i];
+		Datum		values[8];
+		bool		nulls[8] = {0};
+		uint32		pid = pg_atomic_read_u32(&x->pid);
+
+		values[0] = Int32GetDatum(i);
+		values[1] = CStringGetTextDatum(i == 0 ? "session" : "reader");
+		values[2] = Int32GetDatum((int32) pid);
+		nulls[2] = pid == 0;
+		values[3] = CStringGetTextDatum(pid == 0 ? "stopped" :
+										pg_atomic_read_u32(&x->busy) ? "running" : "idle");
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&x->requests));
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&x->queued));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&x->errors));
+		values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&x->restarts));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
 }

@@ -1132,6 +1132,7 @@ fan_out_batch(GBatch *gb)
 			nwon++;
 	if (nwon == 0 || group_hlc == NULL)
 		return;
+	TG_ASSERT(nwon <= gb->nops);
 
 	/* encode every event once */
 	mp_buf_init(&evbuf, 0);
@@ -1401,6 +1402,20 @@ group_flush(void)
 	tg_stat_add(TG_STAT_OPS_APPLIED, napplied);
 	tg_stat_add(TG_STAT_OPS_REJECTED, nrejected);
 
+#ifdef TG_DEBUG
+	{
+		int			nb = 0;
+
+		for (int i = 0; i < ngops; i++)
+			TG_ASSERT(gops[i].state != GS_PENDING);	/* every op has an outcome */
+		for (int i = 0; i < ngbatches; i++)
+		{
+			TG_ASSERT(gbatches[i].first == nb);		/* batches tile the ops */
+			nb += gbatches[i].nops;
+		}
+		TG_ASSERT(nb == ngops);
+	}
+#endif
 	for (int i = 0; i < ngbatches; i++)
 		ack_batch(&gbatches[i]);
 	if (committed)

@@ -180,14 +180,14 @@ unlike($early->{why}, qr/AUTH_REQUIRED/, 'nothing served before the extension ex
 # --- an extension at an older version (older storage layout): still not
 # serving, and the log says what to do; ALTER EXTENSION UPDATE makes it serve
 $node->safe_psql('postgres', "CREATE EXTENSION topgun VERSION '1.0'");
-ok($node->wait_for_log(qr/extension "topgun" is at version 1\.0 in database "postgres", the library is version 1\.1/),
+ok($node->wait_for_log(qr/extension "topgun" is at version 1\.0 in database "postgres", the library is version 1\.2/),
 	'the worker says the extension must be updated');
 my $old = ws_open($wsport, 0);
 is($old->{close_code}, 1013, "extension at 1.0: close 1013 ($old->{why})");
 unlike($old->{why}, qr/AUTH_REQUIRED/, 'nothing served while the extension is at 1.0');
 $node->safe_psql('postgres', 'ALTER EXTENSION topgun UPDATE');
-is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'topgun'"), '1.1',
-	'updated to 1.1');
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'topgun'"), '1.2',
+	'updated to 1.2');
 
 # --- visible and serving
 ok( $node->poll_query_until(
