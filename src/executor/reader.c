@@ -26,10 +26,8 @@
 #include "executor/reads.h"
 #include "ipc/ipc.h"
 #include "worker/worker.h"
-#include "worker/worker_live.h"
+#include "executor/executor.h"
 
-extern TgIpcBuf *tg_exec_out;
-extern TgRecKind tg_exec_send_kind;
 
 static volatile sig_atomic_t got_sigterm = false;
 static int	reader_index = 0;
@@ -90,7 +88,7 @@ serve(const TgRec *rec, const char *payload, TgIpcBuf *out, MemoryContext cxt)
 			e->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 			e->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME ||
 			e->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
-			tg_proto_reset_plans();
+			tg_plans_reset();
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);

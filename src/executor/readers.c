@@ -18,7 +18,7 @@
 
 #include "executor/readers.h"
 #include "executor/session.h"
-#include "worker/worker_live.h"
+#include "executor/executor.h"
 
 typedef struct Req
 {

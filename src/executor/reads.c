@@ -7,7 +7,7 @@
 
 #include "executor/reads.h"
 #include "wire/message.h"
-#include "worker/worker_live.h"
+#include "executor/executor.h"
 
 void
 tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_t len)

@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <time.h>
 
 #include "access/genam.h"
 #include "access/htup_details.h"
@@ -39,13 +40,7 @@
 #include "executor/session.h"
 #include "ipc/ipc.h"
 #include "worker/worker.h"
-#include "worker/worker_live.h"
-
-TgRole		tg_role = TG_ROLE_NONE;
-
-/* where tg_conn_send() puts a message, and as which record */
-TgIpcBuf   *tg_exec_out = NULL;
-TgRecKind	tg_exec_send_kind = TG_REC_SEND;
+#include "executor/executor.h"
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;
@@ -59,77 +54,13 @@ static int64 last_ready_check_ms = 0;
 static Oid	served_ext_oid = InvalidOid;
 static HTAB *conn_by_id = NULL;
 
+#define TG_GATHER_MAX_MESSAGES	4096
+
 typedef struct ConnEntry
 {
 	uint64		id;
 	TgConn	   *conn;
 } ConnEntry;
-
-/* ------------------------------------------------------ the connection API */
-
-bool
-tg_conn_send(TgConn *c, const unsigned char *data, size_t len)
-{
-	if (c->closed || tg_exec_out == NULL)
-		return false;
-	tg_ipc_put(tg_exec_out, tg_exec_send_kind, c->id, data, len);
-	c->msgs_out++;
-	return true;
-}
-
-static void
-close_record(TgConn *c, TgRecKind kind, int code, const char *reason)
-{
-	TgRecClose	rc;
-
-	if (c->closed || c->closing || tg_role != TG_ROLE_SESSION)
-		return;
-	c->closing = true;
-	memset(&rc, 0, sizeof(rc));
-	rc.code = code;
-	strlcpy(rc.reason, reason, sizeof(rc.reason));
-	tg_ipc_put(&outbuf, kind, c->id, &rc, sizeof(rc));
-}
-
-void
-tg_conn_close(TgConn *c, int code, const char *reason)
-{
-	close_record(c, TG_REC_CLOSE, code, reason);
-}
-
-void
-tg_conn_kill(TgConn *c, int code, const char *reason)
-{
-	close_record(c, TG_REC_KILL, code, reason);
-}
-
-void
-tg_conn_update_slot(TgConn *c)
-{
-	TgRecSession s;
-
-	c->slot_dirty = false;
-	if (c->closed || tg_role != TG_ROLE_SESSION)
-		return;
-	memset(&s, 0, sizeof(s));
-	s.authenticated = c->authenticated;
-	strlcpy(s.user, c->user_id[0] ? c->user_id : c->sub, sizeof(s.user));
-	s.watched_maps = c->nwatches + c->ntopics + c->ncounters;
-	s.queries = c->nqueries;
-	s.topics = c->ntopics;
-	s.counters = c->ncounters;
-	s.limit_hits = c->limit_hits;
-	s.denied = c->denied;
-	tg_ipc_put(&outbuf, TG_REC_SESSION, c->id, &s, sizeof(s));
-}
-
-void
-tg_conn_handled(TgConn *c, int n)
-{
-	pg_atomic_fetch_add_u64(&tg_exec_slot(0)->requests, (uint64) n);
-	c->frames_handled += n;
-	c->done_dirty = true;
-}
 
 /* ------------------------------------------------------ mirrors */
 
@@ -271,7 +202,10 @@ set_ready(bool ready)
 	tg_ready = ready;
 	tg_live_ready(ready);
 	if (!ready)
-		tg_proto_reset_plans();
+	{
+		tg_plans_reset();
+		tg_acl_invalidate();
+	}
 	pg_atomic_write_u32(&tg_worker_shared->ready, ready ? 1 : 0);
 	ereport(LOG,
 			(errmsg(ready ? "topgun sync server ready: extension found in database \"%s\""
@@ -434,6 +368,77 @@ drain_in(bool *any)
 	return head;
 }
 
+static uint64
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64) ts.tv_sec * 1000000 + (uint64) ts.tv_nsec / 1000;
+}
+
+/*
+ * Group-commit gathering.  While a group commits (a WAL flush), the socket
+ * process keeps queueing, so under load the next drain already holds many
+ * senders' messages.  The clients acked at the end of a group answer a
+ * moment later, though: while this drain has fewer senders than the last
+ * group had, wait for them -- at most a quarter of the last group's
+ * processing time and topgun.group_commit_delay, and only while input keeps
+ * coming (bounded in messages too).  A lone client waits (almost) nothing.
+ */
+static uint64 last_process_us = 0;
+static int	last_senders = 0;
+static uint64 gather_epoch = 1;
+
+static TgInMsg *
+gather_more(TgInMsg *list)
+{
+	uint64		window = Min(last_process_us / 4, (uint64) tg_group_commit_delay_us);
+	uint64		deadline = mono_us() + window;
+	int			senders = 0;
+	int			nmsgs = 0;
+	TgInMsg    *tail = NULL;
+
+	gather_epoch++;
+	for (TgInMsg *m = list; m; m = m->next)
+	{
+		if (m->conn->gather_epoch != gather_epoch)
+		{
+			m->conn->gather_epoch = gather_epoch;
+			senders++;
+		}
+		nmsgs++;
+		tail = m;
+	}
+	while (senders < last_senders && nmsgs < TG_GATHER_MAX_MESSAGES && mono_us() < deadline &&
+		   !got_sigterm)
+	{
+		bool		any = false;
+		TgInMsg    *more;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 Max(1, (long) ((deadline - Min(deadline, mono_us())) / 1000)),
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		more = drain_in(&any);
+		if (more == NULL)
+			continue;
+		tail->next = more;
+		for (TgInMsg *m = more; m; m = m->next)
+		{
+			if (m->conn->gather_epoch != gather_epoch)
+			{
+				m->conn->gather_epoch = gather_epoch;
+				senders++;
+			}
+			nmsgs++;
+			tail = m;
+		}
+	}
+	last_senders = senders;
+	return list;
+}
+
 /* Messages that waited behind a read whose answer has come. */
 static TgInMsg *
 take_deferred(void)
@@ -492,10 +497,9 @@ session_exit_cb(int code, Datum arg)
 {
 	TgExecSlot *x = tg_exec_slot(0);
 
+	/* "ready" is cleared by the socket process when it sees us gone (1012) */
 	if (x)
 		pg_atomic_write_u32(&x->pid, 0);
-	if (tg_worker_shared)
-		pg_atomic_write_u32(&tg_worker_shared->ready, 0);
 }
 
 static void
@@ -593,11 +597,16 @@ tg_session_main(Datum arg)
 		check_ready();
 
 		list = drain_in(&any);
+		if (list)
+			list = gather_more(list);
 		pg_atomic_write_u32(&tg_exec_slot(0)->busy, 1);
 		if (list)
 		{
+			uint64		t0 = mono_us();
+
 			pgstat_report_activity(STATE_RUNNING, "topgun: processing messages");
 			tg_proto_process(list);
+			last_process_us = mono_us() - t0;
 		}
 		for (int round = 0; round < 8; round++)
 		{

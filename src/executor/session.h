@@ -10,9 +10,6 @@
 
 #include "worker/worker.h"
 
-/* The message(s) of c up to now are answered (reported to the socket process). */
-extern void tg_conn_handled(TgConn *c, int n);
-
 extern PGDLLEXPORT void tg_session_main(Datum arg);
 extern PGDLLEXPORT void tg_reader_main(Datum arg);
 

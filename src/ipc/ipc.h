@@ -138,6 +138,10 @@ extern void tg_ipc_reset_queue(dsm_segment *seg, int id);
  */
 extern shm_mq_result tg_ipc_send_nowait(shm_mq_handle *h, const void *data, Size len);
 
+/* conn.c: where the executor's tg_conn_send() writes, and as which record */
+extern TgIpcBuf *tg_exec_out;
+extern TgRecKind tg_exec_send_kind;
+
 /* Wake the socket process (at most one signal until it drains "out"). */
 extern void tg_ipc_wake_socket(TgIpcHeader *hdr);
 

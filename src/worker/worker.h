@@ -301,14 +301,13 @@ extern void tg_conn_kill(TgConn *c, int code, const char *reason);
 extern void tg_conn_update_slot(TgConn *c);
 extern void tg_request_ready_check(void);
 
-/* worker_proto.c: message handling (runs in the main loop, may use SPI) */
-extern void tg_proto_process(TgInMsg *list);
-extern void tg_proto_conn_gone(TgConn *c);
-extern void tg_proto_reset_plans(void);
+/* worker_auth.c: JWT configuration (socket process and session executor) */
 extern bool tg_auth_configure(bool first);
 extern void tg_auth_release(void);
 
-/* worker_live.c family: see worker_live.h */
+/* the session executor (src/executor): what its loop calls */
+extern void tg_proto_process(TgInMsg *list);
+extern void tg_proto_conn_gone(TgConn *c);
 extern void tg_live_conn_gone(TgConn *c);
 extern void tg_live_ready(bool ready);
 extern void tg_live_poll(bool woken);

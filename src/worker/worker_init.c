@@ -52,6 +52,10 @@ int			tg_executors = 3;
 
 TgWorkerShared *tg_worker_shared = NULL;
 
+/* Per process: the socket process's sockets, or an executor's mirrors of them. */
+TgConn	   *tg_conns = NULL;
+bool		tg_ready = false;
+
 const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"connections_accepted",
 	"connections_refused",

@@ -1,5 +1,5 @@
 /*
- * worker_query.c — live query subscriptions (QUERY_SUB / QUERY_UNSUB,
+ * queries.c — live query subscriptions (QUERY_SUB / QUERY_UNSUB,
  * QUERY_RESP, QUERY_UPDATE; PROTOCOL.md §7, docs/live.md).
  *
  * Each subscription holds its compiled query (src/query, JS semantics) and
@@ -22,148 +22,16 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
-#include "common/hashfn.h"
-#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-#include "worker/worker_live.h"
+#include "executor/executor.h"
 #include "executor/readers.h"
 #include "ipc/ipc.h"
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)
 #define MAX_CHANGED		64
-
-/* ------------------------------------------------------------ key sets */
-
-static char keyset_dead;
-
-#define KS_DEAD (&keyset_dead)
-
-static uint32
-ks_hash(const char *k, size_t len)
-{
-	return hash_bytes((const unsigned char *) k, (int) len);
-}
-
-/* Stored keys carry their length in the first 4 bytes. */
-static size_t
-ks_len(const char *e)
-{
-	uint32		l;
-
-	memcpy(&l, e, 4);
-	return l;
-}
-
-static int
-ks_find(const TgKeySet *ks, const char *k, size_t len)
-{
-	uint32		i;
-
-	if (ks->cap == 0)
-		return -1;
-	i = ks_hash(k, len) & (ks->cap - 1);
-	for (;;)
-	{
-		char	   *e = ks->slots[i];
-
-		if (e == NULL)
-			return -1;
-		if (e != KS_DEAD && ks_len(e) == len && memcmp(e + 4, k, len) == 0)
-			return (int) i;
-		i = (i + 1) & (ks->cap - 1);
-	}
-}
-
-static bool
-ks_has(const TgKeySet *ks, const char *k, size_t len)
-{
-	return ks_find(ks, k, len) >= 0;
-}
-
-static bool ks_add(TgKeySet *ks, const char *k, size_t len);
-
-static bool
-ks_grow(TgKeySet *ks)
-{
-	TgKeySet	n;
-
-	n.cap = ks->cap ? ks->cap * 2 : 16;
-	while (n.cap < 2 * (ks->n + 1))
-		n.cap *= 2;
-	n.slots = calloc(n.cap, sizeof(char *));
-	n.n = n.used = 0;
-	if (n.slots == NULL)
-		return false;
-	for (uint32 i = 0; i < ks->cap; i++)
-	{
-		char	   *e = ks->slots[i];
-		uint32		j;
-
-		if (e == NULL || e == KS_DEAD)
-			continue;
-		j = ks_hash(e + 4, ks_len(e)) & (n.cap - 1);
-		while (n.slots[j] != NULL)
-			j = (j + 1) & (n.cap - 1);
-		n.slots[j] = e;
-		n.n++;
-		n.used++;
-	}
-	free(ks->slots);
-	*ks = n;
-	return true;
-}
-
-static bool
-ks_add(TgKeySet *ks, const char *k, size_t len)
-{
-	uint32		i;
-	char	   *e;
-	uint32		l = (uint32) len;
-
-	if (ks_has(ks, k, len))
-		return true;
-	if ((ks->used + 1) * 4 >= ks->cap * 3 && !ks_grow(ks))
-		return false;
-	e = malloc(len + 4);
-	if (e == NULL)
-		return false;
-	memcpy(e, &l, 4);
-	memcpy(e + 4, k, len);
-	i = ks_hash(k, len) & (ks->cap - 1);
-	while (ks->slots[i] != NULL && ks->slots[i] != KS_DEAD)
-		i = (i + 1) & (ks->cap - 1);
-	if (ks->slots[i] == NULL)
-		ks->used++;
-	ks->slots[i] = e;
-	ks->n++;
-	return true;
-}
-
-static void
-ks_del(TgKeySet *ks, const char *k, size_t len)
-{
-	int			i = ks_find(ks, k, len);
-
-	if (i < 0)
-		return;
-	free(ks->slots[i]);
-	ks->slots[i] = KS_DEAD;
-	ks->n--;
-}
-
-static void
-ks_free(TgKeySet *ks)
-{
-	for (uint32 i = 0; i < ks->cap; i++)
-		if (ks->slots[i] != NULL && ks->slots[i] != KS_DEAD)
-			free(ks->slots[i]);
-	free(ks->slots);
-	memset(ks, 0, sizeof(*ks));
-}
 
 /* ------------------------------------------------------------ per-map lists */
 
@@ -309,7 +177,7 @@ sub_free(TgQuerySub *sub)
 			hash_search(map_subs, &ms->key, HASH_REMOVE, NULL);
 	}
 	tg_query_free(sub->q);
-	ks_free(&sub->keys);
+	tg_ks_free(&sub->keys);
 	free(sub->cursor);
 	free(sub->query_id);
 	free(sub);
@@ -344,7 +212,7 @@ conn_drop_sub(TgConn *c, const char *qid, size_t len)
 	*link = sub->next;
 	c->nqueries--;
 	c->slot_dirty = true;
-	tg_proto_drop_query_watch(c, sub->query_id);
+	tg_watch_drop_query_id(c, sub->query_id);
 	sub_free(sub);
 }
 
@@ -368,99 +236,6 @@ tg_query_conn_gone(TgConn *c)
 }
 
 /* ------------------------------------------------------------ evaluation */
-
-typedef struct Row
-{
-	char	   *key;
-	size_t		keylen;
-	Jsonb	   *jb;
-	MpNode	   *node;
-} Row;
-
-static const TgQuery *sort_query;
-
-static int
-row_cmp(const void *a, const void *b)
-{
-	const Row  *x = a;
-	const Row  *y = b;
-
-	return tg_query_compare(sort_query, x->key, x->keylen, x->node, y->key, y->keylen, y->node);
-}
-
-static int	plan_lww_entries = -1;
-static int	plan_or_entries = -1;
-static int	plan_kind = -1;
-
-/*
- * Every current record of the map that matches, sorted, after the cursor
- * (if valid).  Returns the rows (palloc'd in the caller's context) and their
- * number; *total is the number before the limit.  Needs SPI.
- */
-static Row *
-fetch_page(const TgQuery *q, const char *map, TgCursor *cur, MpArena *arena, int *nrows,
-		   int64 *total)
-{
-	Oid			t = TEXTOID;
-	Datum		arg = CStringGetTextDatum(map);
-	bool		isnull;
-	Datum		d;
-	bool		is_or = false;
-	int			n,
-				m = 0;
-	Row		   *rows;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	n = SPI_execute_plan(tg_live_plan(&plan_kind, "SELECT topgun.map_kind($1)", 1, &t),
-						 &arg, NULL, true, 1);
-	if (n == SPI_OK_SELECT && SPI_processed == 1)
-	{
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		is_or = !isnull && strcmp(TextDatumGetCString(d), "or") == 0;
-	}
-	if (is_or)
-		n = SPI_execute_plan(tg_live_plan(&plan_or_entries,
-										  "SELECT key, pg_catalog.jsonb_agg(value ORDER BY tag) "
-										  "FROM topgun.or_entries WHERE map = $1 GROUP BY key",
-										  1, &t), &arg, NULL, true, 0);
-	else
-		n = SPI_execute_plan(tg_live_plan(&plan_lww_entries,
-										  "SELECT key, value FROM topgun.lww_entries WHERE map = $1",
-										  1, &t), &arg, NULL, true, 0);
-	if (n != SPI_OK_SELECT)
-		elog(ERROR, "topgun: could not read map \"%s\"", map);
-	rows = MemoryContextAlloc(cxt, sizeof(Row) * Max(1, SPI_processed));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		Jsonb	   *jb;
-		MpNode	   *node;
-		text	   *k;
-
-		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
-		if (isnull)
-			continue;
-		jb = DatumGetJsonbPCopy(d);
-		node = tg_jsonb_to_node(arena, jb);
-		if (node == NULL || !tg_query_match(q, node))
-			continue;
-		k = DatumGetTextPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		rows[m].key = VARDATA_ANY(k);
-		rows[m].keylen = VARSIZE_ANY_EXHDR(k);
-		rows[m].jb = jb;
-		rows[m].node = node;
-		if (cur && cur->valid && !tg_query_after(q, cur, rows[m].key, rows[m].keylen, node))
-			continue;
-		m++;
-	}
-	sort_query = q;
-	qsort(rows, m, sizeof(Row), row_cmp);
-	*total = m;
-	if (tg_query_limit(q) >= 0 && m > tg_query_limit(q))
-		m = (int) tg_query_limit(q);
-	*nrows = m;
-	return rows;
-}
 
 static void
 put_str(MpBuf *b, const char *s, size_t len)
@@ -533,7 +308,7 @@ tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keyle
 			sub->dirty = true;
 			continue;
 		}
-		in = ks_has(&sub->keys, key, keylen);
+		in = tg_ks_has(&sub->keys, key, keylen);
 		match = tg_query_match(sub->q, value);
 		if (!in && !match)
 			continue;
@@ -575,13 +350,13 @@ tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keyle
 				drop_for_limit(sub);
 				continue;
 			}
-			if (!in && !ks_add(&sub->keys, key, keylen))
+			if (!in && !tg_ks_add(&sub->keys, key, keylen))
 				continue;
 			send_update(sub, key, keylen, value, NULL, false);
 		}
 		else
 		{
-			ks_del(&sub->keys, key, keylen);
+			tg_ks_del(&sub->keys, key, keylen);
 			send_update(sub, key, keylen, NULL, NULL, true);
 		}
 	}
@@ -695,25 +470,25 @@ apply_rerun(TgQuerySub *sub, const QPage *pg, Pending *p)
 	TgKeySet	fresh = {0};
 
 	for (int i = 0; i < pg->n; i++)
-		ks_add(&fresh, pg->keys[i]->v.s, pg->keys[i]->len);
+		tg_ks_add(&fresh, pg->keys[i]->v.s, pg->keys[i]->len);
 	for (uint32 i = 0; i < sub->keys.cap; i++)
 	{
 		char	   *e = sub->keys.slots[i];
 
-		if (e == NULL || e == KS_DEAD)
+		if (e == NULL || e == TG_KEYSET_DEAD)
 			continue;
-		if (!ks_has(&fresh, e + 4, ks_len(e)))
-			send_update(sub, e + 4, ks_len(e), NULL, NULL, true);
+		if (!tg_ks_has(&fresh, e + 4, tg_ks_len(e)))
+			send_update(sub, e + 4, tg_ks_len(e), NULL, NULL, true);
 	}
 	for (int i = 0; i < pg->n; i++)
 	{
 		const char *k = pg->keys[i]->v.s;
 		size_t		kl = pg->keys[i]->len;
 
-		if (!ks_has(&sub->keys, k, kl) || changed_key(p, k, kl))
+		if (!tg_ks_has(&sub->keys, k, kl) || changed_key(p, k, kl))
 			send_update(sub, k, kl, pg->values[i], NULL, false);
 	}
-	ks_free(&sub->keys);
+	tg_ks_free(&sub->keys);
 	sub->keys = fresh;
 }
 
@@ -778,7 +553,7 @@ apply_first(TgQuerySub *sub, const QPage *pg)
 	tg_buf_send(c, b);
 
 	for (int i = 0; i < pg->n; i++)
-		ks_add(&sub->keys, pg->keys[i]->v.s, pg->keys[i]->len);
+		tg_ks_add(&sub->keys, pg->keys[i]->v.s, pg->keys[i]->len);
 	sub->loading = false;
 	if (!sub->cursor_valid)
 	{
@@ -790,7 +565,7 @@ apply_first(TgQuerySub *sub, const QPage *pg)
 	map.len = sub->ms->key.len;
 	qid.p = sub->query_id;
 	qid.len = (uint32) strlen(sub->query_id);
-	tg_proto_add_query_watch(c, map, qid);
+	tg_watch_add_query(c, map, qid);
 	c->slot_dirty = true;
 	if (sub->dirty)
 	{
@@ -874,77 +649,6 @@ tg_query_run_pending(void)
 		sub->running = p;
 		submit_fetch(sub, false, INT64CONST(1) << 52);
 	}
-}
-
-/*
- * Reader side of TG_REQ_FETCH: {m: map, q: query, c: cursor, t: cursor ttl}
- * -> TG_REP_ROWS {rows: [[key, value], ...], total}.  In a transaction.
- */
-void
-tg_read_fetch(TgConn *c, const char *payload, size_t len)
-{
-	MpArena		arena;
-	MpLimits	lim;
-	char		err[256];
-	const MpNode *req;
-	const MpNode *m, *qn, *cn, *tn;
-	TgQuery    *volatile q = NULL;
-	TgCursor	cur;
-	volatile bool have_cur = false;
-	Row		   *rows;
-	int			n;
-	int64		total;
-	MpBuf		b;
-	char	   *map;
-
-	mp_arena_init(&arena);
-	lim.max_depth = 64;
-	lim.max_nodes = (uint32) len + 1;
-	lim.max_str = (uint32) Max(len, 1);
-	req = mp_decode(&arena, (const uint8_t *) payload, len, &lim, err, sizeof(err));
-	if (req == NULL || (m = mp_map_get(req, "m")) == NULL || m->type != MP_STR)
-		elog(ERROR, "topgun: malformed fetch request");
-	qn = mp_map_get(req, "q");
-	cn = mp_map_get(req, "c");
-	tn = mp_map_get(req, "t");
-	q = tg_query_compile(qn && qn->type != MP_NIL ? qn : NULL, err, sizeof(err));
-	if (q == NULL)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("Invalid query: %s", err)));
-	map = pnstrdup(m->v.s, m->len);
-	PG_TRY();
-	{
-		if (cn && cn->type == MP_STR)
-		{
-			tg_query_cursor_check(q, cn->v.s, cn->len, tg_now_ms(),
-								  tn ? (int64) mp_number_as_double(tn) : CURSOR_TTL_MS, &cur);
-			have_cur = true;
-		}
-		rows = fetch_page(q, map, have_cur ? &cur : NULL, &arena, &n, &total);
-		mp_buf_init(&b, (size_t) 1 << 30);
-		mp_put_map_header(&b, 2);
-		mp_put_str(&b, "rows");
-		mp_put_array_header(&b, n);
-		for (int i = 0; i < n; i++)
-		{
-			mp_put_array_header(&b, 2);
-			put_str(&b, rows[i].key, rows[i].keylen);
-			tg_put_jsonb(&b, rows[i].jb);
-		}
-		mp_put_str(&b, "total");
-		mp_put_int(&b, total);
-		if (!mp_buf_ok(&b))
-			ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("query page too large")));
-		tg_ipc_put(tg_exec_out, TG_REP_ROWS, c->id, b.data, b.len);
-		mp_buf_free(&b);
-	}
-	PG_FINALLY();
-	{
-		if (have_cur)
-			tg_query_cursor_free(&cur);
-		tg_query_free(q);
-		mp_arena_free(&arena);
-	}
-	PG_END_TRY();
 }
 
 /*
@@ -1034,25 +738,22 @@ tg_query_handle_sub(TgConn *c, TgMessage *m)
 	return true;
 }
 
-/* Policies changed: drop subscriptions whose map is no longer readable. */
+/* Policies changed: drop the subscriptions of c whose map is no longer readable. */
 void
-tg_query_recheck_acl(void)
+tg_query_recheck_conn(TgConn *c)
 {
-	for (TgConn *c = tg_conns; c; c = c->next)
+	TgQuerySub *s = c->queries;
+
+	while (s)
 	{
-		TgQuerySub *s = c->queries;
+		TgQuerySub *n = s->next;
 
-		while (s)
+		if (!tg_acl_allowed(c, s->ms->key.name, s->ms->key.len, TG_ACT_READ))
 		{
-			TgQuerySub *n = s->next;
-
-			if (!tg_acl_allowed(c, s->ms->key.name, s->ms->key.len, TG_ACT_READ))
-			{
-				tg_send_error(c, 403, psprintf("Access denied for %.*s", (int) s->ms->key.len,
-											   s->ms->key.name));
-				conn_drop_sub(c, s->query_id, strlen(s->query_id));
-			}
-			s = n;
+			tg_send_error(c, 403, psprintf("Access denied for %.*s", (int) s->ms->key.len,
+										   s->ms->key.name));
+			conn_drop_sub(c, s->query_id, strlen(s->query_id));
 		}
+		s = n;
 	}
 }

@@ -1,5 +1,5 @@
 /*
- * sock_exec.c — the socket process's side of the session executor
+ * exec_link.c — the socket process's side of the session executor
  * (docs/worker.md, "Processes"): launch it, forward every complete inbound
  * message to it, apply what it answers (messages to send, closes, session
  * state), and start a fresh one when it dies.
@@ -23,7 +23,7 @@
 #include "ipc/ipc.h"
 #include "wire/message.h"
 #include "worker/worker.h"
-#include "worker/worker_sock.h"
+#include "server/server.h"
 
 static dsm_segment *seg = NULL;
 static TgIpcHeader *hdr = NULL;
