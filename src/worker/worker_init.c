@@ -75,6 +75,7 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"feed_resync_closes",
 	"access_denied",
 	"limits_reached",
+	"reloads",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
