@@ -194,7 +194,8 @@ test('captured CLIENT_OP frame: applied, no ack on success', async () => {
   const c = await Client.authed();
   try {
     c.sendRaw(bytes);
-    await c.expectNone((m) => m.type === 'OP_ACK' || m.type === 'OP_REJECTED' || m.type === 'ERROR', 1000);
+    await c.expectNone((m) => m.type === 'OP_ACK' || m.type === 'OP_REJECTED' || m.type === 'ERROR',
+      () => c.syncBarrier(op.mapName));
     assert.deepEqual(JSON.parse(psql(`SELECT topgun.lww_get('${op.mapName}', '${op.key}')`)), op.record.value);
     assert.equal(psql(`SELECT ts::text FROM topgun.lww WHERE map = '${op.mapName}' AND key = '${op.key}'`),
       `${op.record.timestamp.millis}:0:${op.record.timestamp.nodeId}`);

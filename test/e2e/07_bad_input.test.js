@@ -12,6 +12,7 @@ const { pack } = require('./lib/codec');
 const hlc = require('./lib/hlc');
 const { psql, rows, lit } = require('./lib/psql');
 const server = require('./lib/server');
+const { until, stat } = require('./lib/barrier');
 
 // A numeric GUC in base units (bytes for memory units), or dflt if undefined.
 function setting(name, dflt) {
@@ -212,13 +213,15 @@ test('a client that never reads is disconnected while the server keeps pushing',
   const perRound = 16 * 60800;
   const rounds = 120; // ~115 MB of responses requested, far beyond any sane buffer
   const slow = await Client.authed({ name: 'slow', ping: false });
+  const slowBefore = stat('slow_clients_closed');
   try {
     slow.pause();
     for (let r = 0; r < rounds; r++) {
       for (const p of paths) slow.send({ type: 'MERKLE_REQ_BUCKET', payload: { mapName: map, path: p } });
     }
-    // Give the server time to notice the full queue; the good client keeps working meanwhile.
-    await new Promise((res) => setTimeout(res, 8000));
+    // The server notices the full outbound queue and kills the socket (the
+    // good client keeps working meanwhile); resume once it counted the kill.
+    await until(() => stat('slow_clients_closed') > slowBefore, 'the server closes the client that does not read', 60000);
     slow.resume();
     const closed = await slow.waitClose(30000);
     assert.ok(closed.code !== 1000, `disconnected by the server (close ${closed.code})`);
