@@ -8,31 +8,10 @@ const { Client } = require('./lib/client');
 const hlc = require('./lib/hlc');
 const { psql, rows, lit } = require('./lib/psql');
 const { LwwTree, OrTree } = require('./lib/merkle');
-const { pullLww, pullOr } = require('./lib/sync');
-
-// Start watching a map (SYNC_INIT registers the connection as a watcher).
-async function watchLww(c, map) {
-  c.send({ type: 'SYNC_INIT', mapName: map, lastSyncTimestamp: 0 });
-  await c.waitFor((m) => m.type === 'SYNC_RESP_ROOT' && m.payload.mapName === map, 5000);
-}
-
-async function watchOr(c, map) {
-  c.send({ type: 'ORMAP_SYNC_INIT', mapName: map, rootHash: 0, bucketHashes: {}, lastSyncTimestamp: 0 });
-  await c.waitFor((m) => m.type === 'ORMAP_SYNC_RESP_ROOT' && m.payload.mapName === map, 5000);
-}
+const { pullLww, pullOr, watchLww, watchOr, eventsFor, isEvent } = require('./lib/sync');
 
 // Events for `map` flattened from SERVER_BATCH_EVENT / SERVER_EVENT messages.
-function eventsOf(msgs, map) {
-  const out = [];
-  for (const m of msgs) {
-    if (m.type === 'SERVER_BATCH_EVENT') out.push(...m.payload.events.filter((e) => e.mapName === map));
-    else if (m.type === 'SERVER_EVENT' && m.payload.mapName === map) out.push(m.payload);
-  }
-  return out;
-}
-
-const isEvent = (map) => (m) => (m.type === 'SERVER_BATCH_EVENT' && m.payload.events.some((e) => e.mapName === map)) ||
-  (m.type === 'SERVER_EVENT' && m.payload.mapName === map);
+const eventsOf = (msgs, map) => msgs.flatMap((m) => eventsFor(m, map));
 
 async function waitEvents(c, map, n, timeoutMs = 5000) {
   const got = [];

@@ -222,6 +222,9 @@ test('a client that never reads is disconnected while the server keeps pushing',
     // The server notices the full outbound queue and kills the socket (the
     // good client keeps working meanwhile); resume once it counted the kill.
     await until(() => stat('slow_clients_closed') > slowBefore, 'the server closes the client that does not read', 60000);
+    // and serves the others meanwhile: the good client keeps being acked
+    const acks = goodState.acks;
+    await until(() => goodState.acks >= acks + 3, 'the good client is acked while a client does not read', 30000);
     slow.resume();
     const closed = await slow.waitClose(30000);
     assert.ok(closed.code !== 1000, `disconnected by the server (close ${closed.code})`);
@@ -235,7 +238,7 @@ test('during all of the above the well-behaved client kept working and no other 
   await goodState.done;
   {
     assert.deepEqual(goodState.failures, [], 'the well-behaved client never missed an ack');
-    assert.ok(goodState.acks >= 20, `the well-behaved client kept writing (${goodState.acks} acks)`);
+    assert.ok(goodState.acks > 0, `the well-behaved client kept writing (${goodState.acks} acks)`);
     for (const [key, value] of goodState.written) {
       assert.deepEqual(JSON.parse(psql(`SELECT topgun.lww_get(${lit(goodMap)}, ${lit(key)})`)), value, `good ${key}`);
     }

@@ -11,12 +11,8 @@ const hlc = require('./lib/hlc');
 const env = require('./lib/env');
 const { psql, lit } = require('./lib/psql');
 const { feedBarrier } = require('./lib/barrier');
+const { eventsFor } = require('./lib/sync');
 
-function eventsFor(m, map) {
-  if (m.type === 'SERVER_BATCH_EVENT') return m.payload.events.filter((e) => e.mapName === map);
-  if (m.type === 'SERVER_EVENT' && m.payload.mapName === map) return [m.payload];
-  return [];
-}
 const hasEvent = (map, key) => (m) => eventsFor(m, map).some((e) => key === undefined || e.key === key);
 
 // An interactive psql session, to hold a transaction open.

@@ -149,20 +149,12 @@ class Client {
   // and everything the server sent to this connection before it has arrived
   // (e.g. events of writes that other connections were already acked for).
   // Not a barrier for this connection's own writes: they are answered at the
-  // group's commit (see syncBarrier).  timeoutMs only bounds a failure.
+  // group's commit (a read is: lib/sync.js watchLww).  timeoutMs only bounds
+  // a failure.
   async barrier(timeoutMs = 10000) {
     this.send({ type: 'PING', timestamp: Date.now() });
     const n = this.pingsSent;
     await this.waitFor((m) => m.type === 'PONG' && m.seq === n, timeoutMs);
-  }
-
-  // Barrier after this connection's own writes: a read (SYNC_INIT) makes the
-  // server commit and answer the connection's pending writes first
-  // (read-your-writes), so once its SYNC_RESP_ROOT is here every OP_ACK /
-  // OP_REJECTED / ERROR of earlier writes has arrived.
-  async syncBarrier(mapName, timeoutMs = 10000) {
-    this.send({ type: 'SYNC_INIT', mapName, lastSyncTimestamp: 0 });
-    await this.waitFor((m) => m.type === 'SYNC_RESP_ROOT' && m.payload && m.payload.mapName === mapName, timeoutMs);
   }
 
   // Assert that nothing matching `p` has arrived, up to a barrier (`how`:
