@@ -12,7 +12,7 @@
 #
 # The summary has one line per suite with its own counts, then ends with the
 # line "N passed, M failed", where N and M count individual tests across every
-# layer: unit checks (each program prints "NAME: N passed, M failed"),
+# layer: unit checks (each program prints "[NAME: ]N passed, M failed"),
 # regress files plus the pgTAP assertions in their output, e2e tests (node
 # --test TAP summary), TAP assertions (prove), fuzz targets, and the sanitize
 # suite's own count (its nested test.sh) plus its "zero sanitizer reports"
