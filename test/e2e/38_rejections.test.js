@@ -25,6 +25,9 @@ const { watchLww, watchOr, eventsFor, isEvent } = require('./lib/sync');
 const lwwGet = (map, key) => JSON.parse(psql(`SELECT coalesce(topgun.lww_get(${lit(map)}, ${lit(key)}), 'null')`));
 const orValues = (map, key) => rows(`SELECT value FROM topgun.ormap WHERE map = ${lit(map)} AND key = ${lit(key)} ORDER BY value::text`).map((r) => r.value);
 
+// The server serves (an earlier file may have left it restarting).
+test.before(async () => { await (await Client.authedRetry({ name: 'ready' })).close(); });
+
 // All events for `map` that `c` got up to a barrier, as "key=value" strings.
 async function eventsUpTo(c, map) {
   await c.barrier();
