@@ -569,6 +569,9 @@ tg_session_main(Datum arg)
 	conn_by_id = hash_create("topgun session connections", 256, &ctl,
 							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
+	/* reloads count on from the socket process's: "reloads" is the lower of the two */
+	pg_atomic_write_u64(&tg_exec_slot(0)->reloads,
+						pg_atomic_read_u64(&tg_worker_shared->stats[TG_STAT_RELOADS]));
 	pg_atomic_write_u32(&tg_exec_slot(0)->pid, (uint32) MyProcPid);
 	on_shmem_exit(session_exit_cb, (Datum) 0);
 	tg_auth_configure(true);
@@ -592,6 +595,7 @@ tg_session_main(Datum arg)
 			got_sighup = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			tg_auth_configure(false);
+			pg_atomic_fetch_add_u64(&tg_exec_slot(0)->reloads, 1);
 		}
 		old = MemoryContextSwitchTo(loop_cxt);
 		check_ready();

@@ -482,6 +482,8 @@ reload_config(void)
 	got_sighup = false;
 	ProcessConfigFile(PGC_SIGHUP);
 	tg_auth_configure(false);
+	/* last: a test that sees the count move knows the new settings apply */
+	tg_stat_add(TG_STAT_RELOADS, 1);
 }
 
 void
@@ -558,6 +560,7 @@ tg_worker_main(Datum arg)
 			got_sighup = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			config_ok = tg_auth_configure(true);
+			tg_stat_add(TG_STAT_RELOADS, 1);
 		}
 	}
 

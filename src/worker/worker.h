@@ -96,6 +96,7 @@ typedef enum TgStat
 	TG_STAT_FEED_RESYNC_CLOSES,
 	TG_STAT_ACCESS_DENIED,
 	TG_STAT_LIMIT_REACHED,
+	TG_STAT_RELOADS,
 	TG_STAT_COUNT
 } TgStat;
 
@@ -141,6 +142,7 @@ typedef struct TgExecSlot
 	pg_atomic_uint64 queued;	/* waiting: requests out at it / messages held */
 	pg_atomic_uint64 errors;	/* requests answered with an error */
 	pg_atomic_uint64 restarts;	/* times it was started again after dying */
+	pg_atomic_uint64 reloads;	/* SIGHUPs handled (session executor) */
 } TgExecSlot;
 
 typedef struct TgWorkerShared

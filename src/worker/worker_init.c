@@ -81,6 +81,7 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"feed_resync_closes",
 	"access_denied",
 	"limits_reached",
+	"reloads",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
@@ -145,6 +146,7 @@ tg_worker_shmem_startup(void)
 			pg_atomic_init_u64(&x->queued, 0);
 			pg_atomic_init_u64(&x->errors, 0);
 			pg_atomic_init_u64(&x->restarts, 0);
+			pg_atomic_init_u64(&x->reloads, 0);
 		}
 		tg_worker_shared->nslots = tg_max_connections;
 	}
@@ -392,9 +394,17 @@ tg_worker_stats(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < TG_STAT_COUNT; i++)
 	{
+		uint64		v = tg_worker_shared ? pg_atomic_read_u64(&tg_worker_shared->stats[i]) : 0;
+
+		/*
+		 * reloads: SIGHUPs handled by every process that reads settings --
+		 * the socket process and the session executor, the lower count.
+		 */
+		if (i == TG_STAT_RELOADS && tg_worker_shared &&
+			pg_atomic_read_u32(&tg_worker_shared->exec[0].pid) != 0)
+			v = Min(v, pg_atomic_read_u64(&tg_worker_shared->exec[0].reloads));
 		values[0] = CStringGetTextDatum(tg_stat_names[i]);
-		values[1] = Int64GetDatum(tg_worker_shared ?
-								  (int64) pg_atomic_read_u64(&tg_worker_shared->stats[i]) : 0);
+		values[1] = Int64GetDatum((int64) v);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	if (tg_worker_shared)
