@@ -127,7 +127,7 @@ cell() {
 	f1="$(flush_ms)"
 	ops="$(field 'acked_ops\/s' "$out")"
 	echo "$out$(ratio "${ops:-0}") server_cpu_ms=$((c1 - c0))" \
-		"flush_cpu_share=$(awk -v f=$((f1 - f0)) -v c=$((c1 - c0)) 'BEGIN { printf "%.1f%%", c > 0 ? 100 * f / c : 0 }')"
+		"flush_cpu_share=$(awk -v f=$((f1 - f0)) -v c=$((c1 - c0)) 'BEGIN { printf "%.1f%%", (c > 0 ? 100 * f / c : 0) }')"
 }
 
 if want matrix; then
@@ -144,7 +144,7 @@ if want matrix; then
 			if [ -n "$perf_job" ]; then
 				wait "$perf_job" || true
 				perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2>/dev/null |
-					grep -E '^ +[0-9]' | head -60 >"$PERF_OUT" || true
+					grep -E '^ +[0-9.]+%' | grep -v '\] 0x' | head -60 >"$PERF_OUT" || true
 				echo "# perf profile of the 50 x 50 cell (children, top 60 symbols): $PERF_OUT"
 			fi
 		done

@@ -5,26 +5,23 @@
  * that one lww_put() at a time costs an executor start per op.  Here every op
  * is validated in C first — problems are reported per op in the result, not
  * raised, so one bad op never aborts the others — then duplicates of a key
- * are collapsed to the newest timestamp and the survivors go through a single
- * INSERT ... ON CONFLICT DO UPDATE ... WHERE newer, in index order (so
- * concurrent batches lock rows in the same order and cannot deadlock with
- * each other).
+ * are collapsed to the newest timestamp and the survivors go through one
+ * statement of the LWW merge (lww_merge.c), in index order (so concurrent
+ * batches lock rows in the same order and cannot deadlock with each other).
  */
 #include "topgun.h"
 #include "core/hlc.h"
+#include "core/lww_merge.h"
 #include "core/storage.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "merkle/fnv.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
-#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(lww_put_many);
 
@@ -47,39 +44,6 @@ typedef struct KeyEnt
 	uint32		hash;			/* dynahash key: hash of map\0key */
 	int			first;			/* chain of ops with this hash, via next[] */
 } KeyEnt;
-
-static SPIPlanPtr many_plan = NULL;
-static Oid	many_plan_hlc = InvalidOid;
-
-static Oid
-hlc_oid(void)
-{
-	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("hlc"),
-						   ObjectIdGetDatum(get_namespace_oid("topgun", false)));
-}
-
-static SPIPlanPtr
-get_plan(Oid hlc)
-{
-	if (many_plan == NULL || many_plan_hlc != hlc)
-	{
-		Oid			types[5] = {TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, get_array_type(hlc), INT8ARRAYOID};
-		SPIPlanPtr	p;
-
-		p = SPI_prepare("INSERT INTO topgun.lww AS t (map, key, value, ts, ttl_ms) "
-						"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-						"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) "
-						"ON CONFLICT (map, leaf, key) DO UPDATE "
-						"SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms "
-						"WHERE t.ts OPERATOR(topgun.<) excluded.ts "
-						"RETURNING map, key", 5, types);
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare topgun.lww batch upsert: %s", SPI_result_code_string(SPI_result));
-		many_plan = p;			/* a replaced plan is leaked, never freed in use */
-		many_plan_hlc = hlc;
-	}
-	return many_plan;
-}
 
 static bool
 same_key(const Op *a, const Op *b)
@@ -108,6 +72,32 @@ text_cmp(text *a, text *b)
 }
 
 static Op  *sort_ops;
+
+typedef struct WonCtx
+{
+	Op		   *ops;
+	int		   *next;
+	HTAB	   *keymap;
+} WonCtx;
+
+/* A row the merge wrote: mark the batch's winning op of that key. */
+static void
+mark_won(text *map, text *key, void *arg)
+{
+	WonCtx	   *w = arg;
+	uint32		h = key_hash(map, key);
+	KeyEnt	   *ke = hash_search(w->keymap, &h, HASH_FIND, NULL);
+	Op			probe;
+
+	probe.map = map;
+	probe.key = key;
+	for (int j = ke ? ke->first : -1; j >= 0; j = w->next[j])
+		if (w->ops[j].winner && same_key(&w->ops[j], &probe))
+		{
+			w->ops[j].won = true;
+			return;
+		}
+}
 
 /* Index order of topgun.lww's primary key: (map, leaf, key), C collation. */
 static int
@@ -177,7 +167,7 @@ lww_put_many(PG_FUNCTION_ARGS)
 	int16		hlen;
 	bool		hbyval;
 	char		halign;
-	Oid			hlc = hlc_oid();
+	Oid			hlc = tg_lww_hlc_type();
 	Op		   *ops;
 	int		   *next;
 	int		   *order;
@@ -276,17 +266,8 @@ lww_put_many(PG_FUNCTION_ARGS)
 
 	if (nwin > 0)
 	{
-		Datum	   *am = palloc(sizeof(Datum) * nwin),
-				   *ak = palloc(sizeof(Datum) * nwin),
-				   *av = palloc(sizeof(Datum) * nwin),
-				   *at = palloc(sizeof(Datum) * nwin),
-				   *att = palloc(sizeof(Datum) * nwin);
-		bool	   *avn = palloc(sizeof(bool) * nwin),
-				   *attn = palloc(sizeof(bool) * nwin);
-		int			dims[1] = {nwin};
-		int			lbs[1] = {1};
-		Datum		args[5];
-		uint64		r;
+		TgLwwRow   *rows = palloc(sizeof(TgLwwRow) * nwin);
+		WonCtx		w = {ops, next, keymap};
 
 		sort_ops = ops;
 		qsort(order, nwin, sizeof(int), index_order_cmp);
@@ -294,44 +275,14 @@ lww_put_many(PG_FUNCTION_ARGS)
 		{
 			Op		   *op = &ops[order[i]];
 
-			am[i] = PointerGetDatum(op->map);
-			ak[i] = PointerGetDatum(op->key);
-			av[i] = PointerGetDatum(op->value);
-			avn[i] = op->value == NULL;
-			at[i] = PointerGetDatum(op->ts);
-			att[i] = Int64GetDatum(op->ttl);
-			attn[i] = !op->has_ttl || op->value == NULL;
+			rows[i].map = op->map;
+			rows[i].key = op->key;
+			rows[i].value = op->value;
+			rows[i].ts = op->ts;
+			rows[i].has_ttl = op->has_ttl;
+			rows[i].ttl = op->ttl;
 		}
-		args[0] = PointerGetDatum(construct_array(am, nwin, TEXTOID, -1, false, TYPALIGN_INT));
-		args[1] = PointerGetDatum(construct_array(ak, nwin, TEXTOID, -1, false, TYPALIGN_INT));
-		args[2] = PointerGetDatum(construct_md_array(av, avn, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
-		args[3] = PointerGetDatum(construct_array(at, nwin, hlc, hlen, hbyval, halign));
-		args[4] = PointerGetDatum(construct_md_array(att, attn, 1, dims, lbs, INT8OID, 8,
-													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute_plan(get_plan(hlc), args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "topgun.lww batch upsert failed");
-		for (r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			text	   *m = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-			text	   *k = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
-			uint32		h = key_hash(m, k);
-			KeyEnt	   *ke = hash_search(keymap, &h, HASH_FIND, NULL);
-			Op			probe;
-			int			j;
-
-			probe.map = m;
-			probe.key = k;
-			for (j = ke ? ke->first : -1; j >= 0; j = next[j])
-				if (ops[j].winner && same_key(&ops[j], &probe))
-				{
-					ops[j].won = true;
-					break;
-				}
-		}
-		SPI_finish();
+		tg_lww_merge_many(nwin, rows, mark_won, &w);
 	}
 
 	for (i = 0; i < n; i++)

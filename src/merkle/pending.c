@@ -24,6 +24,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -309,22 +310,40 @@ keep(const char *sql, int nargs, Oid *types)
 static void
 prepare_flush_plans(void)
 {
-	Oid			t4[4] = {TEXTARRAYOID, INT2ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Oid			tn[3 + 16] = {TEXTARRAYOID, INT2ARRAYOID, INT8ARRAYOID};
 	Oid			t3[4] = {TEXTOID, INT2OID, TEXTOID, INT8OID};
 
 	if (upsert_nodes_plan != NULL)
 		return;
+	for (int k = 0; k < 16; k++)
+		tn[3 + k] = INT8ARRAYOID;
 	/*
-	 * $4 holds 16 leaf deltas per node, NULL for an untouched leaf; a new
-	 * row starts from zero, so its leaves are exactly the deltas.
+	 * Parallel arrays read by one multi-argument unnest, so the statement is
+	 * linear in the nodes (subscripting a varlena or NULL-holding array
+	 * walks it from its start: $1[i] over all i is quadratic).  $4..$19:
+	 * leaf k's delta of every node, NULL for an untouched leaf; a new row
+	 * starts from zero, so its leaves are exactly the deltas.
 	 */
-	upsert_nodes_plan = keep(
-		"INSERT INTO topgun.merkle_nodes AS m (map, prefix, hash, leaves) "
-		"SELECT $1[i], $2[i], $3[i], $4[(i - 1) * 16 + 1 : i * 16] "
-		"FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS i "
-		"ON CONFLICT (map, prefix) DO UPDATE "
-		"SET hash = (m.hash + excluded.hash) % 4294967296, "
-		"leaves = topgun._merkle_leaves_add(m.leaves, excluded.leaves)", 4, t4);
+	{
+		StringInfoData q;
+
+		initStringInfo(&q);
+		appendStringInfoString(&q, "INSERT INTO topgun.merkle_nodes AS m (map, prefix, hash, leaves) "
+							   "SELECT u.m, u.p, u.h, ARRAY[u.l0");
+		for (int k = 1; k < 16; k++)
+			appendStringInfo(&q, ", u.l%d", k);
+		appendStringInfoString(&q, "] FROM ROWS FROM (pg_catalog.unnest($1)");
+		for (int k = 2; k <= 3 + 16; k++)
+			appendStringInfo(&q, ", pg_catalog.unnest($%d)", k);
+		appendStringInfoString(&q, ") AS u(m, p, h");
+		for (int k = 0; k < 16; k++)
+			appendStringInfo(&q, ", l%d", k);
+		appendStringInfoString(&q, ") ON CONFLICT (map, prefix) DO UPDATE "
+							   "SET hash = (m.hash + excluded.hash) % 4294967296, "
+							   "leaves = topgun._merkle_leaves_add(m.leaves, excluded.leaves)");
+		upsert_nodes_plan = keep(q.data, 3 + 16, tn);
+		pfree(q.data);
+	}
 	or_old_plan = keep("SELECT entry_hash FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3",
 					   3, t3);
 	/* ON CONFLICT DO UPDATE ... WHERE false locks an existing row without writing it */
@@ -460,10 +479,13 @@ flush_pending(void)
 	bool	   *leafnulls;
 	int			dims[1];
 	int			lbs[1] = {1};
-	Datum		args[4];
+	Datum		args[3 + 16];
+	instr_time	started;
+	int			nor;
 
 	if (leaf_deltas == NULL)
 		return;
+	INSTR_TIME_SET_CURRENT(started);
 	flushing = true;
 	/*
 	 * Pre-commit runs after the last statement: make its changes visible to
@@ -474,7 +496,8 @@ flush_pending(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_flush_plans();
-	if (hash_get_num_entries(or_dirty) > 0)
+	nor = (int) hash_get_num_entries(or_dirty);
+	if (nor > 0)
 		flush_or_keys();
 
 	cap = hash_get_num_entries(leaf_deltas) + 1;
@@ -494,6 +517,7 @@ flush_pending(void)
 		SPI_finish();
 		PopActiveSnapshot();
 		flushing = false;
+		tg_merkle_flush_account(started, 0, nor);
 		return;
 	}
 	qsort(nodes, n, sizeof(NodeDelta), node_delta_cmp);
@@ -515,7 +539,7 @@ flush_pending(void)
 	maps = palloc(n * sizeof(Datum));
 	prefixes = palloc(n * sizeof(Datum));
 	hashes = palloc(n * sizeof(Datum));
-	leaves = palloc(16 * n * sizeof(Datum));
+	leaves = palloc(16 * n * sizeof(Datum));	/* leaf k of node i at k * n + i */
 	leafnulls = palloc(16 * n * sizeof(bool));
 	for (i = 0; i < n; i++)
 	{
@@ -524,24 +548,26 @@ flush_pending(void)
 		for (k = 0; k < 16; k++)
 		{
 			node_delta += nodes[i].leaf[k];
-			leaves[i * 16 + k] = Int64GetDatum((int64) nodes[i].leaf[k]);
-			leafnulls[i * 16 + k] = (nodes[i].touched & (1 << k)) == 0;
+			leaves[k * n + i] = Int64GetDatum((int64) nodes[i].leaf[k]);
+			leafnulls[k * n + i] = (nodes[i].touched & (1 << k)) == 0;
 		}
 		maps[i] = CStringGetTextDatum(nodes[i].map);
 		prefixes[i] = Int16GetDatum(nodes[i].prefix);
 		hashes[i] = Int64GetDatum((int64) node_delta);
 	}
-	dims[0] = 16 * n;
+	dims[0] = n;
 	args[0] = PointerGetDatum(construct_array(maps, n, TEXTOID, -1, false, TYPALIGN_INT));
 	args[1] = PointerGetDatum(construct_array(prefixes, n, INT2OID, 2, true, TYPALIGN_SHORT));
 	args[2] = PointerGetDatum(construct_array(hashes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_md_array(leaves, leafnulls, 1, dims, lbs, INT8OID, 8,
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (k = 0; k < 16; k++)
+		args[3 + k] = PointerGetDatum(construct_md_array(leaves + k * n, leafnulls + k * n, 1, dims, lbs,
+														 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(upsert_nodes_plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "topgun: Merkle node update failed");
 	SPI_finish();
 	PopActiveSnapshot();
 	flushing = false;
+	tg_merkle_flush_account(started, n, nor);
 }
 
 static void
@@ -568,6 +594,7 @@ xact_callback(XactEvent event, void *arg)
 void
 tg_merkle_init(void)
 {
+	tg_merkle_flush_stats_init();
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
 }
