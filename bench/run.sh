@@ -78,7 +78,7 @@ cpu_ms() {
 # Milliseconds spent in the Merkle flush so far (0 on a server without the counters).
 flush_ms() {
 	local v
-	v="$(sql "SELECT round(flush_ms)::bigint FROM topgun.merkle_flush_stats()" 2>/dev/null || true)"
+	v="$(sql "SELECT round(flush_cpu_ms)::bigint FROM topgun.merkle_flush_stats()" 2>/dev/null || true)"
 	echo "${v:-0}"
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
@@ -158,4 +158,4 @@ fi
 echo "# rows written: $(sql "SELECT count(*) FROM topgun.lww WHERE map LIKE 'ws-load%'")"
 echo "# table stats (updates, HOT share, dead rows): $(sql "SELECT string_agg(relname || ' upd=' || n_tup_upd || ' hot=' || CASE WHEN n_tup_upd > 0 THEN round(100.0 * n_tup_hot_upd / n_tup_upd) ELSE 0 END || '% dead=' || n_dead_tup || ' autovacuums=' || autovacuum_count, '; ' ORDER BY relname) FROM pg_stat_user_tables WHERE schemaname = 'topgun' AND relname IN ('lww', 'merkle_nodes')")"
 echo "# worker stats: $(sql "SELECT string_agg(name || '=' || value, ' ') FROM topgun.worker_stats" 2>/dev/null || echo n/a)"
-echo "# merkle flush: $(sql "SELECT format('flushes=%s nodes=%s or_keys=%s flush_ms=%s', flushes, nodes, or_keys, round(flush_ms)) FROM topgun.merkle_flush_stats()" 2>/dev/null || echo n/a)"
+echo "# merkle flush: $(sql "SELECT format('flushes=%s nodes=%s or_keys=%s flush_cpu_ms=%s', flushes, nodes, or_keys, round(flush_cpu_ms)) FROM topgun.merkle_flush_stats()" 2>/dev/null || echo n/a)"

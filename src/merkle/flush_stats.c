@@ -7,6 +7,9 @@
  * flush then counts nothing and the function reports zeros.
  */
 #include "topgun.h"
+
+#include <time.h>
+
 #include "merkle/merkle.h"
 
 #include "fmgr.h"
@@ -24,7 +27,7 @@ typedef struct FlushStats
 	pg_atomic_uint64 flushes;	/* commits that had Merkle deltas */
 	pg_atomic_uint64 nodes;		/* depth-2 node rows written */
 	pg_atomic_uint64 or_keys;	/* OR keys whose entry hash was recomputed */
-	pg_atomic_uint64 usec;		/* time spent in the flush */
+	pg_atomic_uint64 usec;		/* CPU time spent in the flush */
 } FlushStats;
 
 static FlushStats *stats = NULL;
@@ -71,22 +74,29 @@ tg_merkle_flush_stats_init(void)
 	shmem_startup_hook = stats_startup;
 }
 
-void
-tg_merkle_flush_account(instr_time started, int nodes, int or_keys)
+/* CPU time of this process in microseconds (backends are single-threaded). */
+uint64
+tg_merkle_cpu_usec(void)
 {
-	instr_time	now;
+	struct timespec ts;
 
+	if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+tg_merkle_flush_account(uint64 started_usec, int nodes, int or_keys)
+{
 	if (stats == NULL)
 		return;
-	INSTR_TIME_SET_CURRENT(now);
-	INSTR_TIME_SUBTRACT(now, started);
 	pg_atomic_fetch_add_u64(&stats->flushes, 1);
 	pg_atomic_fetch_add_u64(&stats->nodes, (uint64) nodes);
 	pg_atomic_fetch_add_u64(&stats->or_keys, (uint64) or_keys);
-	pg_atomic_fetch_add_u64(&stats->usec, INSTR_TIME_GET_MICROSEC(now));
+	pg_atomic_fetch_add_u64(&stats->usec, tg_merkle_cpu_usec() - started_usec);
 }
 
-/* topgun.merkle_flush_stats() → (flushes, nodes, or_keys, flush_ms) */
+/* topgun.merkle_flush_stats() → (flushes, nodes, or_keys, flush_cpu_ms) */
 Datum
 tg_merkle_flush_stats(PG_FUNCTION_ARGS)
 {

@@ -13,7 +13,6 @@
 
 #include "postgres.h"
 #include "core/hlc.h"
-#include "portability/instr_time.h"
 
 /* pending.c */
 extern void tg_merkle_add_delta(const char *map, int maplen, int leaf, uint32 delta);
@@ -23,7 +22,8 @@ extern uint32 tg_merkle_pending_sum(const char *map, int maplen, int level, int 
 
 /* flush_stats.c: cumulative cost of the pre-commit flush, in shared memory */
 extern void tg_merkle_flush_stats_init(void);
-extern void tg_merkle_flush_account(instr_time started, int nodes, int or_keys);
+extern uint64 tg_merkle_cpu_usec(void);
+extern void tg_merkle_flush_account(uint64 started_usec, int nodes, int or_keys);
 
 /* hashing (item.c) */
 extern uint32 tg_lww_item_hash(const char *key, int keylen, const TgHlc *ts);

@@ -480,12 +480,12 @@ flush_pending(void)
 	int			dims[1];
 	int			lbs[1] = {1};
 	Datum		args[3 + 16];
-	instr_time	started;
+	uint64		started;
 	int			nor;
 
 	if (leaf_deltas == NULL)
 		return;
-	INSTR_TIME_SET_CURRENT(started);
+	started = tg_merkle_cpu_usec();
 	flushing = true;
 	/*
 	 * Pre-commit runs after the last statement: make its changes visible to

@@ -220,7 +220,7 @@ $$;
 COMMENT ON FUNCTION topgun.merkle_rebuild(text) IS 'Recompute a map''s Merkle tree from its rows (operators; after restores)';
 
 CREATE FUNCTION topgun.merkle_flush_stats(OUT flushes bigint, OUT nodes bigint, OUT or_keys bigint,
-                                          OUT flush_ms double precision)
+                                          OUT flush_cpu_ms double precision)
   AS 'MODULE_PATHNAME', 'tg_merkle_flush_stats' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION topgun.merkle_flush_stats() IS
   'Cumulative cost of the Merkle pre-commit flush in all backends since the server started (benchmarks)';

@@ -107,7 +107,7 @@ END
 $$;
 
 CREATE FUNCTION topgun.merkle_flush_stats(OUT flushes bigint, OUT nodes bigint, OUT or_keys bigint,
-                                          OUT flush_ms double precision)
+                                          OUT flush_cpu_ms double precision)
   AS 'MODULE_PATHNAME', 'tg_merkle_flush_stats' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION topgun.merkle_flush_stats() IS
   'Cumulative cost of the Merkle pre-commit flush in all backends since the server started (benchmarks)';
