@@ -271,19 +271,11 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  * Flush
  * --------------------------------------------------------------------------
  */
-typedef struct NodeDelta
-{
-	const char *map;
-	int16		prefix;			/* depth-2 node: leaf >> 4 */
-	uint16		touched;		/* bit i: leaf (prefix << 4 | i) has a delta */
-	uint32		leaf[16];		/* the node's own delta is their (wrapping) sum */
-} NodeDelta;
-
 static int
 node_delta_cmp(const void *a, const void *b)
 {
-	const NodeDelta *x = a;
-	const NodeDelta *y = b;
+	const TgNodeDelta *x = a;
+	const TgNodeDelta *y = b;
 	int			c = strcmp(x->map, y->map);
 
 	if (c != 0)
@@ -466,7 +458,7 @@ flush_pending(void)
 {
 	HASH_SEQ_STATUS st;
 	LeafEntry  *e;
-	NodeDelta  *nodes;
+	TgNodeDelta  *nodes;
 	int			n = 0;
 	int			cap;
 	int			i,
@@ -482,6 +474,8 @@ flush_pending(void)
 	Datum		args[3 + 16];
 	uint64		started;
 	int			nor;
+	int			nwritten;
+	bool	   *done;
 
 	if (leaf_deltas == NULL)
 		return;
@@ -501,7 +495,7 @@ flush_pending(void)
 		flush_or_keys();
 
 	cap = hash_get_num_entries(leaf_deltas) + 1;
-	nodes = palloc(cap * sizeof(NodeDelta));
+	nodes = palloc(cap * sizeof(TgNodeDelta));
 	hash_seq_init(&st, leaf_deltas);
 	while ((e = hash_seq_search(&st)) != NULL)
 	{
@@ -520,13 +514,13 @@ flush_pending(void)
 		tg_merkle_flush_account(started, 0, nor);
 		return;
 	}
-	qsort(nodes, n, sizeof(NodeDelta), node_delta_cmp);
+	qsort(nodes, n, sizeof(TgNodeDelta), node_delta_cmp);
 	/* merge the leaves of one depth-2 node into one row */
 	for (i = 0, j = 0; i < n; i++)
 	{
 		if (j > 0 && node_delta_cmp(&nodes[j - 1], &nodes[i]) == 0)
 		{
-			NodeDelta  *d = &nodes[j - 1];
+			TgNodeDelta  *d = &nodes[j - 1];
 
 			d->touched |= nodes[i].touched;
 			for (k = 0; k < 16; k++)
@@ -536,6 +530,26 @@ flush_pending(void)
 			nodes[j++] = nodes[i];
 	}
 	n = j;
+	/* existing rows directly (node_write.c); the rest, new rows, with ON CONFLICT */
+	done = palloc0(n * sizeof(bool));
+	if (tg_merkle_nodes_update(nodes, n, done) > 0)
+	{
+		for (i = 0, j = 0; i < n; i++)
+			if (!done[i])
+				nodes[j++] = nodes[i];
+		nwritten = n;
+		n = j;
+	}
+	else
+		nwritten = n;
+	if (n == 0)
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		flushing = false;
+		tg_merkle_flush_account(started, nwritten, nor);
+		return;
+	}
 	maps = palloc(n * sizeof(Datum));
 	prefixes = palloc(n * sizeof(Datum));
 	hashes = palloc(n * sizeof(Datum));
@@ -567,7 +581,7 @@ flush_pending(void)
 	SPI_finish();
 	PopActiveSnapshot();
 	flushing = false;
-	tg_merkle_flush_account(started, n, nor);
+	tg_merkle_flush_account(started, nwritten, nor);
 }
 
 static void
