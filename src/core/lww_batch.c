@@ -11,6 +11,7 @@
  */
 #include "topgun.h"
 #include "core/hlc.h"
+#include "core/lww_batch.h"
 #include "core/lww_merge.h"
 #include "core/storage.h"
 
@@ -25,19 +26,6 @@
 
 PG_FUNCTION_INFO_V1(lww_put_many);
 
-typedef struct Op
-{
-	text	   *map;
-	text	   *key;
-	Jsonb	   *value;			/* NULL: tombstone */
-	TgHlc	   *ts;
-	bool		has_ttl;
-	int64		ttl;
-	int			leaf;
-	char	   *error;			/* rejected: why */
-	bool		won;
-	bool		winner;			/* newest op of its key in this batch */
-} Op;
 
 typedef struct KeyEnt
 {
@@ -46,7 +34,7 @@ typedef struct KeyEnt
 } KeyEnt;
 
 static bool
-same_key(const Op *a, const Op *b)
+same_key(const TgLwwOp *a, const TgLwwOp *b)
 {
 	return VARSIZE_ANY_EXHDR(a->map) == VARSIZE_ANY_EXHDR(b->map) &&
 		VARSIZE_ANY_EXHDR(a->key) == VARSIZE_ANY_EXHDR(b->key) &&
@@ -71,11 +59,11 @@ text_cmp(text *a, text *b)
 	return r != 0 ? r : (la > lb) - (la < lb);
 }
 
-static Op  *sort_ops;
+static TgLwwOp *sort_ops;
 
 typedef struct WonCtx
 {
-	Op		   *ops;
+	TgLwwOp		   *ops;
 	int		   *next;
 	HTAB	   *keymap;
 } WonCtx;
@@ -87,7 +75,7 @@ mark_won(text *map, text *key, void *arg)
 	WonCtx	   *w = arg;
 	uint32		h = key_hash(map, key);
 	KeyEnt	   *ke = hash_search(w->keymap, &h, HASH_FIND, NULL);
-	Op			probe;
+	TgLwwOp			probe;
 
 	probe.map = map;
 	probe.key = key;
@@ -103,8 +91,8 @@ mark_won(text *map, text *key, void *arg)
 static int
 index_order_cmp(const void *x, const void *y)
 {
-	const Op   *a = &sort_ops[*(const int *) x];
-	const Op   *b = &sort_ops[*(const int *) y];
+	const TgLwwOp   *a = &sort_ops[*(const int *) x];
+	const TgLwwOp   *b = &sort_ops[*(const int *) y];
 	int			r = text_cmp(a->map, b->map);
 
 	if (r != 0)
@@ -116,15 +104,15 @@ index_order_cmp(const void *x, const void *y)
 
 /* Validate one op; NULL if fine, else the reason. */
 static char *
-check_op(Op *op, bool map_null, bool key_null, bool ts_null)
+check_op(TgLwwOp *op)
 {
 	int			len;
 
-	if (map_null)
+	if (op->map == NULL)
 		return "map name must not be NULL";
-	if (key_null)
+	if (op->key == NULL)
 		return "key must not be NULL";
-	if (ts_null)
+	if (op->ts == NULL)
 		return "timestamp must not be NULL";
 	len = VARSIZE_ANY_EXHDR(op->map);
 	if (len < 1 || len > TG_MAX_MAP_BYTES)
@@ -140,35 +128,9 @@ check_op(Op *op, bool map_null, bool key_null, bool ts_null)
 	return tg_clock_drift_error(op->ts);
 }
 
-/*
- * topgun.lww_put_many(maps text[], keys text[], vals jsonb[], ts hlc[],
- *                     ttl_ms bigint[] DEFAULT NULL)
- *   RETURNS TABLE (ord int, won boolean, error text)
- */
-Datum
-lww_put_many(PG_FUNCTION_ARGS)
+void
+tg_lww_put_batch(TgLwwOp *ops, int n)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *maps,
-			   *keys,
-			   *vals,
-			   *tss,
-			   *ttls = NULL;
-	bool	   *mapn,
-			   *keyn,
-			   *valn,
-			   *tsn,
-			   *ttln = NULL;
-	int			n,
-				nk,
-				nv,
-				nt,
-				nttl = 0;
-	int16		hlen;
-	bool		hbyval;
-	char		halign;
-	Oid			hlc = tg_lww_hlc_type();
-	Op		   *ops;
 	int		   *next;
 	int		   *order;
 	int			nwin = 0;
@@ -176,28 +138,8 @@ lww_put_many(PG_FUNCTION_ARGS)
 	HASHCTL		ctl;
 	int			i;
 
-	InitMaterializedSRF(fcinfo, 0);
-	for (i = 0; i < 4; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("lww_put_many: argument %d must not be NULL", i + 1)));
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT, &maps, &mapn, &n);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &keys, &keyn, &nk);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), JSONBOID, -1, false, TYPALIGN_INT, &vals, &valn, &nv);
-	get_typlenbyvalalign(hlc, &hlen, &hbyval, &halign);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), hlc, hlen, hbyval, halign, &tss, &tsn, &nt);
-	if (!PG_ARGISNULL(4))
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &ttls, &ttln, &nttl);
-	if (nk != n || nv != n || nt != n || (ttls != NULL && nttl != n))
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("lww_put_many: all arrays must have the same length")));
-	if (n == 0)
-		return (Datum) 0;
-
-	ops = palloc0(sizeof(Op) * n);
+	if (n <= 0)
+		return;
 	next = palloc(sizeof(int) * n);
 	order = palloc(sizeof(int) * n);
 	memset(&ctl, 0, sizeof(ctl));
@@ -208,21 +150,17 @@ lww_put_many(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < n; i++)
 	{
-		Op		   *op = &ops[i];
+		TgLwwOp    *op = &ops[i];
 		KeyEnt	   *ke;
 		bool		found;
 		int			j;
 
 		next[i] = -1;
-		op->map = mapn[i] ? NULL : DatumGetTextPP(maps[i]);
-		op->key = keyn[i] ? NULL : DatumGetTextPP(keys[i]);
-		op->ts = tsn[i] ? NULL : DatumGetTgHlcP(tss[i]);
-		op->value = valn[i] ? NULL : DatumGetJsonbP(vals[i]);
+		op->won = op->winner = false;
 		if (op->value != NULL && tg_jsonb_is_null(op->value))
 			op->value = NULL;	/* JSON null: a tombstone, as on the wire */
-		op->has_ttl = ttls != NULL && !ttln[i];
-		op->ttl = op->has_ttl ? DatumGetInt64(ttls[i]) : 0;
-		op->error = check_op(op, mapn[i], keyn[i], tsn[i]);
+		if (op->error == NULL)
+			op->error = check_op(op);
 		if (op->error != NULL)
 			continue;
 		{
@@ -273,7 +211,7 @@ lww_put_many(PG_FUNCTION_ARGS)
 		qsort(order, nwin, sizeof(int), index_order_cmp);
 		for (i = 0; i < nwin; i++)
 		{
-			Op		   *op = &ops[order[i]];
+			TgLwwOp		   *op = &ops[order[i]];
 
 			rows[i].map = op->map;
 			rows[i].key = op->key;
@@ -284,6 +222,74 @@ lww_put_many(PG_FUNCTION_ARGS)
 		}
 		tg_lww_merge_many(nwin, rows, mark_won, &w);
 	}
+	hash_destroy(keymap);
+}
+
+/*
+ * topgun.lww_put_many(maps text[], keys text[], vals jsonb[], ts hlc[],
+ *                     ttl_ms bigint[] DEFAULT NULL)
+ *   RETURNS TABLE (ord int, won boolean, error text)
+ */
+Datum
+lww_put_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *maps,
+			   *keys,
+			   *vals,
+			   *tss,
+			   *ttls = NULL;
+	bool	   *mapn,
+			   *keyn,
+			   *valn,
+			   *tsn,
+			   *ttln = NULL;
+	int			n,
+				nk,
+				nv,
+				nt,
+				nttl = 0;
+	int16		hlen;
+	bool		hbyval;
+	char		halign;
+	Oid			hlc = tg_lww_hlc_type();
+	TgLwwOp    *ops;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (i = 0; i < 4; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("lww_put_many: argument %d must not be NULL", i + 1)));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT, &maps, &mapn, &n);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &keys, &keyn, &nk);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), JSONBOID, -1, false, TYPALIGN_INT, &vals, &valn, &nv);
+	get_typlenbyvalalign(hlc, &hlen, &hbyval, &halign);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), hlc, hlen, hbyval, halign, &tss, &tsn, &nt);
+	if (!PG_ARGISNULL(4))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &ttls, &ttln, &nttl);
+	if (nk != n || nv != n || nt != n || (ttls != NULL && nttl != n))
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("lww_put_many: all arrays must have the same length")));
+	if (n == 0)
+		return (Datum) 0;
+
+	ops = palloc0(sizeof(TgLwwOp) * n);
+	for (i = 0; i < n; i++)
+	{
+		TgLwwOp    *op = &ops[i];
+
+		op->map = mapn[i] ? NULL : DatumGetTextPP(maps[i]);
+		op->key = keyn[i] ? NULL : DatumGetTextPP(keys[i]);
+		op->ts = tsn[i] ? NULL : DatumGetTgHlcP(tss[i]);
+		op->value = valn[i] ? NULL : DatumGetJsonbP(vals[i]);
+		op->has_ttl = ttls != NULL && !ttln[i];
+		op->ttl = op->has_ttl ? DatumGetInt64(ttls[i]) : 0;
+	}
+	tg_lww_put_batch(ops, n);
 
 	for (i = 0; i < n; i++)
 	{
