@@ -6,6 +6,8 @@
  * both can only be set up by the postmaster.
  */
 #include "topgun.h"
+#include "changes/changes.h"
+#include "core/lww_merge.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -26,8 +28,10 @@ _PG_init(void)
 
 	tg_clock_init();
 	tg_storage_init();
+	tg_lww_merge_init();
 	tg_merkle_init();
 	tg_changes_init();
+	tg_changes_capture_init();
 	tg_worker_init();
 
 	MarkGUCPrefixReserved("topgun");

@@ -56,27 +56,39 @@ get_leaves(ArrayType *a, uint32 *hashes, bool *exists)
  * deltas: a NULL delta leaves the leaf as it is, a delta on an absent leaf
  * creates it.  Used by the pre-commit flush (pending.c).
  */
-Datum
-tg_merkle_leaves_add(PG_FUNCTION_ARGS)
+ArrayType *
+tg_merkle_leaves_sum(ArrayType *old, const uint32 *delta, uint16 touched)
 {
-	uint32		old[TG_NODE_LEAVES],
-				delta[TG_NODE_LEAVES];
-	bool		old_ex[TG_NODE_LEAVES],
-				delta_ex[TG_NODE_LEAVES];
+	uint32		cur[TG_NODE_LEAVES];
+	bool		cur_ex[TG_NODE_LEAVES];
 	Datum		out[TG_NODE_LEAVES];
 	bool		outnull[TG_NODE_LEAVES];
 	int			dims[1] = {TG_NODE_LEAVES};
 	int			lbs[1] = {1};
 
-	get_leaves(PG_GETARG_ARRAYTYPE_P(0), old, old_ex);
-	get_leaves(PG_GETARG_ARRAYTYPE_P(1), delta, delta_ex);
+	get_leaves(old, cur, cur_ex);
 	for (int i = 0; i < TG_NODE_LEAVES; i++)
 	{
-		outnull[i] = !old_ex[i] && !delta_ex[i];
-		out[i] = Int64GetDatum((int64) (uint32) (old[i] + delta[i]));
+		bool		t = (touched & (1 << i)) != 0;
+
+		outnull[i] = !cur_ex[i] && !t;
+		out[i] = Int64GetDatum((int64) (uint32) (cur[i] + (t ? delta[i] : 0)));
 	}
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, outnull, 1, dims, lbs, INT8OID, 8,
-											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	return construct_md_array(out, outnull, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+}
+
+Datum
+tg_merkle_leaves_add(PG_FUNCTION_ARGS)
+{
+	uint32		delta[TG_NODE_LEAVES];
+	bool		delta_ex[TG_NODE_LEAVES];
+	uint16		touched = 0;
+
+	get_leaves(PG_GETARG_ARRAYTYPE_P(1), delta, delta_ex);
+	for (int i = 0; i < TG_NODE_LEAVES; i++)
+		if (delta_ex[i])
+			touched |= (uint16) (1 << i);
+	PG_RETURN_ARRAYTYPE_P(tg_merkle_leaves_sum(PG_GETARG_ARRAYTYPE_P(0), delta, touched));
 }
 
 /* Parse a path of 0..3 lowercase hex digits; returns its value. */
