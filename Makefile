@@ -77,8 +77,9 @@ build/fuzz/%: fuzz/%.c $(PURE_SRCS)
 .PHONY: unit fuzz
 # Every program runs even when an earlier one fails; each prints
 # "NAME: N passed, M failed" (scripts/test.sh adds them up).
-unit: $(UNIT_TESTS)
-	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; (cd test/unit && ../../$$t) || { echo "== $$t FAILED"; rc=1; }; done; exit $$rc
+unit: $(UNIT_TESTS) all
+	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; (cd test/unit && ../../$$t) || { echo "== $$t FAILED"; rc=1; }; done; \
+	  echo "== build/unit/layout"; python3 test/layout/check_layout.py || { echo "== build/unit/layout FAILED"; rc=1; }; exit $$rc
 
 # Each fuzzer runs for FUZZ_SECONDS; any crash, leak or timeout fails the
 # target (its log is shown in full) and the reproducer lands in build/fuzz/.

@@ -18,9 +18,11 @@
 #include "pgstat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
+#include "core/lww_batch.h"
 #include "executor/events.h"
 
 #define MAX_FULL_RETRIES 3
@@ -180,12 +182,6 @@ gop_exec(GOp *g)
 static char *group_hlc = NULL;	/* event timestamp of the last commit */
 
 
-static ArrayType *
-text_array(Datum *elems, int n)
-{
-	return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
 /*
  * Apply every pending LWW op of the group with ONE call of
  * topgun.lww_put_many(): it validates every op in C and reports problems per
@@ -207,12 +203,7 @@ lww_bulk_exec(int from, int to)
 {
 	int			n = 0;
 	int		   *idx;
-	Datum	   *m, *k, *v, *t, *ttl;
-	bool	   *ttlnull;
-	Datum		args[5];
-	int			dims[1];
-	int			lbs[1] = {1};
-	int			rows;
+	TgLwwOp    *ops;
 
 	for (int i = from; i < to; i++)
 		if (gops[i].state == GS_PENDING && is_lww_op(&gops[i]))
@@ -220,58 +211,40 @@ lww_bulk_exec(int from, int to)
 	if (n == 0)
 		return;
 	idx = palloc(sizeof(int) * n);
-	m = palloc(sizeof(Datum) * n);
-	k = palloc(sizeof(Datum) * n);
-	v = palloc(sizeof(Datum) * n);
-	t = palloc(sizeof(Datum) * n);
-	ttl = palloc(sizeof(Datum) * n);
-	ttlnull = palloc(sizeof(bool) * n);
+	ops = palloc0(sizeof(TgLwwOp) * n);
 	n = 0;
 	for (int i = from; i < to; i++)
 	{
 		GOp		   *g = &gops[i];
+		const TgTimestamp *ts = &g->op->record.ts;
 
 		if (g->state != GS_PENDING || !is_lww_op(g))
 			continue;
 		idx[n] = i;
-		m[n] = CStringGetTextDatum(g->map);
-		k[n] = CStringGetTextDatum(g->key);
-		v[n] = CStringGetTextDatum(g->json);
-		t[n] = CStringGetTextDatum(g->ts);
-		ttl[n] = Int64GetDatum(g->ttl);
-		ttlnull[n] = !g->has_ttl;
+		ops[n].map = cstring_to_text(g->map);
+		ops[n].key = cstring_to_text(g->key);
+		/* the same parse as a cast of the JSON text in SQL */
+		ops[n].value = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(g->json)));
+		ops[n].ts = tg_hlc_make(ts->millis, ts->counter, ts->node_id.p, (int) ts->node_id.len);
+		ops[n].has_ttl = g->has_ttl;
+		ops[n].ttl = g->ttl;
 		n++;
 	}
-	dims[0] = n;
-	args[0] = PointerGetDatum(text_array(m, n));
-	args[1] = PointerGetDatum(text_array(k, n));
-	args[2] = PointerGetDatum(text_array(v, n));
-	args[3] = PointerGetDatum(text_array(t, n));
-	args[4] = PointerGetDatum(construct_md_array(ttl, ttlnull, 1, dims, lbs, INT8OID,
-												 sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	rows = tg_run_plan(PL_LWW_BULK, args, NULL, false);
-	for (int r = 0; r < rows; r++)
+	/* topgun.lww_put_many's body, without arrays, the SQL call and the text casts */
+	tg_lww_put_batch(ops, n);
+	for (int j = 0; j < n; j++)
 	{
-		bool		isnull;
-		bool		errnull;
-		int			ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-		Datum		won = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
-		Datum		err = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &errnull);
+		GOp		   *g = &gops[idx[j]];
 
-		if (ord < 1 || ord > n)
-			elog(ERROR, "topgun: bulk apply returned row %d of %d", ord, n);
-		if (!errnull)
+		if (ops[j].error)
 		{
 			/* validated in C and reported, not raised: the others commit */
-			gops[idx[ord - 1]].state = GS_REJECTED;
-			gops[idx[ord - 1]].error = MemoryContextStrdup(tg_proto_cxt, TextDatumGetCString(err));
-			continue;
+			g->state = GS_REJECTED;
+			g->error = MemoryContextStrdup(tg_proto_cxt, ops[j].error);
 		}
-		gops[idx[ord - 1]].state = (!isnull && DatumGetBool(won)) ? GS_WON : GS_LOST;
+		else
+			g->state = ops[j].won ? GS_WON : GS_LOST;
 	}
-	for (int j = 0; j < n; j++)
-		if (gops[idx[j]].state == GS_PENDING)
-			elog(ERROR, "topgun: bulk apply lost an op");
 }
 
 /*

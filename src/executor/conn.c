@@ -9,8 +9,6 @@
 #include "executor/executor.h"
 #include "ipc/ipc.h"
 
-TgRole		tg_role = TG_ROLE_NONE;
-
 /* where tg_conn_send() puts a message, and as which record */
 TgIpcBuf   *tg_exec_out = NULL;
 TgRecKind	tg_exec_send_kind = TG_REC_SEND;

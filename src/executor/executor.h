@@ -43,7 +43,6 @@ typedef enum PlanId
 	PL_OR_ENTRIES,
 	PL_OR_KEY_RECORDS,
 	PL_OR_KEY_TOMBSTONES,
-	PL_LWW_BULK,
 	PL_COUNT
 } PlanId;
 
@@ -55,6 +54,7 @@ extern ErrorData *tg_txn_recover(void);
 extern SPIPlanPtr tg_live_plan(int *slot, const char *sql, int nargs, const Oid *types);
 extern int	tg_run_plan(PlanId id, Datum *args, const char *nulls, bool read_only);
 extern void tg_plans_reset(void);
+extern bool tg_ready_check_wanted;
 extern char *tg_hlc_now_text(void);
 extern char *tg_map_kind(const char *map);
 

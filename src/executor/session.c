@@ -213,13 +213,6 @@ set_ready(bool ready)
 					tg_database)));
 }
 
-/* Force a readiness check at the next iteration (after "function does not exist" ...). */
-void
-tg_request_ready_check(void)
-{
-	last_ready_check_ms = 0;
-}
-
 static void flush_out(void);
 
 static void
@@ -231,8 +224,9 @@ check_ready(void)
 	bool		version_ok;
 	int64		now = tg_mono_ms();
 
-	if (now - last_ready_check_ms < 1000)
+	if (now - last_ready_check_ms < 1000 && !tg_ready_check_wanted)
 		return;
+	tg_ready_check_wanted = false;
 	last_ready_check_ms = now;
 	oid = check_extension_oid(version);
 	if (OidIsValid(oid) && OidIsValid(served_ext_oid) && oid != served_ext_oid)

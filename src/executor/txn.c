@@ -52,8 +52,6 @@ static const PlanDef plan_defs[PL_COUNT] = {
 	2, {TEXTOID, TEXTOID}},
 	[PL_OR_KEY_TOMBSTONES] = {"SELECT tag FROM topgun.or_tombstones WHERE map = $1 ORDER BY tag",
 	1, {TEXTOID}},
-	[PL_LWW_BULK] = {"SELECT ord, won, error FROM topgun.lww_put_many($1, $2, $3::jsonb[], $4::topgun.hlc[], $5)",
-	5, {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID}},
 };
 
 static SPIPlanPtr plans[PL_COUNT];
@@ -135,6 +133,15 @@ tg_run_plan(PlanId id, Datum *args, const char *nulls, bool read_only)
 /* --------------------------------------------------------- transactions */
 
 MemoryContext tg_proto_cxt;	/* the loop's per-iteration context */
+
+/* SQL objects vanished ("function does not exist" ...): check the extension now */
+bool		tg_ready_check_wanted = false;
+
+void
+tg_request_ready_check(void)
+{
+	tg_ready_check_wanted = true;
+}
 
 void
 tg_txn_begin(void)

@@ -23,60 +23,13 @@ static SPIPlanPtr root_plan = NULL;
 static SPIPlanPtr buckets_plan = NULL;
 static SPIPlanPtr leaves_plan = NULL;
 
-#define TG_NODE_LEAVES 16
-
-/* The 16 leaf hashes of a depth-2 node row; NULL elements are absent leaves. */
-static void
-get_leaves(ArrayType *a, uint32 *hashes, bool *exists)
-{
-	Datum	   *d;
-	bool	   *nulls;
-	int			n;
-
-	if (ARR_NDIM(a) != 1 || ARR_ELEMTYPE(a) != INT8OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("Merkle leaf array must be a one-dimensional bigint array")));
-	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &d, &nulls, &n);
-	if (n != TG_NODE_LEAVES)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("Merkle leaf array has %d elements, expected %d", n, TG_NODE_LEAVES)));
-	for (int i = 0; i < TG_NODE_LEAVES; i++)
-	{
-		exists[i] = !nulls[i];
-		hashes[i] = nulls[i] ? 0 : (uint32) DatumGetInt64(d[i]);
-	}
-}
-
 /*
  * topgun._merkle_leaves_add(old bigint[], delta bigint[]) RETURNS bigint[]
  *
  * Element-wise sum modulo 2^32 of a node's stored leaves and a commit's leaf
  * deltas: a NULL delta leaves the leaf as it is, a delta on an absent leaf
- * creates it.  Used by the pre-commit flush (pending.c).
+ * creates it (leaves.c).
  */
-ArrayType *
-tg_merkle_leaves_sum(ArrayType *old, const uint32 *delta, uint16 touched)
-{
-	uint32		cur[TG_NODE_LEAVES];
-	bool		cur_ex[TG_NODE_LEAVES];
-	Datum		out[TG_NODE_LEAVES];
-	bool		outnull[TG_NODE_LEAVES];
-	int			dims[1] = {TG_NODE_LEAVES};
-	int			lbs[1] = {1};
-
-	get_leaves(old, cur, cur_ex);
-	for (int i = 0; i < TG_NODE_LEAVES; i++)
-	{
-		bool		t = (touched & (1 << i)) != 0;
-
-		outnull[i] = !cur_ex[i] && !t;
-		out[i] = Int64GetDatum((int64) (uint32) (cur[i] + (t ? delta[i] : 0)));
-	}
-	return construct_md_array(out, outnull, 1, dims, lbs, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
-}
-
 Datum
 tg_merkle_leaves_add(PG_FUNCTION_ARGS)
 {
@@ -84,7 +37,7 @@ tg_merkle_leaves_add(PG_FUNCTION_ARGS)
 	bool		delta_ex[TG_NODE_LEAVES];
 	uint16		touched = 0;
 
-	get_leaves(PG_GETARG_ARRAYTYPE_P(1), delta, delta_ex);
+	tg_merkle_get_leaves(PG_GETARG_ARRAYTYPE_P(1), delta, delta_ex);
 	for (int i = 0; i < TG_NODE_LEAVES; i++)
 		if (delta_ex[i])
 			touched |= (uint16) (1 << i);
@@ -211,7 +164,7 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 		{
 			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			if (!isnull)
-				get_leaves(DatumGetArrayTypeP(d), sums, exists);
+				tg_merkle_get_leaves(DatumGetArrayTypeP(d), sums, exists);
 		}
 	}
 	else

@@ -36,6 +36,9 @@ extern void tg_merkle_flush_account(uint64 started_usec, int nodes, int or_keys)
 
 /* api.c: a node's 16 leaves plus a commit's deltas (mod 2^32); untouched leaves stay as they are */
 struct ArrayType;
+/* Leaves of one depth-2 node row (merkle_nodes.leaves). */
+#define TG_NODE_LEAVES 16
+extern void tg_merkle_get_leaves(struct ArrayType *a, uint32 *hashes, bool *exists);
 extern struct ArrayType *tg_merkle_leaves_sum(struct ArrayType *old, const uint32 *delta, uint16 touched);
 
 /*

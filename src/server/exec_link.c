@@ -39,14 +39,10 @@ static TgIpcBuf sending;
 static bool sending_active = false;
 
 static bool paused = false;		/* sockets not read while the queue is full */
+static bool restart_wanted = false; /* the executor saw the extension re-created */
+static TgRecClose restart;
 
 #define TG_SX_PAUSE_BYTES	((size_t) 64 * 1024 * 1024)
-
-int
-tg_executors_total(void)
-{
-	return Max(2, tg_executors);
-}
 
 static void
 end_generation(const char *why)
@@ -128,6 +124,17 @@ launch(void)
 			tg_sx_open(c);
 }
 
+/* The executor asked for a fresh server (close code and reason). */
+bool
+tg_sx_restart_wanted(int *code, char *reason, size_t len)
+{
+	if (!restart_wanted)
+		return false;
+	*code = restart.code;
+	strlcpy(reason, restart.reason, len);
+	return true;
+}
+
 bool
 tg_sx_paused(void)
 {
@@ -184,11 +191,9 @@ apply_records(const void *data, Size len)
 
 		if (r.kind == TG_REC_RESTART)
 		{
-			TgRecClose	rc;
-
-			memcpy(&rc, p, Min(sizeof(rc), r.len));
-			rc.reason[sizeof(rc.reason) - 1] = '\0';
-			tg_sock_restart(rc.code, rc.reason);
+			memcpy(&restart, p, Min(sizeof(restart), r.len));
+			restart.reason[sizeof(restart.reason) - 1] = '\0';
+			restart_wanted = true;
 			continue;
 		}
 		c = (last && last->id == r.conn) ? last : find_conn(r.conn);

@@ -61,38 +61,12 @@ static volatile sig_atomic_t got_sighup = false;
 static volatile sig_atomic_t got_wakeup = false;
 static volatile sig_atomic_t tick_due = false;
 static int	wake_pipe[2] = {-1, -1};
-int			tg_wake_fd = -1;	/* read end, drained by transport.c */
 
 static struct lws_context *lws_ctx = NULL;
 static lws_sorted_usec_list_t tick_sul;
 
 
 
-
-int64
-tg_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64
-mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Monotonic milliseconds: for timeouts, immune to wall-clock jumps. */
-int64
-tg_mono_ms(void)
-{
-	return (int64) (mono_ns() / 1000000);
-}
 
 /* ------------------------------------------------------------ signals */
 
@@ -366,8 +340,8 @@ shutdown_clients(int code, const char *reason, bool with_notice)
 		tg_sock_close(c, code, reason);
 	}
 	/* give the sockets up to one second to flush */
-	deadline = mono_ns() + 1000000000ULL;
-	while (mono_ns() < deadline)
+	deadline = tg_mono_ns() + 1000000000ULL;
+	while (tg_mono_ns() < deadline)
 	{
 		bool		any = false;
 
@@ -465,8 +439,8 @@ flow_control(bool pause)
 }
 
 /* The session executor saw the extension re-created: start afresh. */
-void
-tg_sock_restart(int code, const char *reason)
+static void
+restart_server(int code, const char *reason)
 {
 	ereport(LOG,
 			(errmsg("topgun sync server restarting: extension \"topgun\" was re-created in database \"%s\"",
@@ -491,16 +465,17 @@ tg_worker_main(Datum arg)
 {
 	int64		next_listen_try = 0;
 	bool		config_ok;
+	int			restart_code;
+	char		restart_reason[64];
 
 	tg_role = TG_ROLE_SOCKET;
-	tg_sock_init();
 	if (pipe(wake_pipe) != 0 ||
 		fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
 		fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK) != 0 ||
 		fcntl(wake_pipe[0], F_SETFD, FD_CLOEXEC) != 0 ||
 		fcntl(wake_pipe[1], F_SETFD, FD_CLOEXEC) != 0)
 		ereport(FATAL, (errmsg("topgun: could not create the wake-up pipe: %m")));
-	tg_wake_fd = wake_pipe[0];
+	tg_sock_init(wake_pipe[0], tg_sx_open);
 
 	/*
 	 * Every main-loop iteration allocates and frees the same large buffers
@@ -591,7 +566,7 @@ tg_worker_main(Datum arg)
 			sent = pg_atomic_exchange_u64(&tg_worker_shared->wake_sent_ns, 0);
 			if (sent != 0)
 			{
-				uint64		lat = mono_ns() - sent;
+				uint64		lat = tg_mono_ns() - sent;
 
 				pg_atomic_write_u64(&tg_worker_shared->wake_last_ns, lat);
 				if (lat > pg_atomic_read_u64(&tg_worker_shared->wake_max_ns))
@@ -608,6 +583,8 @@ tg_worker_main(Datum arg)
 
 		/* what the session executor answered (sends, closes, session state) */
 		tg_sx_poll();
+		if (tg_sx_restart_wanted(&restart_code, restart_reason, sizeof(restart_reason)))
+			restart_server(restart_code, restart_reason);
 		if (tg_worker_shared && tg_ready != (pg_atomic_read_u32(&tg_worker_shared->ready) != 0))
 			set_ready(!tg_ready);
 
@@ -621,7 +598,7 @@ tg_worker_main(Datum arg)
 			free(batch);
 			batch = next;
 		}
-		tg_sock_reap();
+		tg_sock_reap(tg_sx_closed);
 		tg_sx_poll();			/* hand over what this iteration gathered */
 		flow_control(tg_sx_paused());
 		for (TgConn *c = tg_conns; c; c = c->next)

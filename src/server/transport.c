@@ -35,9 +35,14 @@ static const unsigned char auth_required_msg[] = {
 	0xad, 'A', 'U', 'T', 'H', '_', 'R', 'E', 'Q', 'U', 'I', 'R', 'E', 'D'
 };
 
+static int	wake_fd = -1;
+static void (*on_open) (TgConn *c) = NULL;
+
 void
-tg_sock_init(void)
+tg_sock_init(int fd, void (*open_cb) (TgConn *c))
 {
+	wake_fd = fd;
+	on_open = open_cb;
 	slot_used = MemoryContextAllocZero(TopMemoryContext,
 									   sizeof(bool) * tg_worker_shared->nslots);
 	for (int i = 0; i < tg_worker_shared->nslots; i++)
@@ -571,7 +576,7 @@ tg_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			}
 			nconns_live++;
 			tg_stat_add(TG_STAT_CONN_ACCEPTED, 1);
-			tg_sx_open(c);
+			on_open(c);
 			tg_sock_send(c, auth_required_msg, sizeof(auth_required_msg));
 			return 0;
 
@@ -614,7 +619,7 @@ tg_wake_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		char		buf[64];
 
 		/* drain; the flags set by the handlers tell the main loop what to do */
-		while (read(tg_wake_fd, buf, sizeof(buf)) > 0)
+		while (read(wake_fd, buf, sizeof(buf)) > 0)
 			;
 	}
 	return 0;
@@ -626,9 +631,9 @@ struct lws_protocols tg_sock_protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
-/* Free the connections whose socket closed (the executor is told first). */
+/* Free the connections whose socket closed (gone() is told first). */
 void
-tg_sock_reap(void)
+tg_sock_reap(void (*gone) (TgConn *c))
 {
 	TgConn	   *c = tg_conns;
 
@@ -638,7 +643,7 @@ tg_sock_reap(void)
 
 		if (c->closed)
 		{
-			tg_sx_closed(c);
+			gone(c);
 			conn_free(c);
 		}
 		c = n;

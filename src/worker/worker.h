@@ -297,6 +297,7 @@ extern bool tg_ready;			/* extension present: serve requests */
 
 extern int64 tg_now_ms(void);	/* wall clock (protocol timestamps) */
 extern int64 tg_mono_ms(void);	/* monotonic (timeouts) */
+extern uint64 tg_mono_ns(void);
 extern bool tg_conn_send(TgConn *c, const unsigned char *data, size_t len);
 extern void tg_conn_close(TgConn *c, int code, const char *reason);
 extern void tg_conn_kill(TgConn *c, int code, const char *reason);

@@ -52,6 +52,9 @@ int			tg_executors = 3;
 
 TgWorkerShared *tg_worker_shared = NULL;
 
+/* Per process: which one of the server's processes this is. */
+TgRole		tg_role = TG_ROLE_NONE;
+
 /* Per process: the socket process's sockets, or an executor's mirrors of them. */
 TgConn	   *tg_conns = NULL;
 bool		tg_ready = false;
@@ -487,4 +490,35 @@ tg_executors_info(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();
+}
+
+int
+tg_executors_total(void)
+{
+	return Max(2, tg_executors);
+}
+
+int64
+tg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64
+tg_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Monotonic milliseconds: for timeouts, immune to wall-clock jumps. */
+int64
+tg_mono_ms(void)
+{
+	return (int64) (tg_mono_ns() / 1000000);
 }
