@@ -22,6 +22,7 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -526,6 +527,66 @@ session_sigusr2(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+/* One iteration of the session executor's loop; true if it did anything. */
+static bool
+iterate(MemoryContext loop_cxt)
+{
+	bool		any = false;
+	bool		woken;
+	TgInMsg    *list;
+	MemoryContext old;
+
+	if (got_sighup)
+	{
+		got_sighup = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		tg_auth_configure(false);
+		pg_atomic_fetch_add_u64(&tg_exec_slot(0)->reloads, 1);
+	}
+	old = MemoryContextSwitchTo(loop_cxt);
+	check_ready();
+
+	list = drain_in(&any);
+	if (list)
+		list = gather_more(list);
+	pg_atomic_write_u32(&tg_exec_slot(0)->busy, 1);
+	if (list)
+	{
+		uint64		t0 = mono_us();
+
+		pgstat_report_activity(STATE_RUNNING, "topgun: processing messages");
+		tg_proto_process(list);
+		last_process_us = mono_us() - t0;
+	}
+	for (int round = 0; round < 8; round++)
+	{
+		int			before = tg_readers_in_flight();
+
+		tg_readers_poll();
+		list = take_deferred();
+		if (list)
+		{
+			any = true;
+			tg_proto_process(list);
+		}
+		else if (before == tg_readers_in_flight())
+			break;
+		else
+			any = true;
+	}
+	woken = got_feed_wake;
+	got_feed_wake = false;
+	tg_live_poll(woken || any);
+	tg_query_run_pending();
+	report_and_reap();
+	flush_out();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	pg_atomic_write_u32(&tg_exec_slot(0)->busy, 0);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(loop_cxt);
+	return any;
+}
+
 void
 tg_session_main(Datum arg)
 {
@@ -575,63 +636,37 @@ tg_session_main(Datum arg)
 	for (;;)
 	{
 		bool		any = false;
-		bool		woken;
-		TgInMsg    *list;
-		MemoryContext old;
 
 		ResetLatch(MyLatch);
 		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
 		if (got_sigterm)
 			break;
-		if (got_sighup)
-		{
-			got_sighup = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			tg_auth_configure(false);
-			pg_atomic_fetch_add_u64(&tg_exec_slot(0)->reloads, 1);
-		}
-		old = MemoryContextSwitchTo(loop_cxt);
-		check_ready();
 
-		list = drain_in(&any);
-		if (list)
-			list = gather_more(list);
-		pg_atomic_write_u32(&tg_exec_slot(0)->busy, 1);
-		if (list)
+		/*
+		 * An ERROR escaping one iteration (out of memory in a fan-out, a
+		 * bug) must not end every session: clean up, log, carry on.  Per
+		 * message errors are caught closer to the message.
+		 */
+		PG_TRY();
 		{
-			uint64		t0 = mono_us();
-
-			pgstat_report_activity(STATE_RUNNING, "topgun: processing messages");
-			tg_proto_process(list);
-			last_process_us = mono_us() - t0;
+			any = iterate(loop_cxt);
 		}
-		for (int round = 0; round < 8; round++)
+		PG_CATCH();
 		{
-			int			before = tg_readers_in_flight();
-
-			tg_readers_poll();
-			list = take_deferred();
-			if (list)
-			{
-				any = true;
-				tg_proto_process(list);
-			}
-			else if (before == tg_readers_in_flight())
-				break;
-			else
-				any = true;
+			MemoryContextSwitchTo(loop_cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			if (IsTransactionOrTransactionBlock())
+				AbortCurrentTransaction();
+			SPI_finish();
+			MemoryContextSwitchTo(TopMemoryContext);
+			MemoryContextReset(loop_cxt);
+			tg_ipc_buf_reset(&outbuf);
+			pg_atomic_write_u32(&tg_exec_slot(0)->busy, 0);
+			any = true;
 		}
-		woken = got_feed_wake;
-		got_feed_wake = false;
-		tg_live_poll(woken || any);
-		tg_query_run_pending();
-		report_and_reap();
-		flush_out();
-		pgstat_report_activity(STATE_IDLE, NULL);
-		pg_atomic_write_u32(&tg_exec_slot(0)->busy, 0);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(loop_cxt);
+		PG_END_TRY();
 		if (!any)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 250,
 							 PG_WAIT_EXTENSION);
