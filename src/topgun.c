@@ -28,6 +28,7 @@ _PG_init(void)
 	tg_storage_init();
 	tg_merkle_init();
 	tg_changes_init();
+	tg_journal_init();
 	tg_worker_init();
 
 	MarkGUCPrefixReserved("topgun");
