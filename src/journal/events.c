@@ -75,6 +75,7 @@ static int	cap = 0;
 static Size buffered_bytes = 0;
 static bool written_out = false;	/* pre-commit flush done: no more events */
 static bool wrote_any = false;	/* some events were written out before commit */
+static Oid	hlc_type = InvalidOid;
 static Oid	hlc_array_type = InvalidOid;
 static SPIPlanPtr insert_plan = NULL;
 static Oid	plan_hlc_array_type = InvalidOid;
@@ -226,9 +227,17 @@ tg_journal_capture(PG_FUNCTION_ARGS)
 	if (buf_cxt == NULL)
 		buf_cxt = AllocSetContextCreate(TopTransactionContext, "topgun journal events",
 										ALLOCSET_DEFAULT_SIZES);
-	if (!OidIsValid(hlc_array_type))
-		hlc_array_type = get_array_type(TupleDescAttr(RelationGetDescr(td->tg_relation),
-													  attnum(RelationGetDescr(td->tg_relation), "ts") - 1)->atttypid);
+	{
+		/* the hlc type's oid changes when the extension is re-created */
+		Oid			ts_type = TupleDescAttr(RelationGetDescr(td->tg_relation),
+											attnum(RelationGetDescr(td->tg_relation), "ts") - 1)->atttypid;
+
+		if (ts_type != hlc_type)
+		{
+			hlc_type = ts_type;
+			hlc_array_type = get_array_type(ts_type);
+		}
+	}
 	old = MemoryContextSwitchTo(buf_cxt);
 	capture(td, is_or);
 	MemoryContextSwitchTo(old);
@@ -311,7 +320,7 @@ write_rows(void *arg)
 	Datum		args[9];
 	int64	   *seqs = palloc(n * sizeof(int64));
 	Oid			elem[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID,
-	get_element_type(hlc_array_type), TEXTOID};
+	hlc_type, TEXTOID};
 	int			i,
 				c;
 
