@@ -5,37 +5,15 @@
 #   - batches: topgun.lww_put_many of B ops per transaction (what the sync
 #     server does with a client's OP_BATCH);
 # prints the median tx/s of both and the cost of journaling in percent.
-# Starts its own throwaway cluster (as user postgres) from $TG_PG_BIN, or the
-# system PostgreSQL when unset.
+# Starts its own throwaway cluster (bench/lib_cluster.sh).
 # Usage: bench/journal_bench.sh [C [T [R [B]]]]   (defaults 4 10 3 100)
 set -euo pipefail
 C=${1:-4}
 T=${2:-10}
 R=${3:-3}
 B=${4:-100}
-PGBIN=${TG_PG_BIN:-$(pg_config --bindir)}
-DIR=$(mktemp -d /tmp/topgun-jbench.XXXXXX)
-chown postgres "$DIR"
-chmod 755 "$DIR"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg() { su postgres -s /bin/bash -c "$*"; }
-cleanup() { as_pg "$PGBIN/pg_ctl -D $DIR/data -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$DIR"; }
-trap cleanup EXIT
-as_pg "$PGBIN/initdb -D $DIR/data -U postgres" >/dev/null
-cat >> "$DIR/data/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-shared_preload_libraries = 'topgun'
-topgun.port = 0
-shared_buffers = '512MB'
-max_wal_size = '8GB'
-checkpoint_timeout = '30min'
-CONF
-as_pg "$PGBIN/pg_ctl -D $DIR/data -l $DIR/log -w start" >/dev/null
-PSQL="$PGBIN/psql -X -q -At -h $DIR -p $PORT -U postgres -d postgres -v ON_ERROR_STOP=1"
-PGBENCH="$PGBIN/pgbench -h $DIR -p $PORT -U postgres -n"
-$PSQL -c "CREATE EXTENSION topgun; SELECT topgun.journal_enable('journaled')" >/dev/null
+. "$(dirname "$0")/lib_cluster.sh"
+$PSQL -c "SELECT topgun.journal_enable('journaled')" >/dev/null
 
 for m in journaled plain; do
   cat > "$DIR/one-$m.sql" <<SQL
@@ -51,7 +29,7 @@ SELECT count(*) FROM topgun.lww_put_many(array_fill('$m'::text, ARRAY[$B]),
 SQL
 done
 chmod 644 "$DIR"/*.sql
-tps() { $PGBENCH -c "$C" -j "$C" -T "$T" -f "$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
+tps() { $PGBENCH -c "$C" -j "$C" -T "$T" -f "$1" postgres 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'; }
 for kind in one many; do
   j=(); p=()
   for _ in $(seq "$R"); do
