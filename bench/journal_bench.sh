@@ -5,13 +5,17 @@
 #   - batches: topgun.lww_put_many of B ops per transaction (what the sync
 #     server does with a client's OP_BATCH);
 # prints the median tx/s of both and the cost of journaling in percent.
+# Throughput on a shared machine is noisy, so it also measures the CPU time of
+# one backend running N transactions of each kind (synchronous_commit off),
+# read from /proc: the cost the journal adds to each write.
 # Starts its own throwaway cluster (bench/lib_cluster.sh).
-# Usage: bench/journal_bench.sh [C [T [R [B]]]]   (defaults 4 10 3 100)
+# Usage: bench/journal_bench.sh [C [T [R [B [N]]]]]   (defaults 4 10 3 100 20000)
 set -euo pipefail
 C=${1:-4}
 T=${2:-10}
 R=${3:-3}
 B=${4:-100}
+N=${5:-20000}
 . "$(dirname "$0")/lib_cluster.sh"
 $PSQL -c "SELECT topgun.journal_enable('journaled')" >/dev/null
 
@@ -45,5 +49,38 @@ label = 'single-row lww_put' if kind == 'one' else f'lww_put_many x{b}'
 print(f"== {label}: journaled {mj:.0f} tx/s ({mj*ops:.0f} ops/s), not journaled {mp:.0f} tx/s ({mp*ops:.0f} ops/s);"
       f" journal cost {100 * (1 - mj / mp):.1f} %   rounds j={j} p={p}")
 PY
+done
+$PSQL -c "CREATE PROCEDURE put_loop(m text, n int, b int) LANGUAGE plpgsql AS \$\$
+BEGIN
+  FOR i IN 1..n LOOP
+    IF b = 1 THEN
+      PERFORM topgun.lww_put(m, 'c' || (i % 100000), jsonb_build_object('n', i, 'title', 'item ' || i), topgun.hlc_now());
+    ELSE
+      PERFORM count(*) FROM topgun.lww_put_many(array_fill(m, ARRAY[b]),
+        ARRAY(SELECT 'c' || ((i * b + g) % 100000) FROM generate_series(1, b) g),
+        ARRAY(SELECT jsonb_build_object('n', g, 'title', 'item ' || g) FROM generate_series(1, b) g),
+        ARRAY(SELECT topgun.hlc_now() FROM generate_series(1, b) g));
+    END IF;
+    COMMIT;
+  END LOOP;
+END \$\$"
+cpu() { # CPU seconds (user + system) of one backend running N transactions of b ops on map m
+  $PSQL -v m="$1" -v n="$2" -v b="$3" > /dev/null <<SQL
+SET synchronous_commit = off;
+SELECT pg_backend_pid() AS pid \gset
+\setenv PID :pid
+\! awk '{print \$14 + \$15}' /proc/\$PID/stat > $DIR/cpu0
+CALL put_loop(:'m', :n, :b);
+\! awk '{print \$14 + \$15}' /proc/\$PID/stat > $DIR/cpu1
+SQL
+  echo $(( $(cat "$DIR/cpu1") - $(cat "$DIR/cpu0") ))
+}
+tick=$(getconf CLK_TCK)
+for b in 1 "$B"; do
+  n=$(( b == 1 ? N : N / b ))
+  cj=$(cpu journaled "$n" "$b"); cp=$(cpu plain "$n" "$b")
+  python3 -c "cj, cp, n, b, t = $cj, $cp, $n, $b, $tick
+print(f'== CPU per transaction of {b} op(s), one backend, {n} transactions: journaled {cj / t / n * 1e6:.0f} us, '
+      f'not journaled {cp / t / n * 1e6:.0f} us; journal cost {100 * (cj / cp - 1):.1f} %')"
 done
 echo "== journal events written: $($PSQL -c 'SELECT count(*) FROM topgun.journal_events')"

@@ -77,8 +77,8 @@ static bool written_out = false;	/* pre-commit flush done: no more events */
 static bool wrote_any = false;	/* some events were written out before commit */
 static Oid	hlc_type = InvalidOid;
 static Oid	hlc_array_type = InvalidOid;
-static SPIPlanPtr insert_plan = NULL;
-static Oid	plan_hlc_array_type = InvalidOid;
+static SPIPlanPtr insert_plan[2];
+static Oid	plan_hlc_array_type[2];
 
 PG_FUNCTION_INFO_V1(tg_journal_capture);
 
@@ -252,34 +252,50 @@ tg_journal_capture(PG_FUNCTION_ARGS)
  * Write-out
  * --------------------------------------------------------------------------
  */
-static void
-prepare_plan(void)
+#define INSERT_HEAD \
+	"INSERT INTO topgun.journal_events " \
+	"(seq, type, map, key, value, previous_value, ts, node_id, metadata) "
+#define EVENTS_FROM \
+	"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS e(seq, t, map, key, val, prev, ts, tag) "
+
+/*
+ * Two plans, both generic (planning per commit cost more than the insert):
+ * one for events that are all decided, one that decides OR adds from the
+ * key's other records.
+ */
+static SPIPlanPtr
+prepare_plan(bool with_or_adds)
 {
 	Oid			types[9] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	JSONBARRAYOID, JSONBARRAYOID, hlc_array_type, TEXTARRAYOID, TEXTOID};
 	SPIPlanPtr	p;
+	int			i = with_or_adds ? 1 : 0;
 
-	if (insert_plan != NULL && plan_hlc_array_type == hlc_array_type)
-		return;
-	if (insert_plan != NULL)
-		SPI_freeplan(insert_plan);
-	insert_plan = NULL;
-	p = SPI_prepare(
-		"INSERT INTO topgun.journal_events "
-		"(seq, type, map, key, value, previous_value, ts, node_id, metadata) "
-		"SELECT e.seq, CASE e.t WHEN 'A' THEN CASE WHEN p.v IS NULL THEN 'PUT' ELSE 'UPDATE' END "
-		"ELSE e.t END, e.map, e.key, e.val, CASE e.t WHEN 'A' THEN p.v ELSE e.prev END, e.ts, $9, "
-		"CASE WHEN e.tag IS NOT NULL THEN pg_catalog.jsonb_build_object('tag', e.tag) END "
-		"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS e(seq, t, map, key, val, prev, ts, tag) "
-		"LEFT JOIN LATERAL (SELECT o.value FROM topgun.ormap o "
-		"WHERE e.t = 'A' AND o.map = e.map AND o.leaf = topgun.key_leaf(e.key) AND o.key = e.key "
-		"AND o.tag <> e.tag AND o.ts OPERATOR(topgun.<) e.ts "
-		"ORDER BY o.tag COLLATE \"C\" LIMIT 1) p(v) ON true",
-		9, types);
+	if (insert_plan[i] != NULL && plan_hlc_array_type[i] == hlc_array_type)
+		return insert_plan[i];
+	if (insert_plan[i] != NULL)
+		SPI_freeplan(insert_plan[i]);
+	insert_plan[i] = NULL;
+	p = SPI_prepare_cursor(with_or_adds ?
+						   INSERT_HEAD
+						   "SELECT e.seq, CASE e.t WHEN 'A' THEN CASE WHEN p.v IS NULL THEN 'PUT' ELSE 'UPDATE' END "
+						   "ELSE e.t END, e.map, e.key, e.val, CASE e.t WHEN 'A' THEN p.v ELSE e.prev END, e.ts, $9, "
+						   "CASE WHEN e.tag IS NOT NULL THEN pg_catalog.jsonb_build_object('tag', e.tag) END "
+						   EVENTS_FROM
+						   "LEFT JOIN LATERAL (SELECT o.value FROM topgun.ormap o "
+						   "WHERE e.t = 'A' AND o.map = e.map AND o.leaf = topgun.key_leaf(e.key) AND o.key = e.key "
+						   "AND o.tag <> e.tag AND o.ts OPERATOR(topgun.<) e.ts "
+						   "ORDER BY o.tag COLLATE \"C\" LIMIT 1) p(v) ON true" :
+						   INSERT_HEAD
+						   "SELECT e.seq, e.t, e.map, e.key, e.val, e.prev, e.ts, $9, "
+						   "CASE WHEN e.tag IS NOT NULL THEN pg_catalog.jsonb_build_object('tag', e.tag) END "
+						   EVENTS_FROM,
+						   9, types, CURSOR_OPT_GENERIC_PLAN);
 	if (p == NULL || SPI_keepplan(p) != 0)
 		elog(ERROR, "topgun: could not prepare the journal insert: %s", SPI_result_code_string(SPI_result));
-	insert_plan = p;
-	plan_hlc_array_type = hlc_array_type;
+	insert_plan[i] = p;
+	plan_hlc_array_type[i] = hlc_array_type;
+	return p;
 }
 
 static const char *
@@ -323,6 +339,7 @@ write_rows(void *arg)
 	hlc_type, TEXTOID};
 	int			i,
 				c;
+	bool		or_adds = false;
 
 	for (c = 0; c < 8; c++)
 	{
@@ -336,6 +353,7 @@ write_rows(void *arg)
 
 		cols[0][i] = Int64GetDatum(seqs[i]);
 		cols[1][i] = CStringGetTextDatum(type_name(e->type));
+		or_adds |= e->type == J_OR_ADD;
 		cols[2][i] = e->map;
 		cols[3][i] = e->key;
 		cols[4][i] = e->value;
@@ -350,8 +368,7 @@ write_rows(void *arg)
 	args[8] = CStringGetTextDatum(tg_node_id());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	prepare_plan();
-	if (SPI_execute_plan(insert_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(prepare_plan(or_adds), args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "topgun: writing journal events failed");
 	SPI_finish();
 }
