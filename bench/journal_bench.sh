@@ -67,6 +67,7 @@ END \$\$"
 cpu() { # CPU seconds (user + system) of one backend running N transactions of b ops on map m
   $PSQL -v m="$1" -v n="$2" -v b="$3" > /dev/null <<SQL
 SET synchronous_commit = off;
+CALL put_loop(:'m', :n / 10 + 1, :b);   -- warm caches and plans first
 SELECT pg_backend_pid() AS pid \gset
 \setenv PID :pid
 \! awk '{print \$14 + \$15}' /proc/\$PID/stat > $DIR/cpu0
@@ -78,7 +79,7 @@ SQL
 tick=$(getconf CLK_TCK)
 for b in 1 "$B"; do
   n=$(( b == 1 ? N : N / b ))
-  cj=$(cpu journaled "$n" "$b"); cp=$(cpu plain "$n" "$b")
+  cp=$(cpu plain "$n" "$b"); cj=$(cpu journaled "$n" "$b")
   python3 -c "cj, cp, n, b, t = $cj, $cp, $n, $b, $tick
 print(f'== CPU per transaction of {b} op(s), one backend, {n} transactions: journaled {cj / t / n * 1e6:.0f} us, '
       f'not journaled {cp / t / n * 1e6:.0f} us; journal cost {100 * (cj / cp - 1):.1f} %')"

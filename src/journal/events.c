@@ -32,17 +32,22 @@
 #include "core/hlc.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
 #include "fmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #define BUFFER_MAX_BYTES	(8 * 1024 * 1024)
 
@@ -77,8 +82,8 @@ static bool written_out = false;	/* pre-commit flush done: no more events */
 static bool wrote_any = false;	/* some events were written out before commit */
 static Oid	hlc_type = InvalidOid;
 static Oid	hlc_array_type = InvalidOid;
-static SPIPlanPtr insert_plan[2];
-static Oid	plan_hlc_array_type[2];
+static SPIPlanPtr insert_plan = NULL;
+static Oid	plan_hlc_array_type = InvalidOid;
 
 PG_FUNCTION_INFO_V1(tg_journal_capture);
 
@@ -259,42 +264,37 @@ tg_journal_capture(PG_FUNCTION_ARGS)
 	"FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS e(seq, t, map, key, val, prev, ts, tag) "
 
 /*
- * Two plans, both generic (planning per commit cost more than the insert):
- * one for events that are all decided, one that decides OR adds from the
- * key's other records.
+ * A flush with OR adds inserts through SQL, which decides them from the
+ * key's other records; a generic plan (planning at every commit cost more
+ * than the insert).
  */
 static SPIPlanPtr
-prepare_plan(bool with_or_adds)
+prepare_plan(void)
 {
 	Oid			types[9] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
 	JSONBARRAYOID, JSONBARRAYOID, hlc_array_type, TEXTARRAYOID, TEXTOID};
 	SPIPlanPtr	p;
-	int			i = with_or_adds ? 1 : 0;
 
-	if (insert_plan[i] != NULL && plan_hlc_array_type[i] == hlc_array_type)
-		return insert_plan[i];
-	if (insert_plan[i] != NULL)
-		SPI_freeplan(insert_plan[i]);
-	insert_plan[i] = NULL;
-	p = SPI_prepare_cursor(with_or_adds ?
-						   INSERT_HEAD
+	if (insert_plan != NULL && plan_hlc_array_type == hlc_array_type)
+		return insert_plan;
+	if (insert_plan != NULL)
+		SPI_freeplan(insert_plan);
+	insert_plan = NULL;
+	p = SPI_prepare_cursor("INSERT INTO topgun.journal_events "
+						   "(seq, type, map, key, value, previous_value, ts, node_id, metadata) "
 						   "SELECT e.seq, CASE e.t WHEN 'A' THEN CASE WHEN p.v IS NULL THEN 'PUT' ELSE 'UPDATE' END "
 						   "ELSE e.t END, e.map, e.key, e.val, CASE e.t WHEN 'A' THEN p.v ELSE e.prev END, e.ts, $9, "
 						   "CASE WHEN e.tag IS NOT NULL THEN pg_catalog.jsonb_build_object('tag', e.tag) END "
-						   EVENTS_FROM
+						   "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS e(seq, t, map, key, val, prev, ts, tag) "
 						   "LEFT JOIN LATERAL (SELECT o.value FROM topgun.ormap o "
 						   "WHERE e.t = 'A' AND o.map = e.map AND o.leaf = topgun.key_leaf(e.key) AND o.key = e.key "
 						   "AND o.tag <> e.tag AND o.ts OPERATOR(topgun.<) e.ts "
-						   "ORDER BY o.tag COLLATE \"C\" LIMIT 1) p(v) ON true" :
-						   INSERT_HEAD
-						   "SELECT e.seq, e.t, e.map, e.key, e.val, e.prev, e.ts, $9, "
-						   "CASE WHEN e.tag IS NOT NULL THEN pg_catalog.jsonb_build_object('tag', e.tag) END "
-						   EVENTS_FROM,
+						   "ORDER BY o.tag COLLATE \"C\" LIMIT 1) p(v) ON true",
 						   9, types, CURSOR_OPT_GENERIC_PLAN);
 	if (p == NULL || SPI_keepplan(p) != 0)
 		elog(ERROR, "topgun: could not prepare the journal insert: %s", SPI_result_code_string(SPI_result));
-	insert_plan[i] = p;
-	plan_hlc_array_type[i] = hlc_array_type;
+	insert_plan = p;
+	plan_hlc_array_type = hlc_array_type;
 	return p;
 }
 
@@ -328,32 +328,28 @@ array_of(Datum *vals, bool *nulls, int n, Oid elemtype)
 }
 
 static void
-write_rows(void *arg)
+insert_sql(const int64 *seqs)
 {
 	int			n = nevents;
 	Datum	   *cols[8];
 	bool	   *nulls[8];
 	Datum		args[9];
-	int64	   *seqs = palloc(n * sizeof(int64));
 	Oid			elem[8] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID,
 	hlc_type, TEXTOID};
 	int			i,
 				c;
-	bool		or_adds = false;
 
 	for (c = 0; c < 8; c++)
 	{
 		cols[c] = palloc(n * sizeof(Datum));
 		nulls[c] = palloc0(n * sizeof(bool));
 	}
-	tg_journal_take_numbers(*(Oid *) arg, seqs, n);
 	for (i = 0; i < n; i++)
 	{
 		JEvent	   *e = &events[i];
 
 		cols[0][i] = Int64GetDatum(seqs[i]);
 		cols[1][i] = CStringGetTextDatum(type_name(e->type));
-		or_adds |= e->type == J_OR_ADD;
 		cols[2][i] = e->map;
 		cols[3][i] = e->key;
 		cols[4][i] = e->value;
@@ -368,20 +364,139 @@ write_rows(void *arg)
 	args[8] = CStringGetTextDatum(tg_node_id());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute_plan(prepare_plan(or_adds), args, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_plan(prepare_plan(), args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "topgun: writing journal events failed");
 	SPI_finish();
+}
+
+/* {"tag": tag} */
+static Datum
+tag_metadata(Datum tag)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	k,
+				v;
+	text	   *t = (text *) DatumGetPointer(tag);
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "tag";
+	k.val.string.len = 3;
+	pushJsonbValue(&st, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = VARDATA(t);
+	v.val.string.len = VARSIZE(t) - VARHDRSZ;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	return JsonbPGetDatum(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)));
+}
+
+/*
+ * Every event already decided: insert the rows directly, the way the
+ * logical-replication apply worker does (the executor start-up of an
+ * INSERT ... SELECT was most of a small transaction's journal cost).
+ */
+static void
+insert_direct(Oid relid, const int64 *seqs)
+{
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *slot;
+	Datum		node = CStringGetTextDatum(tg_node_id());
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	int			a_seq = attnum(desc, "seq") - 1,
+				a_type = attnum(desc, "type") - 1,
+				a_map = attnum(desc, "map") - 1,
+				a_key = attnum(desc, "key") - 1,
+				a_value = attnum(desc, "value") - 1,
+				a_prev = attnum(desc, "previous_value") - 1,
+				a_ts = attnum(desc, "ts") - 1,
+				a_node = attnum(desc, "node_id") - 1,
+				a_meta = attnum(desc, "metadata") - 1,
+				a_at = attnum(desc, "recorded_at") - 1;
+	int			i;
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(rri, false);
+	slot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+	for (i = 0; i < nevents; i++)
+	{
+		JEvent	   *e = &events[i];
+		Datum	   *v;
+		bool	   *isnull;
+
+		ExecClearTuple(slot);
+		v = slot->tts_values;
+		isnull = slot->tts_isnull;
+		memset(isnull, true, desc->natts * sizeof(bool));
+		v[a_seq] = Int64GetDatum(seqs[i]);
+		v[a_type] = CStringGetTextDatum(type_name(e->type));
+		v[a_map] = e->map;
+		v[a_key] = e->key;
+		v[a_value] = e->value;
+		v[a_prev] = e->prev;
+		v[a_ts] = e->ts;
+		v[a_node] = node;
+		v[a_at] = now;
+		isnull[a_seq] = isnull[a_type] = isnull[a_map] = isnull[a_key] = false;
+		isnull[a_ts] = isnull[a_node] = isnull[a_at] = false;
+		isnull[a_value] = e->value == (Datum) 0;
+		isnull[a_prev] = e->prev == (Datum) 0;
+		if (e->tag != (Datum) 0)
+		{
+			v[a_meta] = tag_metadata(e->tag);
+			isnull[a_meta] = false;
+		}
+		ExecStoreVirtualTuple(slot);
+		ExecSimpleRelationInsert(rri, estate, slot);
+	}
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);	/* unpins the descriptor */
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+}
+
+typedef struct WriteArgs
+{
+	Oid			seq;
+	Oid			events;
+} WriteArgs;
+
+static void
+write_rows(void *arg)
+{
+	WriteArgs  *w = arg;
+	int64	   *seqs = palloc(nevents * sizeof(int64));
+	bool		or_adds = false;
+	int			i;
+
+	tg_journal_take_numbers(w->seq, seqs, nevents);
+	for (i = 0; i < nevents; i++)
+		or_adds |= events[i].type == J_OR_ADD;
+	if (or_adds)
+		insert_sql(seqs);
+	else
+		insert_direct(w->events, seqs);
 }
 
 static void
 flush_events(void)
 {
-	Oid			seq;
+	WriteArgs	w;
 
 	if (nevents == 0)
 		return;
-	seq = tg_journal_relid("journal_seq", false);
-	tg_journal_as_owner(tg_journal_relid("journal_events", false), write_rows, &seq);
+	w.seq = tg_journal_relid("journal_seq", false);
+	w.events = tg_journal_relid("journal_events", false);
+	tg_journal_as_owner(w.events, write_rows, &w);
 	wrote_any = true;
 	nevents = 0;
 	buffered_bytes = 0;
