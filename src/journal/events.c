@@ -144,6 +144,19 @@ same_record(const JEvent *e, Datum map, Datum key, Datum rec_ts)
 
 static void flush_events(void);
 
+/* Column numbers of topgun.lww [0] and topgun.ormap [1], by relation. */
+typedef struct StorageCols
+{
+	Oid			relid;
+	int			map,
+				key,
+				value,
+				ts,
+				tag;
+} StorageCols;
+
+static StorageCols storage_cols[2];
+
 static JEvent *
 new_event(void)
 {
@@ -162,11 +175,12 @@ static void
 capture(TriggerData *td, bool is_or)
 {
 	TupleDesc	desc = RelationGetDescr(td->tg_relation);
-	int			a_map = attnum(desc, "map"),
-				a_key = attnum(desc, "key"),
-				a_value = attnum(desc, "value"),
-				a_ts = attnum(desc, "ts"),
-				a_tag = is_or ? attnum(desc, "tag") : 0;
+	StorageCols *sc = &storage_cols[is_or ? 1 : 0];
+	int			a_map,
+				a_key,
+				a_value,
+				a_ts,
+				a_tag;
 	HeapTuple	row = TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 	HeapTuple	old = TRIGGER_FIRED_BY_INSERT(td->tg_event) ? NULL : td->tg_trigtuple;
 	JEvent	   *e;
@@ -174,6 +188,20 @@ capture(TriggerData *td, bool is_or)
 				key,
 				rec_ts;
 
+	if (sc->relid != RelationGetRelid(td->tg_relation))
+	{
+		sc->map = attnum(desc, "map");
+		sc->key = attnum(desc, "key");
+		sc->value = attnum(desc, "value");
+		sc->ts = attnum(desc, "ts");
+		sc->tag = is_or ? attnum(desc, "tag") : 0;
+		sc->relid = RelationGetRelid(td->tg_relation);
+	}
+	a_map = sc->map;
+	a_key = sc->key;
+	a_value = sc->value;
+	a_ts = sc->ts;
+	a_tag = sc->tag;
 	map = col(row, desc, a_map);
 	key = col(row, desc, a_key);
 	rec_ts = col(row, desc, a_ts);

@@ -14,7 +14,7 @@ COMMENT ON SEQUENCE topgun.journal_seq IS 'Journal sequence numbers (taken at co
 CREATE TABLE topgun.journal_events (
   seq            bigint PRIMARY KEY,
   type           text NOT NULL CHECK (type IN ('PUT', 'UPDATE', 'DELETE')),
-  map            text NOT NULL,
+  map            text COLLATE "C" NOT NULL,   -- C: the (map, seq) index compares bytes
   key            text NOT NULL,
   value          jsonb,                -- NULL: absent (a delete)
   previous_value jsonb,                -- NULL: absent (no earlier value, or a tombstone)
