@@ -8,7 +8,7 @@
  * queued.  The trigger turns the row change into an event and keeps it in a
  * per-transaction buffer; at pre-commit (or when the buffer holds
  * topgun.journal_buffer_events events) the buffer is written to
- * topgun.journal_events with one INSERT, numbered from topgun.journal_seq
+ * topgun.journal_events (see write_rows), numbered from topgun.journal_seq
  * through horizon.c.  Rows written by a transaction that rolls back vanish
  * with it; events of a rolled-back savepoint are dropped from the buffer.
  *
