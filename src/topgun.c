@@ -6,6 +6,7 @@
  * both can only be set up by the postmaster.
  */
 #include "topgun.h"
+#include "journal/journal.h"
 #include "changes/changes.h"
 #include "core/lww_merge.h"
 
@@ -33,6 +34,9 @@ _PG_init(void)
 	tg_changes_init();
 	tg_changes_capture_init();
 	tg_journal_init();
+	tg_journal_horizon_shmem();
+	tg_journal_patterns_init();
+	tg_journal_events_init();
 	tg_worker_init();
 
 	MarkGUCPrefixReserved("topgun");

@@ -1,6 +1,6 @@
 /*
  * init.c — settings of the journal and the tombstone GC, and helpers shared
- * by the journal's files.
+ * by the journal's files (which _PG_init sets up after these settings).
  */
 #include "topgun.h"
 #include "journal/journal.h"
@@ -47,9 +47,6 @@ tg_journal_init(void)
 							"How often the sync server runs topgun.gc_run() (0: never).",
 							NULL, &tg_gc_interval_s, 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
-	tg_journal_horizon_shmem();
-	tg_journal_patterns_init();
-	tg_journal_events_init();
 }
 
 Oid
@@ -63,27 +60,4 @@ tg_journal_relid(const char *relname, bool missing_ok)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation \"topgun.%s\" does not exist", relname)));
 	return relid;
-}
-
-/*
- * The journal is written on behalf of whoever changed a journaled map; that
- * role needs no privileges on the journal's own tables, exactly as with the
- * Merkle tree's.  Errors restore the user through the abort.
- */
-void
-tg_journal_as_owner(Oid relid, void (*fn) (void *), void *arg)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-	Oid			save_user;
-	int			save_sec;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "topgun: cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	GetUserIdAndSecContext(&save_user, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-	fn(arg);
-	SetUserIdAndSecContext(save_user, save_sec);
 }

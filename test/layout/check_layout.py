@@ -4,9 +4,12 @@
 
   1. no dependency cycle among the .c files of src/ (a file depends on the
      file that defines a symbol it uses, from `nm` of the built objects);
-  2. src/executor never depends on src/server (executors do not touch
-     sockets), and src/server never on src/executor;
-  3. no .c file of src/ over 800 lines.
+  2. src/exec never depends on src/server (executors do not touch
+     sockets), and src/server never on src/exec;
+  3. no .c file of src/ over 800 lines;
+  4. no directory of src/ shadows one of PostgreSQL's include directories
+     (src/ comes first on the include path: src/executor would hide
+     executor/executor.h).
 
 Prints one "ok"/"not ok" line per check and "layout: N passed, M failed".
 Run from the repository root after `make` (make unit does it)."""
@@ -84,11 +87,11 @@ for comp in sccs:
 check(not sccs, f"no dependency cycles among the {len(objs)} objects of src/")
 
 bad = [(a, b) for (a, b) in why if
-       (a.startswith("src/executor/") and b.startswith("src/server/")) or
-       (a.startswith("src/server/") and b.startswith("src/executor/"))]
+       (a.startswith("src/exec/") and b.startswith("src/server/")) or
+       (a.startswith("src/server/") and b.startswith("src/exec/"))]
 for a, b in bad:
     print(f"#   {a} uses {why[(a, b)]} of {b}")
-check(not bad, "src/server and src/executor do not depend on each other")
+check(not bad, "src/server and src/exec do not depend on each other")
 
 big = []
 for f in sorted(glob.glob("src/**/*.c", recursive=True)):
@@ -99,6 +102,13 @@ for f in sorted(glob.glob("src/**/*.c", recursive=True)):
 for f, n in big:
     print(f"#   {f}: {n} lines")
 check(not big, f"no .c file of src/ over {MAX_LINES} lines")
+
+inc = subprocess.run(["pg_config", "--includedir-server"], capture_output=True, text=True).stdout.strip()
+shadow = [d for d in sorted(os.listdir("src")) if os.path.isdir(os.path.join("src", d))
+          and inc and os.path.isdir(os.path.join(inc, d))]
+for d in shadow:
+    print(f"#   src/{d} shadows {inc}/{d}")
+check(bool(inc) and not shadow, "no directory of src/ shadows a PostgreSQL include directory")
 
 p = sum(results)
 print(f"layout: {p} passed, {len(results) - p} failed")

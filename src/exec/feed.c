@@ -42,7 +42,7 @@
 #include "utils/memutils.h"
 
 #include "changes/changes.h"
-#include "executor/events.h"
+#include "exec/events.h"
 
 #define FEED_READ_BYTES	(8 * 1024 * 1024)
 

@@ -12,7 +12,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 #include "ipc/ipc.h"
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)

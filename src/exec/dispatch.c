@@ -12,8 +12,8 @@
 #include "pgstat.h"
 #include "utils/memutils.h"
 
-#include "executor/executor.h"
-#include "executor/readers.h"
+#include "exec/exec.h"
+#include "exec/readers.h"
 
 /* Run one database-backed handler in its own transaction. */
 static void

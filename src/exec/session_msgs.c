@@ -7,7 +7,7 @@
 
 #include <time.h>
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 #include "worker/worker_int.h"
 
 static void

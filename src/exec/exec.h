@@ -1,13 +1,13 @@
 /*
- * executor.h — what the executor modules share (docs/worker.md, "Layout"):
+ * exec.h — what the executor modules share (docs/worker.md, "Layout"):
  * transactions and plans (txn.c), msgpack output (encode.c), watches
  * (watches.c), the handlers of the session executor (dispatch.c,
  * session_msgs.c, apply.c, sync.c, ormap.c) and of live data (queries.c,
  * feed.c, topics.c, counters.c, acl.c, recheck.c).  Everything here runs in
  * an executor process, never in the socket process.
  */
-#ifndef TG_EXECUTOR_H
-#define TG_EXECUTOR_H
+#ifndef TG_EXEC_H
+#define TG_EXEC_H
 
 #include "postgres.h"
 
@@ -209,4 +209,4 @@ extern bool tg_namesub_del(TgNameSub **list, const char *name, size_t len);
 extern void tg_namesub_free(TgNameSub **list);
 extern void tg_namesub_recheck(TgConn *c, TgNameSub **list, int *count, const char *prefix);
 
-#endif							/* TG_EXECUTOR_H */
+#endif							/* TG_EXEC_H */

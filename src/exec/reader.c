@@ -22,11 +22,11 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "executor/session.h"
-#include "executor/reads.h"
+#include "exec/session.h"
+#include "exec/reads.h"
 #include "ipc/ipc.h"
 #include "worker/worker.h"
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 
 static volatile sig_atomic_t got_sigterm = false;

@@ -7,7 +7,7 @@
 
 #include "common/hashfn.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 char		tg_keyset_dead;
 

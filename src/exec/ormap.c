@@ -11,7 +11,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
-#include "executor/events.h"
+#include "exec/events.h"
 
 /* JSON text of an ORMapRecord for topgun.or_merge_key. */
 static bool

@@ -10,7 +10,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 #define THIRTY_DAYS_MS	(30LL * 24 * 3600 * 1000)
 

@@ -24,7 +24,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 /* ------------------------------------------------------------ name lists */
 

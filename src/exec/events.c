@@ -7,7 +7,7 @@
  */
 #include "postgres.h"
 
-#include "executor/events.h"
+#include "exec/events.h"
 
 void
 tg_events_init(TgEventList *l)

@@ -23,7 +23,7 @@
 #include "utils/resowner.h"
 
 #include "core/lww_batch.h"
-#include "executor/events.h"
+#include "exec/events.h"
 
 #define MAX_FULL_RETRIES 3
 

@@ -3,10 +3,10 @@
  * one fan-out path that sends them to the connections watching the maps,
  * for client writes (apply.c, ormap.c) and change-feed events (feed.c).
  */
-#ifndef TG_EXECUTOR_EVENTS_H
-#define TG_EXECUTOR_EVENTS_H
+#ifndef TG_EXEC_EVENTS_H
+#define TG_EXEC_EVENTS_H
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 typedef enum TgEventKind
 {
@@ -59,4 +59,4 @@ extern void tg_events_free(TgEventList *l);
  */
 extern void tg_events_fan_out(TgEventList *l, const char *hlc, TgConn *exclude, bool single);
 
-#endif							/* TG_EXECUTOR_EVENTS_H */
+#endif							/* TG_EXEC_EVENTS_H */

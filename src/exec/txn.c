@@ -12,7 +12,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 /* ------------------------------------------------------------ plans */
 

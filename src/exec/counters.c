@@ -22,7 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 typedef struct PendingCounter
 {

@@ -4,8 +4,8 @@
  * "busy": its later messages wait (tg_proto_process), so replies stay in
  * the order the client sent its messages.
  */
-#ifndef TG_EXECUTOR_READERS_H
-#define TG_EXECUTOR_READERS_H
+#ifndef TG_EXEC_READERS_H
+#define TG_EXEC_READERS_H
 
 #include "ipc/ipc.h"
 #include "worker/worker.h"
@@ -34,4 +34,4 @@ extern int	tg_readers_in_flight(void);
 extern void tg_readers_forward_frames(TgConn *c, void *arg, const char *msg, Size len,
 									  const TgRecError *err);
 
-#endif							/* TG_EXECUTOR_READERS_H */
+#endif							/* TG_EXEC_READERS_H */

@@ -16,9 +16,9 @@
 #include "storage/proc.h"
 #include "utils/memutils.h"
 
-#include "executor/readers.h"
-#include "executor/session.h"
-#include "executor/executor.h"
+#include "exec/readers.h"
+#include "exec/session.h"
+#include "exec/exec.h"
 
 typedef struct Req
 {

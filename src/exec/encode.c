@@ -10,7 +10,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 /* --------------------------------------------------------- encoding */
 

@@ -6,7 +6,7 @@
  */
 #include "postgres.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 #include "ipc/ipc.h"
 
 /* where tg_conn_send() puts a message, and as which record */

@@ -29,7 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 typedef struct Policy
 {

@@ -5,9 +5,9 @@
  */
 #include "postgres.h"
 
-#include "executor/reads.h"
+#include "exec/reads.h"
 #include "wire/message.h"
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 void
 tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_t len)

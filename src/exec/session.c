@@ -37,11 +37,11 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
-#include "executor/readers.h"
-#include "executor/session.h"
+#include "exec/readers.h"
+#include "exec/session.h"
 #include "ipc/ipc.h"
 #include "worker/worker.h"
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;

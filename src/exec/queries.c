@@ -26,8 +26,8 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-#include "executor/executor.h"
-#include "executor/readers.h"
+#include "exec/exec.h"
+#include "exec/readers.h"
 #include "ipc/ipc.h"
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)

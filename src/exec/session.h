@@ -5,8 +5,8 @@
  * feed and hands reads to the reader executors.  It talks to the socket
  * process through the queues of src/ipc; it never touches a socket.
  */
-#ifndef TG_EXECUTOR_SESSION_H
-#define TG_EXECUTOR_SESSION_H
+#ifndef TG_EXEC_SESSION_H
+#define TG_EXEC_SESSION_H
 
 #include "worker/worker.h"
 
@@ -16,4 +16,4 @@ extern PGDLLEXPORT void tg_reader_main(Datum arg);
 
 
 
-#endif							/* TG_EXECUTOR_SESSION_H */
+#endif							/* TG_EXEC_SESSION_H */

@@ -6,7 +6,7 @@
  */
 #include "postgres.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 void
 tg_recheck_access(void)

@@ -5,7 +5,7 @@
  */
 #include "postgres.h"
 
-#include "executor/executor.h"
+#include "exec/exec.h"
 
 bool
 tg_watches_map(TgConn *c, const char *map, size_t len)
