@@ -543,15 +543,17 @@ void
 tg_lockmgr_release_owner(TgLockMgr *m, uint64_t owner, int64_t now)
 {
 	OwnerCount *oc = owner_get(m, owner, false);
+	int			waits;
 
 	if (oc == NULL)
 		return;
+	waits = oc->waits;			/* oc may be freed below */
 	/* first its waiters, so that none of its own requests inherits its locks */
-	for (uint32_t b = 0; b < m->nbuckets && oc->waits > 0; b++)
+	for (uint32_t b = 0; b < m->nbuckets && waits > 0; b++)
 		for (Entry *e = m->buckets[b]; e; e = e->hnext)
 			if (e->head)
 			{
-				drop_waiters(m, e, owner, NULL, 0);
+				waits -= drop_waiters(m, e, owner, NULL, 0);
 				idle_update(m, e);
 			}
 	for (uint32_t b = 0; b < m->nbuckets; b++)

@@ -73,7 +73,7 @@ lv_is(Jv *v, const char *s)
 }
 
 /* Same types, numbers identical (NaN = NaN, -0 ≠ 0), members in the same order. */
-static bool
+static inline bool
 lv_same(const Jv *x, const Jv *y)
 {
 	JvType		tx = x ? x->t : JV_UNDEF,
@@ -110,7 +110,7 @@ lv_same(const Jv *x, const Jv *y)
 	}
 }
 
-static const char *
+static inline const char *
 lv_show(JvArena *a, const Jv *v)
 {
 	JvBuf		b;
