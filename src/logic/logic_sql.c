@@ -1,0 +1,254 @@
+/*
+ * logic_sql.c — SQL entry points of the native built-ins: one processor or
+ * resolver step on jsonb values, and the glob used for key/map patterns.
+ * Locking, reading and writing records are in src/sql/65_logic.sql.
+ */
+#include "postgres.h"
+
+#include "core/storage.h"
+#include "logic/processors.h"
+#include "logic/resolvers.h"
+
+#include "access/htup_details.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+PG_FUNCTION_INFO_V1(tg_processor_apply);
+PG_FUNCTION_INFO_V1(tg_resolver_apply);
+PG_FUNCTION_INFO_V1(tg_glob_match);
+PG_FUNCTION_INFO_V1(tg_is_builtin);
+
+#define LOGIC_MAX_ARGS_BYTES (256 * 1024)
+
+static void *
+arena_palloc(size_t n)
+{
+	return palloc_extended(n, MCXT_ALLOC_NO_OOM);
+}
+
+static void
+arena_pfree(void *p)
+{
+	pfree(p);
+}
+
+/* jsonb → jv; NULL datum → undefined */
+static Jv *
+jv_from_jsonb(JvArena *a, Jsonb *jb)
+{
+	char	   *txt;
+	const char *err = NULL;
+	Jv		   *v;
+
+	if (jb == NULL)
+		return jv_new(a, JV_UNDEF);
+	txt = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	v = jv_parse(a, txt, strlen(txt), 1000, false, &err);
+	if (v == NULL)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("value too large or too deeply nested for a processor: %s", err)));
+	return v;
+}
+
+/* jv → jsonb (storage form); NULL when it cannot be stored (NaN, ±Infinity). */
+static Datum
+jv_to_jsonb(JvArena *a, const Jv *v, bool *ok)
+{
+	JvBuf		b;
+
+	jv_buf_init(&b, a);
+	*ok = jv_stringify(&b, v, true);
+	if (!*ok)
+		return (Datum) 0;
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(b.data));
+}
+
+static size_t
+arena_limit(void)
+{
+	return (size_t) tg_max_value_bytes * 16 + 1024 * 1024;
+}
+
+/*
+ * topgun._processor_apply(name text, current jsonb, args jsonb, args_absent bool)
+ *   RETURNS jsonb {success, result?, newValue?, error?, write: set|remove|none}
+ */
+Datum
+tg_processor_apply(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	Jsonb	   *cur = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	Jsonb	   *args = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	bool		args_absent = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
+	int			id = tg_proc_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	JvArena		a;
+	TgProcOut	out;
+	JsonbParseState *st = NULL;
+	JsonbValue	k,
+				v;
+	JsonbValue *res;
+	bool		ok_res = true,
+				ok_new = true;
+	Datum		rj = (Datum) 0,
+				nj = (Datum) 0;
+	const char *write = "none";
+
+	if (id < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("\"%s\" is not a built-in processor", text_to_cstring(name))));
+	if (args != NULL && VARSIZE(args) > LOGIC_MAX_ARGS_BYTES)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("processor args exceed %d bytes", LOGIC_MAX_ARGS_BYTES)));
+	jv_arena_init(&a, arena_palloc, arena_pfree, arena_limit());
+	tg_proc_run(id, &a, jv_from_jsonb(&a, cur), args_absent ? jv_new(&a, JV_UNDEF) : jv_from_jsonb(&a, args), &out);
+	if (out.success)
+	{
+		if (out.result->t != JV_UNDEF && out.result->t != JV_HOLE)
+			rj = jv_to_jsonb(&a, out.result, &ok_res);
+		if (out.new_value->t != JV_UNDEF && out.new_value->t != JV_HOLE)
+			nj = jv_to_jsonb(&a, out.new_value, &ok_new);
+		if (!ok_res || !ok_new)
+		{
+			out.success = false;
+			out.error = "the processor's result is not a finite number (NaN and Infinity cannot be stored as JSON)";
+		}
+		else if (nj != (Datum) 0 && !tg_jsonb_is_null(DatumGetJsonbP(nj)))
+			write = "set";
+		else if (cur != NULL)
+			write = "remove";
+	}
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+#define PUT_KEY(s) (k.val.string.val = (s), k.val.string.len = strlen(s), pushJsonbValue(&st, WJB_KEY, &k))
+	PUT_KEY("success");
+	v.type = jbvBool;
+	v.val.boolean = out.success;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	if (out.success)
+	{
+		if (rj != (Datum) 0)
+		{
+			PUT_KEY("result");
+			v.type = jbvBinary;
+			v.val.binary.data = &DatumGetJsonbP(rj)->root;
+			v.val.binary.len = VARSIZE(DatumGetJsonbP(rj)) - VARHDRSZ;
+			pushJsonbValue(&st, WJB_VALUE, &v);
+		}
+		if (nj != (Datum) 0)
+		{
+			PUT_KEY("newValue");
+			v.type = jbvBinary;
+			v.val.binary.data = &DatumGetJsonbP(nj)->root;
+			v.val.binary.len = VARSIZE(DatumGetJsonbP(nj)) - VARHDRSZ;
+			pushJsonbValue(&st, WJB_VALUE, &v);
+		}
+	}
+	else
+	{
+		PUT_KEY("error");
+		v.type = jbvString;
+		v.val.string.val = (char *) out.error;
+		v.val.string.len = strlen(out.error);
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	PUT_KEY("write");
+	v.type = jbvString;
+	v.val.string.val = (char *) write;
+	v.val.string.len = strlen(write);
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+#undef PUT_KEY
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+}
+
+/*
+ * topgun._resolver_apply(name text, local jsonb, has_local_ts bool, remote jsonb,
+ *   remote_vs_local int, key text, identity text, is_server bool,
+ *   OUT action text, OUT value jsonb, OUT reason text)
+ * action: accept | reject | merge | local | skip (the resolver failed)
+ */
+Datum
+tg_resolver_apply(PG_FUNCTION_ARGS)
+{
+	text	   *name = PG_GETARG_TEXT_PP(0);
+	int			id = tg_res_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	JvArena		a;
+	TgResCtx	ctx;
+	TgResOut	out;
+	TupleDesc	td;
+	Datum		vals[3];
+	bool		nulls[3] = {false, true, true};
+	static const char *names[] = {"accept", "reject", "merge", "local", "skip"};
+	text	   *key = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	text	   *ident = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
+
+	if (id < 0)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						errmsg("\"%s\" is not a built-in resolver", text_to_cstring(name))));
+	if (get_call_result_type(fcinfo, NULL, &td) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "_resolver_apply must return a record");
+	jv_arena_init(&a, arena_palloc, arena_pfree, arena_limit());
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.local = jv_from_jsonb(&a, PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1));
+	ctx.has_local_ts = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+	ctx.remote = PG_ARGISNULL(3) ? jv_new(&a, JV_NULL) : jv_from_jsonb(&a, PG_GETARG_JSONB_P(3));
+	ctx.remote_vs_local = PG_ARGISNULL(4) ? 1 : PG_GETARG_INT32(4);
+	if (key)
+	{
+		ctx.key = VARDATA_ANY(key);
+		ctx.key_len = VARSIZE_ANY_EXHDR(key);
+	}
+	if (ident)
+	{
+		ctx.user_id = VARDATA_ANY(ident);
+		ctx.user_id_len = VARSIZE_ANY_EXHDR(ident);
+	}
+	ctx.is_server = !PG_ARGISNULL(7) && PG_GETARG_BOOL(7);
+	tg_res_run(id, &a, &ctx, &out);
+	if (out.action == TG_RES_ACCEPT || out.action == TG_RES_MERGE)
+	{
+		bool		ok = true;
+
+		if (out.value != NULL && out.value->t != JV_UNDEF && out.value->t != JV_HOLE)
+		{
+			vals[1] = jv_to_jsonb(&a, out.value, &ok);
+			nulls[1] = !ok;
+		}
+		if (!ok)
+		{
+			out.action = TG_RES_THROW;
+			out.reason = "the merged value is not a finite number";
+		}
+	}
+	if (out.reason)
+	{
+		vals[2] = CStringGetTextDatum(out.reason);
+		nulls[2] = false;
+	}
+	vals[0] = CStringGetTextDatum(names[out.action]);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(td), vals, nulls)));
+}
+
+/* topgun._glob(pattern text, s text): `*` any run, `?` one character, anchored. */
+Datum
+tg_glob_match(PG_FUNCTION_ARGS)
+{
+	text	   *p = PG_GETARG_TEXT_PP(0);
+	text	   *s = PG_GETARG_TEXT_PP(1);
+
+	PG_RETURN_BOOL(tg_res_glob(VARDATA_ANY(p), VARSIZE_ANY_EXHDR(p), VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s)));
+}
+
+/* topgun._is_builtin(kind 'processor'|'resolver', name text) */
+Datum
+tg_is_builtin(PG_FUNCTION_ARGS)
+{
+	text	   *kind = PG_GETARG_TEXT_PP(0);
+	text	   *name = PG_GETARG_TEXT_PP(1);
+	bool		proc = VARSIZE_ANY_EXHDR(kind) == 9 && memcmp(VARDATA_ANY(kind), "processor", 9) == 0;
+
+	PG_RETURN_BOOL(proc ? tg_proc_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) >= 0
+				   : tg_res_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) >= 0);
+}
