@@ -23,7 +23,7 @@ LANGUAGE sql AS $$ SELECT coalesce(cur, '[]') || args, to_jsonb(jsonb_array_leng
 CREATE FUNCTION bad_sig(cur jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT cur $$;
 SELECT topgun.register_processor('bad', 'bad_sig(jsonb)');
 SELECT topgun.register_processor('capped', 'cap_push(jsonb,jsonb,text,text)');
-SELECT * FROM topgun.registered_processors;
+SELECT name, fn FROM topgun.registered_processors;
 SELECT topgun.execute_on_key('ep', 'c', 'capped', '[1]'), topgun.execute_on_key('ep', 'c', 'capped', '[2]');
 SELECT topgun.execute_on_keys('ep', ARRAY['b1', 'b2', 'b1'], 'builtin:increment', '10');
 SELECT topgun.unregister_processor('capped'), topgun.unregister_processor('capped');
@@ -59,10 +59,31 @@ UPDATE replica SET value = r->'value', millis = (r#>>'{timestamp,millis}')::bigi
     OR ((r#>>'{timestamp,millis}')::bigint = millis AND (r#>>'{timestamp,counter}')::bigint = counter AND r#>>'{timestamp,nodeId}' > node);
 SELECT value = topgun.lww_get('inventory', 'apples') AS converged, value FROM replica;
 SELECT (topgun.restamp('inventory', 'never', '5000:0:c'))->'value' AS tombstone, topgun.lww_get('inventory', 'never');
-SELECT topgun.unregister_resolver('ro'), count(*) FROM topgun.registered_resolvers;
+SELECT topgun.unregister_resolver('ro');
+SELECT count(*) FROM topgun.registered_resolvers;
 -- lock tokens: blocks never overlap and never go back
 SELECT topgun.lock_reserve_tokens('L', 100), topgun.lock_reserve_tokens('L', 100), topgun.lock_reserve_tokens('M', 1);
 SELECT topgun.lock_reserve_tokens('L', 0);
 -- no sync server publishing: empty, and a release cannot be posted
 SELECT count(*) FROM topgun.locks;
 SELECT topgun.lock_release('L');
+-- resolvers on SQL writes: only those registered with apply_to_sql, only while
+-- topgun.sql_write_resolvers is on; the trigger exists only while needed
+SELECT topgun.lww_put('inventory', 'pears', '-3');
+SELECT topgun.register_resolver('builtin:non_negative', 'inv*', apply_to_sql => true);
+SELECT topgun.register_resolver('builtin:immutable', 'frozen*', apply_to_sql => true);
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'topgun.lww'::regclass AND tgname = 'lww_a_resolve';
+SELECT topgun.lww_put('inventory', 'plums', '-3');
+SELECT topgun.lww_put('inventory', 'plums', '4'), topgun.lww_put('inventory', 'plums', '5');
+SELECT topgun.lww_get('inventory', 'plums');
+SELECT topgun.lww_put('frozen2', 'k', '1');
+SELECT topgun.lww_put('frozen2', 'k', '2');
+SELECT topgun.lww_get('frozen2', 'k');
+SELECT topgun.restamp('frozen2', 'k', topgun.hlc_now())->'value' AS restamp_bypasses;
+SET topgun.sql_write_resolvers = off;
+SELECT topgun.lww_put('inventory', 'plums', '-7');
+SELECT topgun.lww_get('inventory', 'plums');
+RESET topgun.sql_write_resolvers;
+SELECT topgun.unregister_resolver('builtin:non_negative'), topgun.unregister_resolver('builtin:immutable');
+SELECT count(*) AS trigger_left FROM pg_trigger WHERE tgrelid = 'topgun.lww'::regclass AND tgname = 'lww_a_resolve';
+SELECT topgun.lww_put('inventory', 'plums', '-8');

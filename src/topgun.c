@@ -6,7 +6,7 @@
  * both can only be set up by the postmaster.
  */
 #include "topgun.h"
-#include "logic/lock_shm.h"
+#include "logic/logic_pg.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -30,7 +30,7 @@ _PG_init(void)
 	tg_merkle_init();
 	tg_changes_init();
 	tg_worker_init();
-	tg_lock_shm_init();
+	tg_logic_init();
 
 	MarkGUCPrefixReserved("topgun");
 }

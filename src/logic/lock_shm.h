@@ -53,7 +53,7 @@ typedef struct TgLockShm
 	TgLockShmRow rows[TG_LOCK_SHM_ROWS];
 } TgLockShm;
 
-/* PostgreSQL side (src/logic/lock_shm.c): the segment, NULL before startup. */
+/* PostgreSQL side (src/logic/pg_lock_shm.c): the segment, NULL before startup. */
 extern TgLockShm *tg_lock_shm(void);
 extern void tg_lock_shm_init(void);
 

@@ -2,8 +2,6 @@
 -- Server-side logic: entry processors, conflict resolvers, lock tokens
 -- (docs/processors.md, docs/resolvers.md, docs/locks.md)
 ------------------------------------------------------------------------------
-CREATE FUNCTION topgun._processor_apply(name text, current jsonb, args jsonb, args_absent boolean)
-  RETURNS jsonb AS 'MODULE_PATHNAME', 'tg_processor_apply' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION topgun._resolver_apply(name text, local jsonb, has_local_ts boolean, remote jsonb,
     remote_vs_local integer, key text, identity text, is_server boolean,
     OUT action text, OUT value jsonb, OUT reason text)
@@ -54,83 +52,49 @@ CREATE VIEW topgun.registered_processors AS
 REVOKE ALL ON FUNCTION topgun.register_processor(text, regprocedure) FROM PUBLIC;
 REVOKE ALL ON FUNCTION topgun.unregister_processor(text) FROM PUBLIC;
 
--- One key, one transaction step: serialised on an advisory lock of (map, key)
--- (which also covers keys that do not exist yet), written through lww_put /
--- lww_remove with a fresh HLC so Merkle, change feed and events follow.
-CREATE FUNCTION topgun.execute_on_key(map text, key text, processor text, args jsonb DEFAULT NULL)
+-- A registered processor on one key, called by topgun.execute_on_key with
+-- the key's lock held (src/logic/execute.c).
+CREATE FUNCTION topgun._execute_user(map text, key text, fn regprocedure, current jsonb, args jsonb)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-  cur jsonb;
-  r jsonb;
-  fn regprocedure;
   nv jsonb;
   res jsonb;
 BEGIN
-  IF map IS NULL OR key IS NULL OR processor IS NULL THEN
-    RAISE EXCEPTION 'map, key and processor must not be NULL' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
-  IF args IS NOT NULL AND pg_column_size(args) > 262144 THEN
-    RETURN jsonb_build_object('success', false, 'error', 'processor args exceed 256 KiB');
-  END IF;
-  IF NOT topgun._is_builtin('processor', processor) THEN
-    SELECT p.fn INTO fn FROM topgun.processors p WHERE p.name = processor;
-    IF fn IS NULL THEN
-      RETURN jsonb_build_object('success', false, 'error',
-        format('Unknown processor "%s": only built-in processors and those registered with topgun.register_processor run (client code is never executed)', left(processor, 100)));
-    END IF;
-  END IF;
-  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(map || chr(1) || key, 4242));
-  cur := topgun.lww_get(map, key);
-  IF fn IS NULL THEN
-    r := topgun._processor_apply(processor, cur, args, args IS NULL);
-    IF NOT (r->>'success')::boolean THEN
-      RETURN r - 'write';
-    END IF;
-    nv := r->'newValue';
-    IF r->>'write' = 'set' THEN
-      PERFORM topgun.lww_put(map, key, nv);
-    ELSIF r->>'write' = 'remove' THEN
-      PERFORM topgun.lww_remove(map, key);
-    END IF;
-    RETURN r - 'write';
-  END IF;
+  SELECT l.value INTO current FROM topgun.lww l
+   WHERE l.map = $1 AND l.leaf = topgun.key_leaf($2) AND l.key = $2 AND l.value IS NOT NULL
+     AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms());
   BEGIN
-    EXECUTE format('SELECT value, result FROM %s($1, $2, $3, $4)', fn::regproc) INTO nv, res USING cur, args, key, map;
+    EXECUTE format('SELECT value, result FROM %s($1, $2, $3, $4)', fn::regproc) INTO nv, res USING current, args, key, map;
   EXCEPTION WHEN OTHERS THEN
     RETURN jsonb_build_object('success', false, 'error', SQLERRM);
   END;
   IF nv IS NOT NULL AND pg_catalog.jsonb_typeof(nv) <> 'null' THEN
     PERFORM topgun.lww_put(map, key, nv);
-  ELSIF cur IS NOT NULL THEN
-    PERFORM topgun.lww_remove(map, key);
+  ELSE
     nv := NULL;
+    IF current IS NOT NULL THEN
+      PERFORM topgun.lww_remove(map, key);
+    END IF;
   END IF;
-  RETURN jsonb_strip_nulls(jsonb_build_object('success', true, 'result', res, 'newValue', nv))
-         || CASE WHEN res = 'null' THEN '{"result":null}'::jsonb ELSE '{}' END;
+  RETURN jsonb_build_object('success', true)
+         || CASE WHEN res IS NULL THEN '{}' ELSE jsonb_build_object('result', res) END
+         || CASE WHEN nv IS NULL THEN '{}' ELSE jsonb_build_object('newValue', nv) END;
 END $$;
+
+-- One key, one transaction step: serialised on an advisory lock of (map, key)
+-- (which also covers keys that do not exist yet), written through lww_put /
+-- lww_remove with a fresh HLC so Merkle, change feed and events follow.
+CREATE FUNCTION topgun.execute_on_key(map text, key text, processor text, args jsonb DEFAULT NULL)
+  RETURNS jsonb AS 'MODULE_PATHNAME', 'tg_execute_on_key' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION topgun.execute_on_key(text, text, text, jsonb) IS
   'Run an entry processor on one key atomically; returns {success, result?, newValue?, error?}';
 
--- ENTRY_PROCESS_BATCH: all keys in one transaction (a raised error rolls all
--- back; a per-key success:false does not).  Locks are taken in key order
--- first, so concurrent batches cannot deadlock; keys then run in the given
--- order, a duplicate runs twice and the last result wins.
+-- ENTRY_PROCESS_BATCH: all keys in the caller's transaction (a raised error
+-- undoes all; a per-key success:false does not).  Locks are taken first in
+-- key order, so concurrent batches cannot deadlock; keys then run in the
+-- given order, a duplicate runs twice and the last result wins.
 CREATE FUNCTION topgun.execute_on_keys(map text, keys text[], processor text, args jsonb DEFAULT NULL)
-RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-  k text;
-  out jsonb := '{}';
-BEGIN
-  IF cardinality(keys) > 1000 THEN
-    RAISE EXCEPTION 'at most 1000 keys per batch' USING ERRCODE = 'program_limit_exceeded';
-  END IF;
-  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(map || chr(1) || u.k, 4242))
-     FROM (SELECT DISTINCT x AS k FROM unnest(keys) x ORDER BY 1) u;
-  FOR k IN SELECT x FROM unnest(keys) x LOOP
-    out := out || jsonb_build_object(k, topgun.execute_on_key(map, k, processor, args));
-  END LOOP;
-  RETURN out;
-END $$;
+  RETURNS jsonb AS 'MODULE_PATHNAME', 'tg_execute_on_keys' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION topgun.execute_on_keys(text, text[], text, jsonb) IS
   'ENTRY_PROCESS_BATCH: the processor on every key, one transaction; returns {key: result}';
 
@@ -150,6 +114,51 @@ CREATE TABLE topgun.resolvers (
 );
 COMMENT ON TABLE topgun.resolvers IS 'Conflict resolvers on client writes, highest priority first, then registration order';
 SELECT pg_catalog.pg_extension_config_dump('topgun.resolvers', '');
+
+
+-- Resolvers on SQL writes: resolvers registered with apply_to_sql also judge
+-- LWW writes made from SQL while topgun.sql_write_resolvers is on (the sync
+-- server's sessions turn it off: they call resolve_ops themselves).  The row
+-- trigger exists only while such a resolver exists, so other writes pay
+-- nothing.  reject raises check_violation; local skips the row; merge
+-- replaces the value.  The identity is session_user.
+CREATE FUNCTION topgun._lww_resolve() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+BEGIN
+  IF NOT current_setting('topgun.sql_write_resolvers')::boolean THEN
+    RETURN NEW;
+  END IF;
+  IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM topgun.lww l
+       WHERE l.map = NEW.map AND l.leaf = topgun.key_leaf(NEW.key) AND l.key = NEW.key) THEN
+    RETURN NEW;           -- ON CONFLICT: the BEFORE UPDATE run decides, with the stored row
+  END IF;
+  SELECT * INTO r FROM topgun.resolve_ops(ARRAY[NEW.map], ARRAY[NEW.key], ARRAY[NEW.value], ARRAY[NEW.ts],
+                                          session_user::text, '{}', true);
+  IF r.outcome = 'reject' THEN
+    RAISE EXCEPTION 'write to %/% rejected by a conflict resolver: %', NEW.map, NEW.key, r.reason
+      USING ERRCODE = 'check_violation';
+  ELSIF r.outcome = 'local' AND TG_OP = 'UPDATE' THEN
+    RETURN NULL;
+  ELSIF r.outcome = 'merge' THEN
+    NEW.value := r.value;
+  END IF;
+  RETURN NEW;
+END $$;
+
+CREATE FUNCTION topgun._sync_resolve_trigger() RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  want boolean := EXISTS (SELECT 1 FROM topgun.resolvers WHERE apply_to_sql);
+  have boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                           WHERE tgrelid = 'topgun.lww'::regclass AND tgname = 'lww_a_resolve');
+BEGIN
+  IF want AND NOT have THEN
+    CREATE TRIGGER lww_a_resolve BEFORE INSERT OR UPDATE OF value, ts ON topgun.lww
+      FOR EACH ROW EXECUTE FUNCTION topgun._lww_resolve();
+  ELSIF have AND NOT want THEN
+    DROP TRIGGER lww_a_resolve ON topgun.lww;
+  END IF;
+END $$;
 
 CREATE FUNCTION topgun.register_resolver(name text, map_pattern text, fn regprocedure DEFAULT NULL,
     priority integer DEFAULT NULL, key_pattern text DEFAULT NULL, apply_to_sql boolean DEFAULT false)
@@ -175,10 +184,17 @@ BEGIN
   ON CONFLICT ON CONSTRAINT resolvers_pkey DO UPDATE
     SET map_pattern = excluded.map_pattern, key_pattern = excluded.key_pattern, fn = excluded.fn,
         priority = excluded.priority, apply_to_sql = excluded.apply_to_sql, registered_at = now();
+  PERFORM topgun._sync_resolve_trigger();
 END $$;
-CREATE FUNCTION topgun.unregister_resolver(name text) RETURNS boolean LANGUAGE sql AS $$
-  WITH d AS (DELETE FROM topgun.resolvers r WHERE r.name = $1 RETURNING 1) SELECT count(*) > 0 FROM d
-$$;
+CREATE FUNCTION topgun.unregister_resolver(name text) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+  deleted boolean;
+BEGIN
+  DELETE FROM topgun.resolvers r WHERE r.name = $1;
+  deleted := FOUND;
+  PERFORM topgun._sync_resolve_trigger();
+  RETURN deleted;
+END $$;
 CREATE VIEW topgun.registered_resolvers AS
   SELECT name, map_pattern, key_pattern, fn, priority, apply_to_sql, registered_at
     FROM topgun.resolvers ORDER BY priority DESC, seq;
@@ -195,7 +211,7 @@ $$;
 -- accept (write vals[idx]), merge (write `value` instead, same timestamp),
 -- reject (drop; reason), local (drop: the stored value stays).
 CREATE FUNCTION topgun.resolve_ops(maps text[], keys text[], vals jsonb[], ts topgun.hlc[],
-    identity text DEFAULT NULL, roles text[] DEFAULT '{}')
+    identity text DEFAULT NULL, roles text[] DEFAULT '{}', sql_writes boolean DEFAULT false)
 RETURNS TABLE (idx integer, outcome text, value jsonb, reason text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -207,7 +223,8 @@ DECLARE
   cmp integer;
   decided boolean;
 BEGIN
-  SELECT array_agg(x ORDER BY x.priority DESC, x.seq) INTO rlist FROM topgun.resolvers x;
+  SELECT array_agg(x ORDER BY x.priority DESC, x.seq) INTO rlist FROM topgun.resolvers x
+   WHERE x.apply_to_sql OR NOT sql_writes;
   FOR op IN
     SELECT u.i, u.m, u.k, u.v, u.t, l.ts AS lts,
            CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms())
@@ -247,7 +264,7 @@ BEGIN
     RETURN NEXT;
   END LOOP;
 END $$;
-COMMENT ON FUNCTION topgun.resolve_ops(text[], text[], jsonb[], topgun.hlc[], text, text[]) IS
+COMMENT ON FUNCTION topgun.resolve_ops(text[], text[], jsonb[], topgun.hlc[], text, text[], boolean) IS
   'Run the conflict-resolver chains on client LWW ops before they are applied; one row per op';
 
 -- Rejected op: write the stored value again with a timestamp newer than the
@@ -259,6 +276,7 @@ DECLARE
   v jsonb;
   ttl bigint;
   t topgun.hlc;
+  prev text;
 BEGIN
   PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(map || chr(1) || key, 4242));
   SELECT l.value, l.ttl_ms INTO v, ttl FROM topgun.lww l
@@ -268,11 +286,14 @@ BEGIN
     ttl := CASE WHEN v IS NULL THEN NULL ELSE ttl END;
   END IF;
   t := topgun.hlc_update(newer_than);  -- > newer_than and > the node clock
+  -- the stored value is written back as it is: not a change for resolvers to judge
+  prev := set_config('topgun.sql_write_resolvers', 'off', true);
   IF v IS NULL THEN
     PERFORM topgun.lww_remove(map, key, t);
   ELSE
     PERFORM topgun.lww_put(map, key, v, t, ttl);
   END IF;
+  PERFORM set_config('topgun.sql_write_resolvers', prev, true);
   RETURN jsonb_build_object('key', key, 'value', v, 'timestamp', topgun.hlc_json(t))
          || CASE WHEN ttl IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('ttlMs', ttl) END;
 END $$;

@@ -1,5 +1,5 @@
 /*
- * lock_shm.c — the shared-memory lock table (lock_shm.h) and the SQL
+ * pg_lock_shm.c — the shared-memory lock table (lock_shm.h) and the SQL
  * functions reading it (topgun.locks()) and posting to it
  * (topgun.lock_release()).
  */

@@ -1,11 +1,14 @@
 /*
- * logic_sql.c — SQL entry points of the native built-ins: one processor or
- * resolver step on jsonb values, and the glob used for key/map patterns.
- * Locking, reading and writing records are in src/sql/65_logic.sql.
+ * pg_builtins.c — the native built-ins on jsonb values: one processor run
+ * (tg_logic_run_builtin, used by pg_execute.c), one resolver step
+ * (topgun._resolver_apply, chained by topgun.resolve_ops in SQL), and the
+ * glob used for key/map patterns.
  */
 #include "postgres.h"
 
 #include "core/storage.h"
+#include "logic/lock_shm.h"
+#include "logic/logic_pg.h"
 #include "logic/processors.h"
 #include "logic/resolvers.h"
 
@@ -13,14 +16,28 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 
-PG_FUNCTION_INFO_V1(tg_processor_apply);
 PG_FUNCTION_INFO_V1(tg_resolver_apply);
 PG_FUNCTION_INFO_V1(tg_glob_match);
 PG_FUNCTION_INFO_V1(tg_is_builtin);
 
 #define LOGIC_MAX_ARGS_BYTES (256 * 1024)
+
+static bool sql_write_resolvers = true;
+
+/* Module initialisation (from _PG_init): settings and the lock table. */
+void
+tg_logic_init(void)
+{
+	DefineCustomBoolVariable("topgun.sql_write_resolvers",
+							 "Run the conflict resolvers registered with apply_to_sql on LWW writes made from SQL.",
+							 "The sync server turns this off in its own sessions: it resolves client writes "
+							 "with topgun.resolve_ops before applying them.",
+							 &sql_write_resolvers, true, PGC_USERSET, 0, NULL, NULL, NULL);
+	tg_lock_shm_init();
+}
 
 static void *
 arena_palloc(size_t n)
@@ -72,17 +89,12 @@ arena_limit(void)
 }
 
 /*
- * topgun._processor_apply(name text, current jsonb, args jsonb, args_absent bool)
- *   RETURNS jsonb {success, result?, newValue?, error?, write: set|remove|none}
+ * Run built-in `id` on the current value (NULL: absent) and args; the
+ * response object {success, result?, newValue?, error?} and what to write.
  */
-Datum
-tg_processor_apply(PG_FUNCTION_ARGS)
+Jsonb *
+tg_logic_run_builtin(int id, Jsonb *cur, Jsonb *args, bool args_absent, TgWrite *write, Jsonb **new_value)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	Jsonb	   *cur = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
-	Jsonb	   *args = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
-	bool		args_absent = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
-	int			id = tg_proc_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
 	JvArena		a;
 	TgProcOut	out;
 	JsonbParseState *st = NULL;
@@ -93,11 +105,9 @@ tg_processor_apply(PG_FUNCTION_ARGS)
 				ok_new = true;
 	Datum		rj = (Datum) 0,
 				nj = (Datum) 0;
-	const char *write = "none";
 
-	if (id < 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("\"%s\" is not a built-in processor", text_to_cstring(name))));
+	*write = TG_WRITE_NONE;
+	*new_value = NULL;
 	if (args != NULL && VARSIZE(args) > LOGIC_MAX_ARGS_BYTES)
 		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						errmsg("processor args exceed %d bytes", LOGIC_MAX_ARGS_BYTES)));
@@ -115,37 +125,33 @@ tg_processor_apply(PG_FUNCTION_ARGS)
 			out.error = "the processor's result is not a finite number (NaN and Infinity cannot be stored as JSON)";
 		}
 		else if (nj != (Datum) 0 && !tg_jsonb_is_null(DatumGetJsonbP(nj)))
-			write = "set";
+		{
+			*write = TG_WRITE_SET;
+			*new_value = DatumGetJsonbP(nj);
+		}
 		else if (cur != NULL)
-			write = "remove";
+			*write = TG_WRITE_REMOVE;
 	}
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	k.type = jbvString;
 #define PUT_KEY(s) (k.val.string.val = (s), k.val.string.len = strlen(s), pushJsonbValue(&st, WJB_KEY, &k))
+#define PUT_JSONB(d) (v.type = jbvBinary, v.val.binary.data = &DatumGetJsonbP(d)->root, \
+		v.val.binary.len = VARSIZE(DatumGetJsonbP(d)) - VARHDRSZ, pushJsonbValue(&st, WJB_VALUE, &v))
 	PUT_KEY("success");
 	v.type = jbvBool;
 	v.val.boolean = out.success;
 	pushJsonbValue(&st, WJB_VALUE, &v);
-	if (out.success)
+	if (out.success && rj != (Datum) 0)
 	{
-		if (rj != (Datum) 0)
-		{
-			PUT_KEY("result");
-			v.type = jbvBinary;
-			v.val.binary.data = &DatumGetJsonbP(rj)->root;
-			v.val.binary.len = VARSIZE(DatumGetJsonbP(rj)) - VARHDRSZ;
-			pushJsonbValue(&st, WJB_VALUE, &v);
-		}
-		if (nj != (Datum) 0)
-		{
-			PUT_KEY("newValue");
-			v.type = jbvBinary;
-			v.val.binary.data = &DatumGetJsonbP(nj)->root;
-			v.val.binary.len = VARSIZE(DatumGetJsonbP(nj)) - VARHDRSZ;
-			pushJsonbValue(&st, WJB_VALUE, &v);
-		}
+		PUT_KEY("result");
+		PUT_JSONB(rj);
 	}
-	else
+	if (out.success && nj != (Datum) 0)
+	{
+		PUT_KEY("newValue");
+		PUT_JSONB(nj);
+	}
+	if (!out.success)
 	{
 		PUT_KEY("error");
 		v.type = jbvString;
@@ -153,14 +159,10 @@ tg_processor_apply(PG_FUNCTION_ARGS)
 		v.val.string.len = strlen(out.error);
 		pushJsonbValue(&st, WJB_VALUE, &v);
 	}
-	PUT_KEY("write");
-	v.type = jbvString;
-	v.val.string.val = (char *) write;
-	v.val.string.len = strlen(write);
-	pushJsonbValue(&st, WJB_VALUE, &v);
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
 #undef PUT_KEY
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+#undef PUT_JSONB
+	return JsonbValueToJsonb(res);
 }
 
 /*

@@ -1,0 +1,326 @@
+/*
+ * pg_execute.c — topgun.execute_on_key / topgun.execute_on_keys
+ * (ENTRY_PROCESS, ENTRY_PROCESS_BATCH; docs/processors.md).
+ *
+ * Each key: an advisory transaction lock on hashtextextended(map‖chr(1)‖key,
+ * 4242) (the same key topgun.restamp takes, and it also covers keys that do
+ * not exist yet), read the live value, run the processor, write the new value
+ * through topgun.lww_put / lww_remove with a fresh HLC.  Built-ins run natively
+ * (tg_logic_run_builtin); registered SQL processors through
+ * topgun._execute_user.  The statements are prepared once per session.
+ */
+#include "postgres.h"
+
+#include "logic/logic_pg.h"
+#include "logic/processors.h"
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+
+PG_FUNCTION_INFO_V1(tg_execute_on_key);
+PG_FUNCTION_INFO_V1(tg_execute_on_keys);
+
+#define MAX_BATCH_KEYS 1000
+#define LOCK_SEED 4242
+
+enum
+{
+	PLAN_READ,
+	PLAN_PUT,
+	PLAN_REMOVE,
+	PLAN_FIND,
+	PLAN_USER,
+	NPLANS
+};
+
+static SPIPlanPtr plans[NPLANS];
+
+static SPIPlanPtr
+plan(int which)
+{
+	static const char *sql[NPLANS] = {
+		("SELECT l.value FROM topgun.lww l WHERE l.map = $1 AND l.leaf = topgun.key_leaf($2) AND l.key = $2 "
+		 "AND l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms())"),
+		"SELECT topgun.lww_put($1, $2, $3)",
+		"SELECT topgun.lww_remove($1, $2)",
+		"SELECT p.fn::oid FROM topgun.processors p WHERE p.name = $1",
+		"SELECT topgun._execute_user($1, $2, $3::oid::regprocedure, $4, $5)",
+	};
+	static const int nargs[NPLANS] = {2, 3, 2, 1, 5};
+	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID};
+
+	if (plans[which] == NULL)
+	{
+		SPIPlanPtr	p;
+
+		if (which == PLAN_USER)
+		{
+			types[2] = OIDOID;
+			types[3] = JSONBOID;
+			types[4] = JSONBOID;
+		}
+		p = SPI_prepare(sql[which], nargs[which], types);
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare \"%s\": %s", sql[which], SPI_result_code_string(SPI_result));
+		plans[which] = p;
+	}
+	return plans[which];
+}
+
+static void
+lock_key(text *map, text *key)
+{
+	size_t		ml = VARSIZE_ANY_EXHDR(map),
+				kl = VARSIZE_ANY_EXHDR(key);
+	char	   *buf = palloc(ml + kl + 1);
+	uint64		h;
+
+	memcpy(buf, VARDATA_ANY(map), ml);
+	buf[ml] = '\001';
+	memcpy(buf + ml + 1, VARDATA_ANY(key), kl);
+	h = DatumGetUInt64(hash_any_extended((unsigned char *) buf, (int) (ml + kl + 1), LOCK_SEED));
+	pfree(buf);
+	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum((int64) h));
+}
+
+/* One SPI statement returning at most one datum; *isnull when no row or NULL. */
+static Datum
+run1(int which, Datum *args, const char *nulls, bool *isnull)
+{
+	int			rc = SPI_execute_plan(plan(which), args, nulls, false, 1);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "topgun processor statement failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+}
+
+typedef struct Proc
+{
+	int			builtin;		/* >= 0: a built-in */
+	Oid			fn;				/* else a registered function */
+} Proc;
+
+/* Resolve the processor name once; false: unknown (never runs anything). */
+static bool
+find_processor(text *name, Proc *p)
+{
+	Datum		arg = PointerGetDatum(name);
+	bool		isnull;
+	Datum		d;
+
+	p->builtin = tg_proc_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
+	p->fn = InvalidOid;
+	if (p->builtin >= 0)
+		return true;
+	d = run1(PLAN_FIND, &arg, NULL, &isnull);
+	if (isnull)
+		return false;
+	p->fn = DatumGetObjectId(d);
+	return true;
+}
+
+static Jsonb *
+unknown_processor(text *name)
+{
+	StringInfoData s;
+	text	   *shown = name;
+	char	   *esc;
+
+	if (VARSIZE_ANY_EXHDR(name) > 100)
+		shown = cstring_to_text_with_len(VARDATA_ANY(name), 100);
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"success\": false, \"error\": ");
+	esc = psprintf("Unknown processor \"%s\": only built-in processors and those registered with "
+				   "topgun.register_processor run (client code is never executed)", text_to_cstring(shown));
+	escape_json(&s, esc);
+	appendStringInfoChar(&s, '}');
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+}
+
+/* Process one key (its lock is taken here; re-taking a held one is cheap). */
+static Jsonb *
+process_key(text *map, text *key, const Proc *p, Jsonb *args)
+{
+	Datum		a[5];
+	char		n[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	Datum		d;
+	Jsonb	   *cur = NULL;
+	Jsonb	   *resp;
+	Jsonb	   *nv;
+	TgWrite		w;
+
+	lock_key(map, key);
+	a[0] = PointerGetDatum(map);
+	a[1] = PointerGetDatum(key);
+	if (p->builtin < 0)
+	{
+		a[2] = ObjectIdGetDatum(p->fn);
+		a[3] = (Datum) 0;
+		n[3] = 'n';				/* the function reads the current value itself, under the lock */
+		a[4] = PointerGetDatum(args);
+		n[4] = args ? ' ' : 'n';
+		d = run1(PLAN_USER, a, n, &isnull);
+		return DatumGetJsonbPCopy(d);
+	}
+	d = run1(PLAN_READ, a, NULL, &isnull);
+	if (!isnull)
+		cur = DatumGetJsonbPCopy(d);
+	resp = tg_logic_run_builtin(p->builtin, cur, args, args == NULL, &w, &nv);
+	if (w == TG_WRITE_SET)
+	{
+		a[2] = PointerGetDatum(nv);
+		run1(PLAN_PUT, a, NULL, &isnull);
+	}
+	else if (w == TG_WRITE_REMOVE)
+		run1(PLAN_REMOVE, a, NULL, &isnull);
+	return resp;
+}
+
+static void
+check_args(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						errmsg("map, key(s) and processor must not be NULL")));
+}
+
+/* topgun.execute_on_key(map, key, processor, args jsonb DEFAULT NULL) → jsonb */
+Datum
+tg_execute_on_key(PG_FUNCTION_ARGS)
+{
+	text	   *map,
+			   *key,
+			   *name;
+	Jsonb	   *args;
+	Proc		p;
+	Jsonb	   *res;
+	MemoryContext outer = CurrentMemoryContext;
+
+	check_args(fcinfo);
+	map = PG_GETARG_TEXT_PP(0);
+	key = PG_GETARG_TEXT_PP(1);
+	name = PG_GETARG_TEXT_PP(2);
+	args = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!find_processor(name, &p))
+		res = unknown_processor(name);
+	else
+		res = process_key(map, key, &p, args);
+	res = (Jsonb *) SPI_datumTransfer(PointerGetDatum(res), false, -1);
+	SPI_finish();
+	MemoryContextSwitchTo(outer);
+	PG_RETURN_JSONB_P(res);
+}
+
+static int
+cmp_text(const void *a, const void *b)
+{
+	text	   *x = *(text *const *) a,
+			   *y = *(text *const *) b;
+	size_t		lx = VARSIZE_ANY_EXHDR(x),
+				ly = VARSIZE_ANY_EXHDR(y);
+	int			c = memcmp(VARDATA_ANY(x), VARDATA_ANY(y), Min(lx, ly));
+
+	return c ? c : (lx > ly) - (lx < ly);
+}
+
+/*
+ * topgun.execute_on_keys(map, keys text[], processor, args) → {key: response}.
+ * All keys in the caller's transaction; locks first, in byte order of the
+ * keys (two batches never deadlock); then the keys in the given order, a
+ * duplicate running twice with the last response kept.
+ */
+Datum
+tg_execute_on_keys(PG_FUNCTION_ARGS)
+{
+	text	   *map,
+			   *name;
+	ArrayType  *keys;
+	Jsonb	   *args;
+	Datum	   *kd;
+	bool	   *kn;
+	int			nk;
+	Proc		p;
+	JsonbParseState *st = NULL;
+	JsonbValue *res;
+	JsonbValue	k,
+				v;
+	text	  **sorted;
+	text	  **ordered;
+	Jsonb	   *out;
+	MemoryContext outer = CurrentMemoryContext;
+
+	check_args(fcinfo);
+	map = PG_GETARG_TEXT_PP(0);
+	keys = PG_GETARG_ARRAYTYPE_P(1);
+	name = PG_GETARG_TEXT_PP(2);
+	args = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	if (ARR_NDIM(keys) > 1)
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("keys must be a one-dimensional array")));
+	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &kd, &kn, &nk);
+	if (nk > MAX_BATCH_KEYS)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("at most %d keys per batch", MAX_BATCH_KEYS)));
+	sorted = palloc(sizeof(text *) * Max(nk, 1));
+	ordered = palloc(sizeof(text *) * Max(nk, 1));
+	for (int i = 0; i < nk; i++)
+	{
+		if (kn[i])
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("keys must not contain NULL")));
+		sorted[i] = ordered[i] = DatumGetTextPP(kd[i]);
+	}
+	qsort(sorted, nk, sizeof(text *), cmp_text);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (!find_processor(name, &p))
+	{
+		Jsonb	   *unk = unknown_processor(name);
+
+		for (int i = 0; i < nk; i++)
+			kd[i] = PointerGetDatum(unk);
+	}
+	else
+	{
+		for (int i = 0; i < nk; i++)
+			if (i == 0 || cmp_text(&sorted[i - 1], &sorted[i]) != 0)
+				lock_key(map, sorted[i]);
+		for (int i = 0; i < nk; i++)
+			kd[i] = PointerGetDatum(process_key(map, ordered[i], &p, args));
+	}
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < nk; i++)
+	{
+		Jsonb	   *r = DatumGetJsonbP(kd[i]);
+
+		k.type = jbvString;
+		k.val.string.val = VARDATA_ANY(ordered[i]);
+		k.val.string.len = VARSIZE_ANY_EXHDR(ordered[i]);
+		pushJsonbValue(&st, WJB_KEY, &k);
+		v.type = jbvBinary;
+		v.val.binary.data = &r->root;
+		v.val.binary.len = VARSIZE(r) - VARHDRSZ;
+		pushJsonbValue(&st, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	out = JsonbValueToJsonb(res);
+	out = (Jsonb *) SPI_datumTransfer(PointerGetDatum(out), false, -1);
+	SPI_finish();
+	MemoryContextSwitchTo(outer);
+	PG_RETURN_JSONB_P(out);
+}
