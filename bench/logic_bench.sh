@@ -3,8 +3,15 @@
 #   hot key:       pgbench clients all running topgun.execute_on_key(...,'builtin:increment') on one key
 #   distinct keys: topgun.execute_on_keys over 100 fresh keys per call
 # Needs a running cluster with topgun installed: PGHOST/PGPORT/PGDATABASE as usual.
-# Env: CLIENTS (8), SECONDS_EACH (10).  Lock-manager throughput: make unit (test_lockmgr prints it).
+#   lock manager:  acquire+release pairs/s of src/logic/lockmgr.c (test_lockmgr built with -O2, no sanitizers)
+# Env: CLIENTS (8), SECONDS_EACH (10), TOPGUN_VECTORS (../shared/vectors).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+export TOPGUN_VECTORS="${TOPGUN_VECTORS:-$(cd .. && pwd)/shared/vectors}"
+lm="$(mktemp -d)"
+cc -O2 -Isrc -std=gnu11 -o "$lm/test_lockmgr" test/unit/test_lockmgr.c src/logic/jv.c src/logic/jv_js.c src/logic/lockmgr.c -lm
+(cd "$lm" && ./test_lockmgr | grep '^lock bench' | sed 's/ (ASan build;/ (-O2;/')
+rm -rf "$lm"
 echo "synchronous_commit = $(psql -qXAt -c "SHOW synchronous_commit"), $(nproc) cores, load $(cut -d" " -f1-3 /proc/loadavg)"
 CLIENTS="${CLIENTS:-8}"
 T="${SECONDS_EACH:-10}"

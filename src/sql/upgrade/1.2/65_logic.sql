@@ -337,3 +337,8 @@ CREATE FUNCTION topgun.lock_release(name text) RETURNS boolean
 COMMENT ON FUNCTION topgun.lock_release(text) IS
   'Ask the sync server to release a lock whoever holds it; false when no server is running or the queue is full';
 REVOKE ALL ON FUNCTION topgun.lock_release(text) FROM PUBLIC;
+
+-- The registries are metadata every application role reads (execute_on_key
+-- looks processors up; resolve_ops and the SQL-write trigger read resolvers).
+GRANT SELECT ON topgun.processors, topgun.resolvers, topgun.registered_processors,
+  topgun.registered_resolvers TO PUBLIC;
