@@ -235,6 +235,32 @@ jv_obj_delete(Jv *obj, const char *k, size_t klen)
 	return false;
 }
 
+/* { ...src } into dst: own enumerable properties (object members, array indices, string chars). */
+bool
+jv_spread(JvArena *a, Jv *dst, const Jv *src)
+{
+	char		ib[16];
+
+	if (src == NULL)
+		return true;
+	if (src->t == JV_OBJ)
+	{
+		for (size_t i = 0; i < src->len; i++)
+			if (!jv_obj_set(a, dst, src->members[i].key, src->members[i].klen, src->members[i].val))
+				return false;
+	}
+	else if (src->t == JV_ARR || src->t == JV_STR)
+		for (size_t i = 0; i < src->len; i++)
+		{
+			int			n = snprintf(ib, sizeof(ib), "%zu", i);
+			Jv		   *x = src->t == JV_ARR ? src->items[i] : jv_str(a, src->s + i, 1);
+
+			if (x == NULL || (x->t != JV_HOLE && !jv_obj_set(a, dst, ib, (size_t) n, x)))
+				return false;
+		}
+	return true;
+}
+
 Jv *
 jv_clone(JvArena *a, const Jv *v)
 {

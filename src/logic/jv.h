@@ -78,6 +78,7 @@ extern Jv  *jv_obj_get(const Jv *obj, const char *k, size_t klen);
 extern bool jv_obj_delete(Jv *obj, const char *k, size_t klen);
 extern bool jv_array_index(const char *k, size_t klen, uint32_t *idx);
 extern Jv  *jv_clone(JvArena *a, const Jv *v);
+extern bool jv_spread(JvArena *a, Jv *dst, const Jv *src);	/* { ...src } */
 
 /*
  * Parse JSON text (RFC 8259, at most max_depth levels).  With `tagged`, the

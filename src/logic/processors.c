@@ -114,40 +114,6 @@ prop_delete(Jv *v, const char *k, size_t klen)
 		v->items[idx] = &hole_value;
 }
 
-/* { ...src } into dst: own enumerable properties (array indices, string chars). */
-static bool
-spread(Ctx *c, Jv *dst, const Jv *src)
-{
-	char		ib[16];
-
-	if (src->t == JV_OBJ)
-	{
-		for (size_t i = 0; i < src->len; i++)
-			if (!jv_obj_set(c->a, dst, src->members[i].key, src->members[i].klen, src->members[i].val))
-				return false;
-	}
-	else if (src->t == JV_ARR || src->t == JV_STR)
-	{
-		for (size_t i = 0; i < src->len; i++)
-		{
-			Jv		   *x;
-			int			n = snprintf(ib, sizeof(ib), "%zu", i);
-
-			if (src->t == JV_ARR)
-			{
-				if (src->items[i]->t == JV_HOLE)
-					continue;
-				x = src->items[i];
-			}
-			else
-				x = jv_str(c->a, src->s + i, 1);
-			if (!jv_obj_set(c->a, dst, ib, (size_t) n, x))
-				return false;
-		}
-	}
-	return true;
-}
-
 static Jv *
 or_default(Jv *v, Jv *dflt)
 {
@@ -448,7 +414,7 @@ p_conditional_update(Ctx *c, Jv *v, Jv *args)
 		return done(c, v, flags(c, false));
 	data = prop_get(c, args, "newData", 7, &thrown);
 	upd = jv_new(c->a, JV_OBJ);
-	if (data == NULL || upd == NULL || !spread(c, upd, v) || !spread(c, upd, data) ||
+	if (data == NULL || upd == NULL || !jv_spread(c->a, upd, v) || !jv_spread(c->a, upd, data) ||
 		!jv_obj_set(c->a, upd, "version", 7, jv_add(c->a, or_default(ver, jv_num(c->a, 0)), jv_num(c->a, 1))))
 		return false;
 	return done(c, upd, flags(c, true));
@@ -459,7 +425,7 @@ p_merge(Ctx *c, Jv *v, Jv *args)
 {
 	Jv		   *m = jv_new(c->a, JV_OBJ);
 
-	if (m == NULL || !spread(c, m, v) || !spread(c, m, args))
+	if (m == NULL || !jv_spread(c->a, m, v) || !jv_spread(c->a, m, args))
 		return false;
 	return done(c, m, m);
 }

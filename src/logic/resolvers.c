@@ -92,32 +92,6 @@ array_union(JvArena *a, const TgResCtx *c, TgResOut *o)
 	answer(o, TG_RES_MERGE, out, NULL);
 }
 
-/* {...target}: own enumerable properties of objects, arrays and strings. */
-static bool
-spread_into(JvArena *a, Jv *dst, const Jv *src)
-{
-	char		ib[16];
-
-	if (src == NULL)
-		return true;
-	if (src->t == JV_OBJ)
-	{
-		for (size_t i = 0; i < src->len; i++)
-			if (!jv_obj_set(a, dst, src->members[i].key, src->members[i].klen, src->members[i].val))
-				return false;
-	}
-	else if (src->t == JV_ARR || src->t == JV_STR)
-		for (size_t i = 0; i < src->len; i++)
-		{
-			int			n = snprintf(ib, sizeof(ib), "%zu", i);
-			Jv		   *x = src->t == JV_ARR ? src->items[i] : jv_str(a, src->s + i, 1);
-
-			if (x == NULL || (x->t != JV_HOLE && !jv_obj_set(a, dst, ib, (size_t) n, x)))
-				return false;
-		}
-	return true;
-}
-
 static Jv *
 deep_merge(JvArena *a, const Jv *target, const Jv *source, int depth, const char **err)
 {
@@ -128,7 +102,7 @@ deep_merge(JvArena *a, const Jv *target, const Jv *source, int depth, const char
 		*err = "Cannot convert undefined or null to object";
 		return NULL;
 	}
-	if (res == NULL || depth > 64 || !spread_into(a, res, target))
+	if (res == NULL || depth > 64 || !jv_spread(a, res, target))
 	{
 		*err = depth > 64 ? "nested too deeply" : "out of memory";
 		return NULL;
@@ -144,7 +118,7 @@ deep_merge(JvArena *a, const Jv *target, const Jv *source, int depth, const char
 			if (v == NULL || !jv_obj_set(a, res, m->key, m->klen, v))
 				return NULL;
 		}
-	else if (!spread_into(a, res, source))
+	else if (!jv_spread(a, res, source))
 		return NULL;
 	return res;
 }
