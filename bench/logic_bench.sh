@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export TOPGUN_VECTORS="${TOPGUN_VECTORS:-$(cd .. && pwd)/shared/vectors}"
 lm="$(mktemp -d)"
-cc -O2 -Isrc -std=gnu11 -o "$lm/test_lockmgr" test/unit/test_lockmgr.c src/logic/jv.c src/logic/jv_js.c src/logic/lockmgr.c -lm
+cc -O2 -Isrc -std=gnu11 -o "$lm/test_lockmgr" test/unit/test_lockmgr.c src/logic/jv*.c src/logic/lock*.c -lm
 (cd "$lm" && ./test_lockmgr | grep '^lock bench' | sed 's/ (ASan build;/ (-O2;/')
 rm -rf "$lm"
 echo "synchronous_commit = $(psql -qXAt -c "SHOW synchronous_commit"), $(nproc) cores, load $(cut -d" " -f1-3 /proc/loadavg)"

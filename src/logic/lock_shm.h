@@ -53,8 +53,21 @@ typedef struct TgLockShm
 	TgLockShmRow rows[TG_LOCK_SHM_ROWS];
 } TgLockShm;
 
-/* PostgreSQL side (src/logic/pg_lock_shm.c): the segment, NULL before startup. */
-extern TgLockShm *tg_lock_shm(void);
+/* PostgreSQL-free (lock_table.c); the caller holds the table lock. */
+extern void tg_lock_table_fill(TgLockShm *t, const TgLockMgr *m);
+extern bool tg_lock_table_post_release(TgLockShm *t, const char *name, size_t len);
+extern int	tg_lock_table_drain(TgLockShm *t, TgLockMgr *m, int64_t now_ms);	/* locks released */
+
+/*
+ * PostgreSQL side (pg_lock_shm.c), for the sync server process:
+ *   tg_lock_shm_attach()      once at start: server_pid/procno set, cleared at exit
+ *   tg_lock_shm_sync(m, now)  when its latch is set and after every change to m:
+ *                             drains release requests into m, republishes the table;
+ *                             returns how many locks the operator released (their
+ *                             hand-overs were reported through m's grant callback)
+ */
 extern void tg_lock_shm_init(void);
+extern void tg_lock_shm_attach(void);
+extern int	tg_lock_shm_sync(TgLockMgr *m, int64_t now_ms);
 
 #endif							/* TG_LOGIC_LOCK_SHM_H */

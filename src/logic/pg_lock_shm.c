@@ -64,10 +64,44 @@ tg_lock_shm_init(void)
 	shmem_startup_hook = lock_shm_startup;
 }
 
-TgLockShm *
-tg_lock_shm(void)
+static void
+detach(int code, Datum arg)
 {
-	return shm;
+	if (shm == NULL)
+		return;
+	LWLockAcquire((LWLock *) shm->lock, LW_EXCLUSIVE);
+	if (shm->server_pid == MyProcPid)
+	{
+		shm->server_pid = 0;
+		shm->nrows = 0;
+	}
+	LWLockRelease((LWLock *) shm->lock);
+}
+
+void
+tg_lock_shm_attach(void)
+{
+	if (shm == NULL)
+		elog(ERROR, "topgun lock table is not initialised (shared_preload_libraries)");
+	LWLockAcquire((LWLock *) shm->lock, LW_EXCLUSIVE);
+	shm->server_pid = MyProcPid;
+	shm->server_procno = MyProc->pgprocno;
+	shm->nrows = 0;
+	shm->rel_tail = shm->rel_head;	/* requests to a previous server are void */
+	LWLockRelease((LWLock *) shm->lock);
+	before_shmem_exit(detach, (Datum) 0);
+}
+
+int
+tg_lock_shm_sync(TgLockMgr *m, int64_t now_ms)
+{
+	int			released;
+
+	LWLockAcquire((LWLock *) shm->lock, LW_EXCLUSIVE);
+	released = tg_lock_table_drain(shm, m, now_ms);
+	tg_lock_table_fill(shm, m);
+	LWLockRelease((LWLock *) shm->lock);
+	return released;
 }
 
 static bool
@@ -118,13 +152,8 @@ tg_lock_release(PG_FUNCTION_ARGS)
 	if (shm == NULL)
 		PG_RETURN_BOOL(false);
 	LWLockAcquire((LWLock *) shm->lock, LW_EXCLUSIVE);
-	if (server_alive() && shm->rel_head - shm->rel_tail < TG_LOCK_SHM_RELEASES)
+	if (server_alive() && tg_lock_table_post_release(shm, VARDATA_ANY(name), len))
 	{
-		uint32_t	slot = shm->rel_head % TG_LOCK_SHM_RELEASES;
-
-		memcpy(shm->release[slot].name, VARDATA_ANY(name), len);
-		shm->release[slot].name_len = (uint16_t) len;
-		shm->rel_head++;
 		posted = true;
 		procno = shm->server_procno;
 	}

@@ -12,6 +12,7 @@
  *   - a disconnect drops the owner's waiters before releasing its locks.
  */
 #include "logic_vec.h"
+#include "logic/lock_shm.h"
 #include "logic/lockmgr.h"
 
 #include <time.h>
@@ -424,6 +425,40 @@ test_limits(void)
 	tg_lockmgr_destroy(m);
 }
 
+/* The shared table the server publishes and the operator release ring. */
+static void
+test_lock_table(void)
+{
+	TgLockLimits lim;
+	TgLockMgr  *m;
+	TgLockShm  *t = calloc(1, sizeof(TgLockShm));
+	Events		ev;
+	uint64_t	tok;
+	int			posted = 0;
+
+	tg_lock_default_limits(&lim);
+	memset(&ev, 0, sizeof(ev));
+	m = tg_lockmgr_create(&lim, reserve, NULL, on_grant, &ev);
+	tg_lockmgr_acquire(m, "a", 1, 1, "r1", 2, 5000, 100, &tok);
+	tg_lockmgr_acquire(m, "a", 1, 2, "r2", 2, 5000, 100, &tok);
+	tg_lockmgr_acquire(m, "b", 1, 3, "r3", 2, 5000, 100, &tok);
+	tg_lockmgr_release(m, "b", 1, 3, tok, 100);	/* b: idle, not listed */
+	tg_lock_table_fill(t, m);
+	LV_CHECK(t->nrows == 1 && t->rows[0].name_len == 1 && t->rows[0].name[0] == 'a' && t->rows[0].held &&
+			 t->rows[0].holder == 1 && t->rows[0].waiters == 1 && t->rows[0].expiry_ms == 5100 &&
+			 t->generation == 1, "published row");
+	for (int i = 0; i < 70; i++)
+		posted += tg_lock_table_post_release(t, i == 0 ? "a" : "zz", i == 0 ? 1 : 2);
+	LV_CHECK(posted == TG_LOCK_SHM_RELEASES, "release ring bounded: %d", posted);
+	LV_CHECK(!tg_lock_table_post_release(t, "", 0), "empty name refused");
+	LV_CHECK(tg_lock_table_drain(t, m, 200) == 1 && t->rel_tail == t->rel_head, "drain releases a");
+	LV_CHECK(ev.n == 1 && strcmp(ev.owner[0], "c2") == 0, "operator release hands a over to the waiter");
+	tg_lock_table_fill(t, m);
+	LV_CHECK(t->nrows == 1 && t->rows[0].holder == 2 && t->rows[0].waiters == 0, "republished");
+	tg_lockmgr_destroy(m);
+	free(t);
+}
+
 static void
 bench(void)
 {
@@ -462,6 +497,7 @@ main(void)
 	test_vectors(&a);
 	test_properties();
 	test_limits();
+	test_lock_table();
 	bench();
 	jv_arena_free(&a);
 	printf("test_lockmgr: %d checks, %d failures\n", lv_checks, lv_failures);
