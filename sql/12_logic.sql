@@ -87,3 +87,13 @@ RESET topgun.sql_write_resolvers;
 SELECT topgun.unregister_resolver('builtin:non_negative'), topgun.unregister_resolver('builtin:immutable');
 SELECT count(*) AS trigger_left FROM pg_trigger WHERE tgrelid = 'topgun.lww'::regclass AND tgname = 'lww_a_resolve';
 SELECT topgun.lww_put('inventory', 'plums', '-8');
+-- one registration per (map pattern, name): the same built-in on two maps;
+-- a DBA-registered function reused by name on another map
+SELECT topgun.register_resolver('builtin:immutable', 'm1'), topgun.register_resolver('builtin:immutable', 'm2');
+SELECT topgun.register_resolver('ro', 'frozen', 'no_writes(jsonb,jsonb,text,text,text)');
+SELECT topgun.register_resolver('ro', 'frozen3');
+SELECT topgun.register_resolver('nobody', 'm3');
+SELECT map_pattern, name, fn FROM topgun.registered_resolvers WHERE map_pattern IN ('m1', 'm2', 'frozen', 'frozen3') ORDER BY 1;
+SELECT topgun.unregister_resolver('builtin:immutable', 'm1');
+SELECT map_pattern FROM topgun.registered_resolvers WHERE name = 'builtin:immutable';
+SELECT topgun.unregister_resolver('builtin:immutable'), topgun.unregister_resolver('ro');

@@ -1,8 +1,8 @@
 /*
  * pg_builtins.c — the native built-ins on jsonb values: one processor run
- * (tg_logic_run_builtin, used by pg_execute.c), one resolver step
- * (topgun._resolver_apply, chained by topgun.resolve_ops in SQL), and the
- * glob used for key/map patterns.
+ * (tg_logic_run_builtin, used by pg_execute.c), one built-in resolver step
+ * (tg_logic_resolve_builtin, chained by pg_resolve.c), the glob used for
+ * key/map patterns, and the module's settings.
  */
 #include "postgres.h"
 
@@ -19,7 +19,6 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 
-PG_FUNCTION_INFO_V1(tg_resolver_apply);
 PG_FUNCTION_INFO_V1(tg_glob_match);
 PG_FUNCTION_INFO_V1(tg_is_builtin);
 
@@ -166,71 +165,54 @@ tg_logic_run_builtin(int id, Jsonb *cur, Jsonb *args, bool args_absent, TgWrite 
 }
 
 /*
- * topgun._resolver_apply(name text, local jsonb, has_local_ts bool, remote jsonb,
- *   remote_vs_local int, key text, identity text, is_server bool,
- *   OUT action text, OUT value jsonb, OUT reason text)
- * action: accept | reject | merge | local | skip (the resolver failed)
+ * One built-in resolver step on stored/incoming jsonb (local NULL: absent;
+ * remote NULL: a delete).  Returns the action; *value (accept/merge) is NULL
+ * for a JSON-less answer, *reason is set for reject and for a skipped
+ * (failed) resolver.  A merged value that is not finite counts as failed.
  */
-Datum
-tg_resolver_apply(PG_FUNCTION_ARGS)
+TgResAction
+tg_logic_resolve_builtin(int id, Jsonb *local, bool has_local_ts, Jsonb *remote, int remote_vs_local,
+						 text *key, text *identity, bool is_server, Jsonb **value, const char **reason)
 {
-	text	   *name = PG_GETARG_TEXT_PP(0);
-	int			id = tg_res_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name));
 	JvArena		a;
 	TgResCtx	ctx;
 	TgResOut	out;
-	TupleDesc	td;
-	Datum		vals[3];
-	bool		nulls[3] = {false, true, true};
-	static const char *names[] = {"accept", "reject", "merge", "local", "skip"};
-	text	   *key = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
-	text	   *ident = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
 
-	if (id < 0)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						errmsg("\"%s\" is not a built-in resolver", text_to_cstring(name))));
-	if (get_call_result_type(fcinfo, NULL, &td) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "_resolver_apply must return a record");
+	*value = NULL;
+	*reason = NULL;
 	jv_arena_init(&a, arena_palloc, arena_pfree, arena_limit());
 	memset(&ctx, 0, sizeof(ctx));
-	ctx.local = jv_from_jsonb(&a, PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1));
-	ctx.has_local_ts = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
-	ctx.remote = PG_ARGISNULL(3) ? jv_new(&a, JV_NULL) : jv_from_jsonb(&a, PG_GETARG_JSONB_P(3));
-	ctx.remote_vs_local = PG_ARGISNULL(4) ? 1 : PG_GETARG_INT32(4);
-	if (key)
+	ctx.local = jv_from_jsonb(&a, local);
+	ctx.has_local_ts = has_local_ts;
+	ctx.remote = remote ? jv_from_jsonb(&a, remote) : jv_new(&a, JV_NULL);
+	ctx.remote_vs_local = remote_vs_local;
+	ctx.key = VARDATA_ANY(key);
+	ctx.key_len = VARSIZE_ANY_EXHDR(key);
+	if (identity)
 	{
-		ctx.key = VARDATA_ANY(key);
-		ctx.key_len = VARSIZE_ANY_EXHDR(key);
+		ctx.user_id = VARDATA_ANY(identity);
+		ctx.user_id_len = VARSIZE_ANY_EXHDR(identity);
 	}
-	if (ident)
-	{
-		ctx.user_id = VARDATA_ANY(ident);
-		ctx.user_id_len = VARSIZE_ANY_EXHDR(ident);
-	}
-	ctx.is_server = !PG_ARGISNULL(7) && PG_GETARG_BOOL(7);
+	ctx.is_server = is_server;
 	tg_res_run(id, &a, &ctx, &out);
-	if (out.action == TG_RES_ACCEPT || out.action == TG_RES_MERGE)
+	if ((out.action == TG_RES_ACCEPT || out.action == TG_RES_MERGE) &&
+		out.value != NULL && out.value->t != JV_UNDEF && out.value->t != JV_HOLE)
 	{
-		bool		ok = true;
+		bool		ok;
+		Datum		d = jv_to_jsonb(&a, out.value, &ok);
 
-		if (out.value != NULL && out.value->t != JV_UNDEF && out.value->t != JV_HOLE)
-		{
-			vals[1] = jv_to_jsonb(&a, out.value, &ok);
-			nulls[1] = !ok;
-		}
 		if (!ok)
 		{
 			out.action = TG_RES_THROW;
 			out.reason = "the merged value is not a finite number";
 		}
+		else
+			*value = DatumGetJsonbP(d);
 	}
 	if (out.reason)
-	{
-		vals[2] = CStringGetTextDatum(out.reason);
-		nulls[2] = false;
-	}
-	vals[0] = CStringGetTextDatum(names[out.action]);
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(td), vals, nulls)));
+		*reason = pstrdup(out.reason);
+	jv_arena_free(&a);
+	return out.action;
 }
 
 /* topgun._glob(pattern text, s text): `*` any run, `?` one character, anchored. */

@@ -2,10 +2,6 @@
 -- Server-side logic: entry processors, conflict resolvers, lock tokens
 -- (docs/processors.md, docs/resolvers.md, docs/locks.md)
 ------------------------------------------------------------------------------
-CREATE FUNCTION topgun._resolver_apply(name text, local jsonb, has_local_ts boolean, remote jsonb,
-    remote_vs_local integer, key text, identity text, is_server boolean,
-    OUT action text, OUT value jsonb, OUT reason text)
-  AS 'MODULE_PATHNAME', 'tg_resolver_apply' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION topgun._glob(pattern text, s text) RETURNS boolean
   AS 'MODULE_PATHNAME', 'tg_glob_match' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun._is_builtin(kind text, name text) RETURNS boolean
@@ -102,7 +98,7 @@ COMMENT ON FUNCTION topgun.execute_on_keys(text, text[], text, jsonb) IS
 -- Conflict resolvers
 ------------------------------------------------------------------------------
 CREATE TABLE topgun.resolvers (
-  name          text PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 100),
+  name          text NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
   map_pattern   text NOT NULL CHECK (length(map_pattern) BETWEEN 1 AND 256),
   key_pattern   text CHECK (length(key_pattern) <= 256),
   fn            regprocedure,          -- NULL: the built-in of that name
@@ -110,6 +106,7 @@ CREATE TABLE topgun.resolvers (
   apply_to_sql  boolean NOT NULL DEFAULT false,
   seq           bigint GENERATED ALWAYS AS IDENTITY,
   registered_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (map_pattern, name),
   CHECK (fn IS NOT NULL OR name LIKE 'builtin:%')
 );
 COMMENT ON TABLE topgun.resolvers IS 'Conflict resolvers on client writes, highest priority first, then registration order';
@@ -165,8 +162,12 @@ CREATE FUNCTION topgun.register_resolver(name text, map_pattern text, fn regproc
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   IF fn IS NULL AND NOT topgun._is_builtin('resolver', name) THEN
-    RAISE EXCEPTION 'no built-in resolver "%"; give fn for a resolver of your own', name
-      USING ERRCODE = 'invalid_parameter_value';
+    -- a name the DBA registered with a function (on any map) may be reused by name
+    SELECT r.fn INTO fn FROM topgun.resolvers r WHERE r.name = $1 AND r.fn IS NOT NULL ORDER BY r.seq LIMIT 1;
+    IF fn IS NULL THEN
+      RAISE EXCEPTION 'no built-in or registered resolver "%"; give fn for a resolver of your own', name
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
   END IF;
   IF fn IS NOT NULL THEN
     PERFORM topgun._check_signature(fn, ARRAY['jsonb','jsonb','text','text','text']::regtype[]::oid[],
@@ -177,20 +178,21 @@ BEGIN
     RAISE EXCEPTION 'Maximum resolvers per map (100) exceeded' USING ERRCODE = 'program_limit_exceeded';
   END IF;
   INSERT INTO topgun.resolvers AS r (name, map_pattern, key_pattern, fn, priority, apply_to_sql)
-  VALUES ($1, $2, $5, $3, coalesce($4, CASE WHEN $3 IS NULL THEN
+  VALUES ($1, $2, $5, fn, coalesce($4, CASE WHEN fn IS NULL THEN
             (SELECT d.p FROM (VALUES ('builtin:lww',0),('builtin:first_write_wins',100),('builtin:server_only',100),
               ('builtin:immutable',100),('builtin:owner_only',95),('builtin:non_negative',90),
               ('builtin:version_increment',90)) d(n, p) WHERE d.n = $1) END, 50), $6)
   ON CONFLICT ON CONSTRAINT resolvers_pkey DO UPDATE
-    SET map_pattern = excluded.map_pattern, key_pattern = excluded.key_pattern, fn = excluded.fn,
+    SET key_pattern = excluded.key_pattern, fn = excluded.fn,
         priority = excluded.priority, apply_to_sql = excluded.apply_to_sql, registered_at = now();
   PERFORM topgun._sync_resolve_trigger();
 END $$;
-CREATE FUNCTION topgun.unregister_resolver(name text) RETURNS boolean LANGUAGE plpgsql AS $$
+CREATE FUNCTION topgun.unregister_resolver(name text, map_pattern text DEFAULT NULL) RETURNS boolean
+LANGUAGE plpgsql AS $$
 DECLARE
   deleted boolean;
 BEGIN
-  DELETE FROM topgun.resolvers r WHERE r.name = $1;
+  DELETE FROM topgun.resolvers r WHERE r.name = $1 AND (r.map_pattern = $2 OR $2 IS NULL);
   deleted := FOUND;
   PERFORM topgun._sync_resolve_trigger();
   RETURN deleted;
@@ -199,7 +201,7 @@ CREATE VIEW topgun.registered_resolvers AS
   SELECT name, map_pattern, key_pattern, fn, priority, apply_to_sql, registered_at
     FROM topgun.resolvers ORDER BY priority DESC, seq;
 REVOKE ALL ON FUNCTION topgun.register_resolver(text, text, regprocedure, integer, text, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION topgun.unregister_resolver(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION topgun.unregister_resolver(text, text) FROM PUBLIC;
 
 -- Does any resolver cover this map?  (Cheap: the server calls it per map and
 -- caches the answer; resolver changes are rare.)
@@ -207,63 +209,25 @@ CREATE FUNCTION topgun.map_has_resolvers(map text) RETURNS boolean LANGUAGE sql 
   SELECT EXISTS (SELECT 1 FROM topgun.resolvers r WHERE topgun._glob(r.map_pattern, $1))
 $$;
 
--- Decide client writes before they are applied.  One row per op, in order:
--- accept (write vals[idx]), merge (write `value` instead, same timestamp),
--- reject (drop; reason), local (drop: the stored value stays).
+-- A registered resolver function; its error is a skip (NULL action).
+CREATE FUNCTION topgun._run_resolver(fn regprocedure, local jsonb, remote jsonb, key text, map text,
+    identity text, OUT action text, OUT value jsonb, OUT reason text)
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('SELECT action, value, reason FROM %s($1, $2, $3, $4, $5)', fn::regproc)
+    INTO action, value, reason USING local, remote, key, map, identity;
+EXCEPTION WHEN OTHERS THEN
+  action := NULL;
+END $$;
+
+-- Decide client writes before they are applied (src/logic/pg_resolve.c).  One
+-- row per op, in order: accept (write vals[idx]), merge (write `value`
+-- instead, same timestamp), reject (drop; reason), local (drop: the stored
+-- value stays).
 CREATE FUNCTION topgun.resolve_ops(maps text[], keys text[], vals jsonb[], ts topgun.hlc[],
     identity text DEFAULT NULL, roles text[] DEFAULT '{}', sql_writes boolean DEFAULT false)
-RETURNS TABLE (idx integer, outcome text, value jsonb, reason text)
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-  op record;
-  rs topgun.resolvers;
-  r record;
-  rlist topgun.resolvers[];
-  is_server boolean := 'server' = ANY (coalesce(roles, '{}'));
-  cmp integer;
-  decided boolean;
-BEGIN
-  SELECT array_agg(x ORDER BY x.priority DESC, x.seq) INTO rlist FROM topgun.resolvers x
-   WHERE x.apply_to_sql OR NOT sql_writes;
-  FOR op IN
-    SELECT u.i, u.m, u.k, u.v, u.t, l.ts AS lts,
-           CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms())
-                THEN l.value END AS lval
-      FROM unnest(maps, keys, vals, ts) WITH ORDINALITY u(m, k, v, t, i)
-      LEFT JOIN topgun.lww l ON l.map = u.m AND l.leaf = topgun.key_leaf(u.k) AND l.key = u.k
-     ORDER BY u.i
-  LOOP
-    decided := false;
-    cmp := CASE WHEN op.lts IS NULL THEN 1 ELSE topgun.hlc_cmp(op.t, op.lts) END;
-    FOREACH rs IN ARRAY coalesce(rlist, '{}') LOOP
-      CONTINUE WHEN NOT topgun._glob(rs.map_pattern, op.m)
-                 OR (rs.key_pattern IS NOT NULL AND NOT topgun._glob(rs.key_pattern, op.k));
-      IF rs.fn IS NULL THEN
-        r := topgun._resolver_apply(rs.name, op.lval, op.lts IS NOT NULL, op.v, cmp, op.k, identity, is_server);
-      ELSE
-        BEGIN
-          EXECUTE format('SELECT action, value, reason FROM %s($1, $2, $3, $4, $5)', rs.fn::regproc)
-            INTO r USING op.lval, op.v, op.k, op.m, identity;
-        EXCEPTION WHEN OTHERS THEN
-          CONTINUE;          -- a failing resolver is skipped, as in the reference
-        END;
-      END IF;
-      CONTINUE WHEN r.action IS NULL OR r.action NOT IN ('accept', 'merge', 'reject', 'local');
-      idx := op.i; outcome := r.action; reason := r.reason;
-      value := CASE r.action WHEN 'accept' THEN op.v WHEN 'merge' THEN
-                 CASE WHEN op.v IS NULL THEN NULL ELSE r.value END END;
-      decided := true;
-      EXIT;
-    END LOOP;
-    IF NOT decided THEN
-      -- the implicit builtin:lww at the end of every chain
-      idx := op.i; reason := NULL;
-      IF op.lts IS NULL OR cmp > 0 THEN outcome := 'accept'; value := op.v;
-      ELSE outcome := 'local'; value := NULL; END IF;
-    END IF;
-    RETURN NEXT;
-  END LOOP;
-END $$;
+  RETURNS TABLE (idx integer, outcome text, value jsonb, reason text)
+  AS 'MODULE_PATHNAME', 'tg_resolve_ops' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION topgun.resolve_ops(text[], text[], jsonb[], topgun.hlc[], text, text[], boolean) IS
   'Run the conflict-resolver chains on client LWW ops before they are applied; one row per op';
 
