@@ -18,7 +18,8 @@ struct JvChunk
 };
 
 #define CHUNK_HDR ((sizeof(JvChunk) + 15) & ~(size_t) 15)
-#define CHUNK_MIN 8192
+#define CHUNK_FIRST 960			/* small values never need a second chunk */
+#define CHUNK_MAX (64 * 1024)
 
 void
 jv_arena_init(JvArena *a, void *(*alloc) (size_t), void (*release) (void *), size_t limit)
@@ -60,7 +61,9 @@ jv_alloc(JvArena *a, size_t n)
 	}
 	if (c == NULL || c->size - c->off < n)
 	{
-		size_t		sz = n > CHUNK_MIN ? n : CHUNK_MIN;
+		/* chunks double from CHUNK_FIRST up to CHUNK_MAX, or fit one big request */
+		size_t		grow = c == NULL ? CHUNK_FIRST : (c->size * 2 < CHUNK_MAX ? c->size * 2 : CHUNK_MAX);
+		size_t		sz = n > grow ? n : grow;
 
 		c = a->alloc(CHUNK_HDR + sz);
 		if (c == NULL)

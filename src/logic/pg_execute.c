@@ -25,6 +25,7 @@
 #include "utils/jsonb.h"
 #include "utils/json.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(tg_execute_on_key);
 PG_FUNCTION_INFO_V1(tg_execute_on_keys);
@@ -297,11 +298,23 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 	}
 	else
 	{
+		MemoryContext keep = CurrentMemoryContext;
+		MemoryContext perkey = AllocSetContextCreate(keep, "topgun execute_on_keys key", ALLOCSET_DEFAULT_SIZES);
+
 		for (int i = 0; i < nk; i++)
 			if (i == 0 || cmp_text(&sorted[i - 1], &sorted[i]) != 0)
 				lock_key(map, sorted[i]);
+		MemoryContextSwitchTo(perkey);
 		for (int i = 0; i < nk; i++)
-			kd[i] = PointerGetDatum(process_key(map, ordered[i], &p, args));
+		{
+			Jsonb	   *r = process_key(map, ordered[i], &p, args);
+			MemoryContext old = MemoryContextSwitchTo(keep);
+
+			kd[i] = PointerGetDatum(DatumGetJsonbPCopy(PointerGetDatum(r)));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(perkey);
+		}
+		MemoryContextSwitchTo(keep);
 	}
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < nk; i++)

@@ -2,8 +2,9 @@
  * pg_resolve.c — topgun.resolve_ops: the conflict-resolver chains for a
  * batch of client LWW ops, before they are applied (docs/resolvers.md).
  *
- * One statement reads the stored record of every op (a join over unnest);
- * the resolver list is read once; built-ins run natively, registered SQL
+ * The resolver list is read once; ops no resolver covers are accepted as
+ * they are (LWW decides when they are applied); one statement reads the
+ * stored records of the others (a join over unnest); built-ins run natively, registered SQL
  * functions through topgun._run_resolver (which turns their errors into a
  * skip).  Chain: priority order, failing resolvers skipped, the first
  * accept / merge / reject / local ends it, else the implicit builtin:lww.
@@ -20,6 +21,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 PG_FUNCTION_INFO_V1(tg_resolve_ops);
 
@@ -109,6 +111,7 @@ run_user(Oid fn, Jsonb *local, Jsonb *remote, text *key, text *map, text *identi
 	*value = isnull ? NULL : DatumGetJsonbPCopy(d);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
 	*reason = isnull ? NULL : TextDatumGetCString(d);
+	SPI_freetuptable(SPI_tuptable);
 	for (int i = 0; i < 4; i++)
 		if (strcmp(act, outcome_names[i]) == 0)
 			return (TgResAction) i;
@@ -154,8 +157,10 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 	Oid			types[3];
 	Datum		qa[3];
 	int			rc;
-	uint64		nrows;
-	SPITupleTable *tt;
+	SPITupleTable *tt = NULL;
+	MemoryContext opcxt;
+	bool	   *matched;
+	int			nmatched = 0;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("maps, keys, vals and ts must not be NULL")));
@@ -183,32 +188,74 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	rs = load_resolvers(sql_writes, &nres);
-	/* the stored record of every op, in op order */
-	types[0] = TEXTARRAYOID;
-	types[1] = TEXTARRAYOID;
-	types[2] = get_fn_expr_argtype(fcinfo->flinfo, 3);
-	qa[0] = PG_GETARG_DATUM(0);
-	qa[1] = PG_GETARG_DATUM(1);
-	qa[2] = PG_GETARG_DATUM(3);
-	rc = SPI_execute_with_args(
-		"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
-		"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
-		"THEN l.value END "
-		"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) "
-		"LEFT JOIN topgun.lww l ON l.map = u.m AND l.leaf = topgun.key_leaf(u.k) AND l.key = u.k ORDER BY u.i",
-		3, types, qa, NULL, true, 0);
-	if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nm)
-		elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
-	nrows = SPI_processed;
-	tt = SPI_tuptable;
-	SPI_tuptable = NULL;		/* kept while user resolvers run statements */
-	for (uint64 i = 0; i < nrows; i++)
+
+	/*
+	 * Ops that no resolver covers are accepted as they are (LWW decides when
+	 * they are applied); only the others need their stored record.
+	 */
+	matched = palloc0(sizeof(bool) * Max(nm, 1));
+	for (int i = 0; i < nm; i++)
+	{
+		text	   *map = DatumGetTextPP(maps[i]);
+		text	   *key = DatumGetTextPP(keys[i]);
+
+		for (int r = 0; r < nres && !matched[i]; r++)
+			matched[i] = glob_text(rs[r].map_pattern, map) &&
+				(rs[r].key_pattern == NULL || glob_text(rs[r].key_pattern, key));
+		nmatched += matched[i];
+	}
+	if (nmatched > 0)
+	{
+		ArrayType  *tsarr = PG_GETARG_ARRAYTYPE_P(3);
+		Oid			tstype = ARR_ELEMTYPE(tsarr);
+		Datum	   *ts;
+		bool	   *tn;
+		int			nts,
+					j = 0;
+		Datum	   *sm = palloc(sizeof(Datum) * nmatched),
+				   *sk = palloc(sizeof(Datum) * nmatched),
+				   *st = palloc(sizeof(Datum) * nmatched);
+		int16		len;
+		bool		byval;
+		char		align;
+
+		deconstruct(tsarr, tstype, &ts, &tn, &nts);
+		for (int i = 0; i < nm; i++)
+			if (matched[i])
+			{
+				if (tn[i])
+					ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("ts must not contain NULL")));
+				sm[j] = maps[i];
+				sk[j] = keys[i];
+				st[j++] = ts[i];
+			}
+		get_typlenbyvalalign(tstype, &len, &byval, &align);
+		types[0] = TEXTARRAYOID;
+		types[1] = TEXTARRAYOID;
+		types[2] = get_array_type(tstype);
+		qa[0] = PointerGetDatum(construct_array(sm, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
+		qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
+		qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
+		rc = SPI_execute_with_args(
+			"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
+			"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
+			"THEN l.value END "
+			"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) "
+			"LEFT JOIN topgun.lww l ON l.map = u.m AND l.leaf = topgun.key_leaf(u.k) AND l.key = u.k ORDER BY u.i",
+			3, types, qa, NULL, true, 0);
+		if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
+			elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
+		tt = SPI_tuptable;
+		SPI_tuptable = NULL;	/* kept while user resolvers run statements */
+	}
+	/* what one op allocates is dropped after its row is emitted */
+	opcxt = AllocSetContextCreate(CurrentMemoryContext, "topgun resolve_ops op", ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0, j = 0; i < nm; i++)
 	{
 		bool		isnull;
-		bool		has_ts = DatumGetBool(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
-		int			cmp = DatumGetInt32(SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull));
-		Datum		ld = SPI_getbinval(tt->vals[i], tt->tupdesc, 3, &isnull);
-		Jsonb	   *local = isnull ? NULL : DatumGetJsonbP(ld);
+		bool		has_ts = false;
+		int			cmp = 1;
+		Jsonb	   *local = NULL;
 		Jsonb	   *remote = vn[i] ? NULL : DatumGetJsonbP(vals[i]);
 		text	   *map = DatumGetTextPP(maps[i]);
 		text	   *key = DatumGetTextPP(keys[i]);
@@ -217,8 +264,19 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 		const char *reason = NULL;
 		Datum		out[4];
 		bool		on[4] = {false, false, true, true};
+		MemoryContext old = MemoryContextSwitchTo(opcxt);
 
-		for (int r = 0; r < nres && act == TG_RES_THROW; r++)
+		if (matched[i])
+		{
+			HeapTuple	row = tt->vals[j++];
+			Datum		ld;
+
+			has_ts = DatumGetBool(SPI_getbinval(row, tt->tupdesc, 1, &isnull));
+			cmp = DatumGetInt32(SPI_getbinval(row, tt->tupdesc, 2, &isnull));
+			ld = SPI_getbinval(row, tt->tupdesc, 3, &isnull);
+			local = isnull ? NULL : DatumGetJsonbP(ld);
+		}
+		for (int r = 0; r < nres && matched[i] && act == TG_RES_THROW; r++)
 		{
 			if (!glob_text(rs[r].map_pattern, map) || (rs[r].key_pattern && !glob_text(rs[r].key_pattern, key)))
 				continue;
@@ -230,7 +288,7 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 		}
 		if (act == TG_RES_THROW)
 		{
-			/* the implicit builtin:lww at the end of every chain */
+			/* the implicit builtin:lww at the end of every chain (uncovered ops: accept) */
 			act = (!has_ts || cmp > 0) ? TG_RES_ACCEPT : TG_RES_LOCAL;
 			reason = NULL;
 		}
@@ -243,8 +301,11 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 		if (act == TG_RES_REJECT && reason)
 			out[3] = CStringGetTextDatum(reason), on[3] = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, on);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(opcxt);
 	}
-	SPI_freetuptable(tt);
+	if (tt)
+		SPI_freetuptable(tt);
 	SPI_finish();
 	return (Datum) 0;
 }
