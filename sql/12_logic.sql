@@ -97,3 +97,12 @@ SELECT map_pattern, name, fn FROM topgun.registered_resolvers WHERE map_pattern 
 SELECT topgun.unregister_resolver('builtin:immutable', 'm1');
 SELECT map_pattern FROM topgun.registered_resolvers WHERE name = 'builtin:immutable';
 SELECT topgun.unregister_resolver('builtin:immutable'), topgun.unregister_resolver('ro');
+-- a full batch takes at most 128 lock-table entries; the key limit holds
+BEGIN;
+SELECT count(*) FROM jsonb_object_keys(topgun.execute_on_keys('ep', (SELECT array_agg('bk' || g) FROM generate_series(1, 1000) g), 'builtin:increment', '1'));
+SELECT count(*) <= 128 AS bounded FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+COMMIT;
+SELECT topgun.execute_on_keys('ep', (SELECT array_agg('bk' || g) FROM generate_series(1, 1001) g), 'builtin:increment', '1');
+SELECT topgun.execute_on_keys('ep', ARRAY['a', NULL], 'builtin:get');
+SELECT topgun.execute_on_keys('ep', ARRAY['a', 'b'], 'nope:x');
+SELECT topgun.execute_on_key('ep', 'k', 'builtin:increment', (SELECT jsonb_agg(repeat('x', 1000)) FROM generate_series(1, 300)));

@@ -22,7 +22,6 @@
 PG_FUNCTION_INFO_V1(tg_glob_match);
 PG_FUNCTION_INFO_V1(tg_is_builtin);
 
-#define LOGIC_MAX_ARGS_BYTES (256 * 1024)
 
 static bool sql_write_resolvers = true;
 
@@ -107,9 +106,6 @@ tg_logic_run_builtin(int id, Jsonb *cur, Jsonb *args, bool args_absent, TgWrite 
 
 	*write = TG_WRITE_NONE;
 	*new_value = NULL;
-	if (args != NULL && VARSIZE(args) > LOGIC_MAX_ARGS_BYTES)
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						errmsg("processor args exceed %d bytes", LOGIC_MAX_ARGS_BYTES)));
 	jv_arena_init(&a, arena_palloc, arena_pfree, arena_limit());
 	tg_proc_run(id, &a, jv_from_jsonb(&a, cur), args_absent ? jv_new(&a, JV_UNDEF) : jv_from_jsonb(&a, args), &out);
 	if (out.success)

@@ -2,9 +2,9 @@
  * pg_execute.c — topgun.execute_on_key / topgun.execute_on_keys
  * (ENTRY_PROCESS, ENTRY_PROCESS_BATCH; docs/processors.md).
  *
- * Each key: an advisory transaction lock on hashtextextended(map‖chr(1)‖key,
- * 4242) (the same key topgun.restamp takes, and it also covers keys that do
- * not exist yet), read the live value, run the processor, write the new value
+ * Each key: its bucket lock (key_lock_id; topgun.restamp takes the same
+ * through topgun._lock_key, and it also covers keys that do not exist
+ * yet), read the live value, run the processor, write the new value
  * through topgun.lww_put / lww_remove with a fresh HLC.  Built-ins run natively
  * (tg_logic_run_builtin); registered SQL processors through
  * topgun._execute_user.  The statements are prepared once per session.
@@ -14,6 +14,7 @@
 #include "logic/logic_pg.h"
 #include "logic/processors.h"
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -29,9 +30,10 @@
 
 PG_FUNCTION_INFO_V1(tg_execute_on_key);
 PG_FUNCTION_INFO_V1(tg_execute_on_keys);
+PG_FUNCTION_INFO_V1(tg_lock_key_sql);
 
 #define MAX_BATCH_KEYS 1000
-#define LOCK_SEED 4242
+#define MAX_ARGS_BYTES (256 * 1024)
 
 enum
 {
@@ -77,20 +79,36 @@ plan(int which)
 	return plans[which];
 }
 
+/*
+ * The transaction lock that serialises processors (and topgun.restamp) on a
+ * key, also when the key does not exist yet: an advisory lock on one of
+ * KEY_LOCK_BUCKETS buckets per map, so that a batch takes at most that many
+ * entries of the shared lock table whatever its size (two keys sharing a
+ * bucket merely wait for each other).
+ */
+#define KEY_LOCK_BUCKETS 128
+
+static int64
+key_lock_id(text *map, text *key)
+{
+	uint32		mh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map)));
+	uint32		kh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
+
+	return (int64) (((uint64) mh << 32) | (kh % KEY_LOCK_BUCKETS));
+}
+
 static void
 lock_key(text *map, text *key)
 {
-	size_t		ml = VARSIZE_ANY_EXHDR(map),
-				kl = VARSIZE_ANY_EXHDR(key);
-	char	   *buf = palloc(ml + kl + 1);
-	uint64		h;
+	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(key_lock_id(map, key)));
+}
 
-	memcpy(buf, VARDATA_ANY(map), ml);
-	buf[ml] = '\001';
-	memcpy(buf + ml + 1, VARDATA_ANY(key), kl);
-	h = DatumGetUInt64(hash_any_extended((unsigned char *) buf, (int) (ml + kl + 1), LOCK_SEED));
-	pfree(buf);
-	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum((int64) h));
+/* topgun._lock_key(map, key): the same lock, for SQL callers. */
+Datum
+tg_lock_key_sql(PG_FUNCTION_ARGS)
+{
+	lock_key(PG_GETARG_TEXT_PP(0), PG_GETARG_TEXT_PP(1));
+	PG_RETURN_VOID();
 }
 
 /* One SPI statement returning at most one datum; *isnull when no row or NULL. */
@@ -198,6 +216,9 @@ check_args(FunctionCallInfo fcinfo)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 						errmsg("map, key(s) and processor must not be NULL")));
+	if (!PG_ARGISNULL(3) && toast_raw_datum_size(PG_GETARG_DATUM(3)) > MAX_ARGS_BYTES)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("processor args exceed %d bytes", MAX_ARGS_BYTES)));
 }
 
 /* topgun.execute_on_key(map, key, processor, args jsonb DEFAULT NULL) → jsonb */
@@ -230,21 +251,18 @@ tg_execute_on_key(PG_FUNCTION_ARGS)
 }
 
 static int
-cmp_text(const void *a, const void *b)
+cmp_int64(const void *a, const void *b)
 {
-	text	   *x = *(text *const *) a,
-			   *y = *(text *const *) b;
-	size_t		lx = VARSIZE_ANY_EXHDR(x),
-				ly = VARSIZE_ANY_EXHDR(y);
-	int			c = memcmp(VARDATA_ANY(x), VARDATA_ANY(y), Min(lx, ly));
+	int64		x = *(const int64 *) a,
+				y = *(const int64 *) b;
 
-	return c ? c : (lx > ly) - (lx < ly);
+	return (x > y) - (x < y);
 }
 
 /*
  * topgun.execute_on_keys(map, keys text[], processor, args) → {key: response}.
- * All keys in the caller's transaction; locks first, in byte order of the
- * keys (two batches never deadlock); then the keys in the given order, a
+ * All keys in the caller's transaction; their bucket locks first, in lock
+ * order (two batches never deadlock); then the keys in the given order, a
  * duplicate running twice with the last response kept.
  */
 Datum
@@ -262,7 +280,6 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 	JsonbValue *res;
 	JsonbValue	k,
 				v;
-	text	  **sorted;
 	text	  **ordered;
 	Jsonb	   *out;
 	MemoryContext outer = CurrentMemoryContext;
@@ -278,15 +295,13 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 	if (nk > MAX_BATCH_KEYS)
 		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 						errmsg("at most %d keys per batch", MAX_BATCH_KEYS)));
-	sorted = palloc(sizeof(text *) * Max(nk, 1));
 	ordered = palloc(sizeof(text *) * Max(nk, 1));
 	for (int i = 0; i < nk; i++)
 	{
 		if (kn[i])
 			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("keys must not contain NULL")));
-		sorted[i] = ordered[i] = DatumGetTextPP(kd[i]);
+		ordered[i] = DatumGetTextPP(kd[i]);
 	}
-	qsort(sorted, nk, sizeof(text *), cmp_text);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (!find_processor(name, &p))
@@ -301,9 +316,14 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 		MemoryContext keep = CurrentMemoryContext;
 		MemoryContext perkey = AllocSetContextCreate(keep, "topgun execute_on_keys key", ALLOCSET_DEFAULT_SIZES);
 
+		int64	   *ids = palloc(sizeof(int64) * Max(nk, 1));
+
 		for (int i = 0; i < nk; i++)
-			if (i == 0 || cmp_text(&sorted[i - 1], &sorted[i]) != 0)
-				lock_key(map, sorted[i]);
+			ids[i] = key_lock_id(map, ordered[i]);
+		qsort(ids, nk, sizeof(int64), cmp_int64);
+		for (int i = 0; i < nk; i++)
+			if (i == 0 || ids[i - 1] != ids[i])
+				DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(ids[i]));
 		MemoryContextSwitchTo(perkey);
 		for (int i = 0; i < nk; i++)
 		{

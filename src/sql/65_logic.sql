@@ -4,6 +4,8 @@
 ------------------------------------------------------------------------------
 CREATE FUNCTION topgun._glob(pattern text, s text) RETURNS boolean
   AS 'MODULE_PATHNAME', 'tg_glob_match' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._lock_key(map text, key text) RETURNS void
+  AS 'MODULE_PATHNAME', 'tg_lock_key_sql' LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION topgun._is_builtin(kind text, name text) RETURNS boolean
   AS 'MODULE_PATHNAME', 'tg_is_builtin' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
@@ -242,7 +244,7 @@ DECLARE
   t topgun.hlc;
   prev text;
 BEGIN
-  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(map || chr(1) || key, 4242));
+  PERFORM topgun._lock_key(map, key);
   SELECT l.value, l.ttl_ms INTO v, ttl FROM topgun.lww l
    WHERE l.map = $1 AND l.leaf = topgun.key_leaf($2) AND l.key = $2 FOR UPDATE;
   IF v IS NOT NULL AND ttl IS NOT NULL THEN
