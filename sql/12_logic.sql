@@ -106,3 +106,13 @@ SELECT topgun.execute_on_keys('ep', (SELECT array_agg('bk' || g) FROM generate_s
 SELECT topgun.execute_on_keys('ep', ARRAY['a', NULL], 'builtin:get');
 SELECT topgun.execute_on_keys('ep', ARRAY['a', 'b'], 'nope:x');
 SELECT topgun.execute_on_key('ep', 'k', 'builtin:increment', (SELECT jsonb_agg(repeat('x', 1000)) FROM generate_series(1, 300)));
+-- batched built-ins: duplicates see their predecessor, deletes inside a batch, the stored
+-- state equals running the keys one by one; an unwritable value fails the whole batch
+SELECT topgun.execute_on_keys('ep', ARRAY['q1', 'q2', 'q1', 'q1'], 'builtin:array_push', '"x"');
+SELECT topgun.lww_get('ep', 'q1'), topgun.lww_get('ep', 'q2');
+SELECT topgun.execute_on_keys('ep', ARRAY['q1', 'q3', 'q1'], 'builtin:replace');
+SELECT topgun.lww_get('ep', 'q1') IS NULL AS q1_deleted, (SELECT value IS NULL FROM topgun.lww WHERE map = 'ep' AND key = 'q1') AS tombstone,
+       (SELECT count(*) FROM topgun.lww WHERE map = 'ep' AND key = 'q3') AS q3_rows;
+SELECT topgun.or_add('orm', 'k', '1') IS NOT NULL AS or_map;
+SELECT topgun.execute_on_keys('orm', ARRAY['k'], 'builtin:increment', '1');
+SELECT topgun.execute_on_key('orm', 'k', 'builtin:increment', '1');

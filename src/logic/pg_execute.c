@@ -42,6 +42,8 @@ enum
 	PLAN_REMOVE,
 	PLAN_FIND,
 	PLAN_USER,
+	PLAN_READ_MANY,
+	PLAN_PUT_MANY,
 	NPLANS
 };
 
@@ -57,8 +59,13 @@ plan(int which)
 		"SELECT topgun.lww_remove($1, $2)",
 		"SELECT p.fn::oid FROM topgun.processors p WHERE p.name = $1",
 		"SELECT topgun._execute_user($1, $2, $3::oid::regprocedure, $4, $5)",
+		("SELECT l.value FROM unnest($2) WITH ORDINALITY u(k, i) LEFT JOIN topgun.lww l "
+		 "ON l.map = $1 AND l.leaf = topgun.key_leaf(u.k) AND l.key = u.k AND l.value IS NOT NULL "
+		 "AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) ORDER BY u.i"),
+		("SELECT p.ord, p.error FROM topgun.lww_put_many(array_fill($1, ARRAY[cardinality($2)]), $2, $3, "
+		 "(SELECT array_agg(topgun.hlc_now()) FROM generate_series(1, cardinality($2)))) p WHERE p.error IS NOT NULL"),
 	};
-	static const int nargs[NPLANS] = {2, 3, 2, 1, 5};
+	static const int nargs[NPLANS] = {2, 3, 2, 1, 5, 2, 3};
 	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID};
 
 	if (plans[which] == NULL)
@@ -70,6 +77,11 @@ plan(int which)
 			types[2] = OIDOID;
 			types[3] = JSONBOID;
 			types[4] = JSONBOID;
+		}
+		else if (which == PLAN_READ_MANY || which == PLAN_PUT_MANY)
+		{
+			types[1] = TEXTARRAYOID;
+			types[2] = JSONBARRAYOID;
 		}
 		p = SPI_prepare(sql[which], nargs[which], types);
 		if (p == NULL || SPI_keepplan(p) != 0)
@@ -250,6 +262,110 @@ tg_execute_on_key(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(res);
 }
 
+
+static int
+cmp_text(const void *a, const void *b)
+{
+	text	   *x = *(text *const *) a,
+			   *y = *(text *const *) b;
+	size_t		lx = VARSIZE_ANY_EXHDR(x),
+				ly = VARSIZE_ANY_EXHDR(y);
+	int			c = memcmp(VARDATA_ANY(x), VARDATA_ANY(y), Min(lx, ly));
+
+	return c ? c : (lx > ly) - (lx < ly);
+}
+
+/*
+ * A built-in over a batch (locks already held): one read of every distinct
+ * key, the keys in order on the values as they evolve (a duplicate sees its
+ * predecessor's result), one lww_put_many of the final state of every key
+ * that changed.  responses[i] is key i's response.
+ */
+static void
+process_builtin_batch(text *map, text **ordered, int nk, int id, Jsonb *args, Jsonb **responses)
+{
+	text	  **uniq = palloc(sizeof(text *) * nk);
+	Jsonb	  **cur = palloc0(sizeof(Jsonb *) * nk);
+	bool	   *dirty = palloc0(sizeof(bool) * nk);
+	int			nu = 0,
+				nd = 0;
+	Datum	   *ud,
+			   *dk,
+			   *dv;
+	bool	   *dvn;
+	Datum		a[3];
+	int			rc;
+
+	memcpy(uniq, ordered, sizeof(text *) * nk);
+	qsort(uniq, nk, sizeof(text *), cmp_text);
+	for (int i = 0; i < nk; i++)
+		if (nu == 0 || cmp_text(&uniq[nu - 1], &uniq[i]) != 0)
+			uniq[nu++] = uniq[i];
+	ud = palloc(sizeof(Datum) * nu);
+	for (int u = 0; u < nu; u++)
+		ud[u] = PointerGetDatum(uniq[u]);
+	a[0] = PointerGetDatum(map);
+	a[1] = PointerGetDatum(construct_array(ud, nu, TEXTOID, -1, false, TYPALIGN_INT));
+	rc = SPI_execute_plan(plan(PLAN_READ_MANY), a, NULL, false, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nu)
+		elog(ERROR, "reading the batch's records failed: %s", SPI_result_code_string(rc));
+	for (int u = 0; u < nu; u++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[u], SPI_tuptable->tupdesc, 1, &isnull);
+
+		cur[u] = isnull ? NULL : DatumGetJsonbPCopy(d);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	for (int i = 0; i < nk; i++)
+	{
+		text	  **hit = bsearch(&ordered[i], uniq, nu, sizeof(text *), cmp_text);
+		int			u = (int) (hit - uniq);
+		TgWrite		w;
+		Jsonb	   *nv;
+
+		responses[i] = tg_logic_run_builtin(id, cur[u], args, args == NULL, &w, &nv);
+		if (w == TG_WRITE_SET)
+			cur[u] = nv, dirty[u] = true;
+		else if (w == TG_WRITE_REMOVE)
+			cur[u] = NULL, dirty[u] = true;
+	}
+	dk = palloc(sizeof(Datum) * nu);
+	dv = palloc(sizeof(Datum) * nu);
+	dvn = palloc(sizeof(bool) * nu);
+	for (int u = 0; u < nu; u++)
+		if (dirty[u])
+		{
+			dk[nd] = PointerGetDatum(uniq[u]);
+			dv[nd] = PointerGetDatum(cur[u]);
+			dvn[nd++] = cur[u] == NULL;		/* NULL: a tombstone */
+		}
+	if (nd == 0)
+		return;
+	{
+		int			dims[1] = {nd};
+		int			lbs[1] = {1};
+
+		a[1] = PointerGetDatum(construct_array(dk, nd, TEXTOID, -1, false, TYPALIGN_INT));
+		a[2] = PointerGetDatum(construct_md_array(dv, dvn, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
+	}
+	rc = SPI_execute_plan(plan(PLAN_PUT_MANY), a, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "writing the batch failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		int			ord = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *err = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		text	   *bad = ord >= 1 && ord <= nd ? DatumGetTextPP(dk[ord - 1]) : map;
+
+		ereport(ERROR, (errcode(ERRCODE_DATA_EXCEPTION),
+						errmsg("processor batch on map \"%s\": key \"%s\" could not be written: %s",
+							   text_to_cstring(map), text_to_cstring(bad), err),
+						errdetail("A batch is all or nothing.")));
+	}
+}
+
 static int
 cmp_int64(const void *a, const void *b)
 {
@@ -324,17 +440,28 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 		for (int i = 0; i < nk; i++)
 			if (i == 0 || ids[i - 1] != ids[i])
 				DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(ids[i]));
-		MemoryContextSwitchTo(perkey);
-		for (int i = 0; i < nk; i++)
+		if (p.builtin >= 0)
 		{
-			Jsonb	   *r = process_key(map, ordered[i], &p, args);
-			MemoryContext old = MemoryContextSwitchTo(keep);
+			Jsonb	  **resp = palloc(sizeof(Jsonb *) * Max(nk, 1));
 
-			kd[i] = PointerGetDatum(DatumGetJsonbPCopy(PointerGetDatum(r)));
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(perkey);
+			process_builtin_batch(map, ordered, nk, p.builtin, args, resp);
+			for (int i = 0; i < nk; i++)
+				kd[i] = PointerGetDatum(resp[i]);
 		}
-		MemoryContextSwitchTo(keep);
+		else
+		{
+			MemoryContextSwitchTo(perkey);
+			for (int i = 0; i < nk; i++)
+			{
+				Jsonb	   *r = process_key(map, ordered[i], &p, args);
+				MemoryContext old = MemoryContextSwitchTo(keep);
+
+				kd[i] = PointerGetDatum(DatumGetJsonbPCopy(PointerGetDatum(r)));
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(perkey);
+			}
+			MemoryContextSwitchTo(keep);
+		}
 	}
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < nk; i++)
