@@ -11,6 +11,7 @@
  */
 #include "postgres.h"
 
+#include "core/hlc.h"
 #include "logic/logic_pg.h"
 #include "logic/processors.h"
 
@@ -38,8 +39,6 @@ PG_FUNCTION_INFO_V1(tg_lock_key_sql);
 enum
 {
 	PLAN_READ,
-	PLAN_PUT,
-	PLAN_REMOVE,
 	PLAN_FIND,
 	PLAN_USER,
 	PLAN_READ_MANY,
@@ -55,8 +54,6 @@ plan(int which)
 	static const char *sql[NPLANS] = {
 		("SELECT l.value FROM topgun.lww l WHERE l.map = $1 AND l.leaf = topgun.key_leaf($2) AND l.key = $2 "
 		 "AND l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms())"),
-		"SELECT topgun.lww_put($1, $2, $3)",
-		"SELECT topgun.lww_remove($1, $2)",
 		"SELECT p.fn::oid FROM topgun.processors p WHERE p.name = $1",
 		"SELECT topgun._execute_user($1, $2, $3::oid::regprocedure, $4, $5)",
 		("SELECT l.value FROM unnest($2) WITH ORDINALITY u(k, i) LEFT JOIN topgun.lww l "
@@ -65,7 +62,7 @@ plan(int which)
 		("SELECT p.ord, p.error FROM topgun.lww_put_many(array_fill($1, ARRAY[cardinality($2)]), $2, $3, "
 		 "(SELECT array_agg(topgun.hlc_now()) FROM generate_series(1, cardinality($2)))) p WHERE p.error IS NOT NULL"),
 	};
-	static const int nargs[NPLANS] = {2, 3, 2, 1, 5, 2, 3};
+	static const int nargs[NPLANS] = {2, 1, 5, 2, 3};
 	Oid			types[5] = {TEXTOID, TEXTOID, JSONBOID, TEXTOID, TEXTOID};
 
 	if (plans[which] == NULL)
@@ -137,6 +134,38 @@ run1(int which, Datum *args, const char *nulls, bool *isnull)
 		return (Datum) 0;
 	}
 	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, isnull);
+}
+
+/*
+ * The LWW write path itself (src/core/lww.c), called directly rather than
+ * through a statement: the processor's write is the hot key's critical
+ * section.  A fresh node timestamp; value NULL writes a tombstone.
+ */
+extern Datum lww_put(PG_FUNCTION_ARGS);
+extern Datum lww_remove(PG_FUNCTION_ARGS);
+
+static void
+write_key(text *map, text *key, Jsonb *value)
+{
+	LOCAL_FCINFO(fc, 5);
+
+	InitFunctionCallInfoData(*fc, NULL, value ? 5 : 3, InvalidOid, NULL, NULL);
+	for (int i = 0; i < 5; i++)
+		fc->args[i].isnull = false;
+	fc->args[0].value = PointerGetDatum(map);
+	fc->args[1].value = PointerGetDatum(key);
+	if (value)
+	{
+		fc->args[2].value = PointerGetDatum(value);
+		fc->args[3].value = PointerGetDatum(tg_clock_now());
+		fc->args[4].isnull = true;	/* no TTL */
+		lww_put(fc);
+	}
+	else
+	{
+		fc->args[2].value = PointerGetDatum(tg_clock_now());
+		lww_remove(fc);
+	}
 }
 
 typedef struct Proc
@@ -212,13 +241,8 @@ process_key(text *map, text *key, const Proc *p, Jsonb *args)
 	if (!isnull)
 		cur = DatumGetJsonbPCopy(d);
 	resp = tg_logic_run_builtin(p->builtin, cur, args, args == NULL, &w, &nv);
-	if (w == TG_WRITE_SET)
-	{
-		a[2] = PointerGetDatum(nv);
-		run1(PLAN_PUT, a, NULL, &isnull);
-	}
-	else if (w == TG_WRITE_REMOVE)
-		run1(PLAN_REMOVE, a, NULL, &isnull);
+	if (w != TG_WRITE_NONE)
+		write_key(map, key, w == TG_WRITE_SET ? nv : NULL);
 	return resp;
 }
 
