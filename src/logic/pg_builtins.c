@@ -162,9 +162,10 @@ tg_logic_run_builtin(int id, Jsonb *cur, Jsonb *args, bool args_absent, TgWrite 
 
 /*
  * One built-in resolver step on stored/incoming jsonb (local NULL: absent;
- * remote NULL: a delete).  Returns the action; *value (accept/merge) is NULL
- * for a JSON-less answer, *reason is set for reject and for a skipped
- * (failed) resolver.  A merged value that is not finite counts as failed.
+ * remote NULL: a delete).  Returns the action; *value is the merged value
+ * (merge only: accept means the op's own value), *reason is set for reject
+ * and for a skipped (failed) resolver.  A merged value that is not finite
+ * counts as failed.  Values a resolver does not read are not converted.
  */
 TgResAction
 tg_logic_resolve_builtin(int id, Jsonb *local, bool has_local_ts, Jsonb *remote, int remote_vs_local,
@@ -173,14 +174,18 @@ tg_logic_resolve_builtin(int id, Jsonb *local, bool has_local_ts, Jsonb *remote,
 	JvArena		a;
 	TgResCtx	ctx;
 	TgResOut	out;
+	bool		need_local,
+				need_remote;
 
 	*value = NULL;
 	*reason = NULL;
 	jv_arena_init(&a, arena_palloc, arena_pfree, arena_limit());
 	memset(&ctx, 0, sizeof(ctx));
-	ctx.local = jv_from_jsonb(&a, local);
+	tg_res_reads(id, &need_local, &need_remote);
+	/* values the resolver does not look into are not converted (placeholders) */
+	ctx.local = local == NULL ? jv_new(&a, JV_UNDEF) : need_local ? jv_from_jsonb(&a, local) : jv_new(&a, JV_NULL);
 	ctx.has_local_ts = has_local_ts;
-	ctx.remote = remote ? jv_from_jsonb(&a, remote) : jv_new(&a, JV_NULL);
+	ctx.remote = remote && need_remote ? jv_from_jsonb(&a, remote) : jv_new(&a, JV_NULL);
 	ctx.remote_vs_local = remote_vs_local;
 	ctx.key = VARDATA_ANY(key);
 	ctx.key_len = VARSIZE_ANY_EXHDR(key);
@@ -191,7 +196,8 @@ tg_logic_resolve_builtin(int id, Jsonb *local, bool has_local_ts, Jsonb *remote,
 	}
 	ctx.is_server = is_server;
 	tg_res_run(id, &a, &ctx, &out);
-	if ((out.action == TG_RES_ACCEPT || out.action == TG_RES_MERGE) &&
+	/* accept means the op's own value: only a merged value is converted */
+	if (out.action == TG_RES_MERGE &&
 		out.value != NULL && out.value->t != JV_UNDEF && out.value->t != JV_HOLE)
 	{
 		bool		ok;

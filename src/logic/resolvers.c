@@ -161,23 +161,40 @@ owner_only(JvArena *a, const TgResCtx *c, TgResOut *o)
 	answer(o, TG_RES_ACCEPT, c->remote, NULL);
 }
 
+/*
+ * reads: which values a resolver looks into (beyond whether a local value
+ * exists); the others may be given a placeholder (tg_res_reads).
+ */
+#define R_LOCAL 1
+#define R_REMOTE 2
+
 static const struct
 {
 	const char *name;
 	int			priority;
+	int			reads;
 }			builtins[TG_RES_COUNT] = {
-	{"builtin:lww", 0},
-	{"builtin:first_write_wins", 100},
-	{"builtin:numeric_min", 50},
-	{"builtin:numeric_max", 50},
-	{"builtin:non_negative", 90},
-	{"builtin:array_union", 50},
-	{"builtin:deep_merge", 50},
-	{"builtin:server_only", 100},
-	{"builtin:owner_only", 95},
-	{"builtin:immutable", 100},
-	{"builtin:version_increment", 90},
+	{"builtin:lww", 0, 0},
+	{"builtin:first_write_wins", 100, 0},
+	{"builtin:numeric_min", 50, R_LOCAL | R_REMOTE},
+	{"builtin:numeric_max", 50, R_LOCAL | R_REMOTE},
+	{"builtin:non_negative", 90, R_REMOTE},
+	{"builtin:array_union", 50, R_LOCAL | R_REMOTE},
+	{"builtin:deep_merge", 50, R_LOCAL | R_REMOTE},
+	{"builtin:server_only", 100, 0},
+	{"builtin:owner_only", 95, R_LOCAL},
+	{"builtin:immutable", 100, 0},
+	{"builtin:version_increment", 90, R_LOCAL | R_REMOTE},
 };
+
+void
+tg_res_reads(int id, bool *local, bool *remote)
+{
+	int			r = id >= 0 && id < TG_RES_COUNT ? builtins[id].reads : R_LOCAL | R_REMOTE;
+
+	*local = (r & R_LOCAL) != 0;
+	*remote = (r & R_REMOTE) != 0;
+}
 
 int
 tg_res_find(const char *name, size_t len)

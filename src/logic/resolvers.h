@@ -48,6 +48,14 @@ extern const char *tg_res_name(int id);
 extern int	tg_res_default_priority(int id);
 extern void tg_res_run(int id, JvArena *a, const TgResCtx *ctx, TgResOut *out);
 
+/*
+ * Whether resolver `id` looks into the local / remote value.  One it does
+ * not read may be passed as a placeholder (any value other than JV_UNDEF
+ * standing for "present"); an accept then answers with that placeholder, so
+ * the caller must use the op's own value for accept.
+ */
+extern void tg_res_reads(int id, bool *local, bool *remote);
+
 /* keyPattern glob: `*` any run, `?` one character, anchored, case-sensitive. */
 extern bool tg_res_glob(const char *pat, size_t plen, const char *s, size_t slen);
 
