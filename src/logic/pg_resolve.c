@@ -237,11 +237,13 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 		qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
 		qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
 		rc = SPI_execute_with_args(
+			/* LATERAL: one primary-key probe per op, whatever the statistics say */
 			"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
 			"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
 			"THEN l.value END "
-			"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) "
-			"LEFT JOIN topgun.lww l ON l.map = u.m AND l.leaf = topgun.key_leaf(u.k) AND l.key = u.k ORDER BY u.i",
+			"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) LEFT JOIN LATERAL "
+			"(SELECT x.ts, x.value, x.ttl_ms FROM topgun.lww x "
+			"WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k) l ON true ORDER BY u.i",
 			3, types, qa, NULL, true, 0);
 		if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
 			elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
