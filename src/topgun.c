@@ -9,6 +9,7 @@
 #include "journal/journal.h"
 #include "changes/changes.h"
 #include "core/lww_merge.h"
+#include "logic/logic_pg.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -38,6 +39,7 @@ _PG_init(void)
 	tg_journal_patterns_init();
 	tg_journal_events_init();
 	tg_worker_init();
+	tg_logic_init();
 
 	MarkGUCPrefixReserved("topgun");
 }
