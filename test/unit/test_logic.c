@@ -263,6 +263,6 @@ main(void)
 	test_glob();
 	test_parser_bounds();
 	jv_arena_free(&a);
-	printf("test_logic: %d checks, %d failures\n", lv_checks, lv_failures);
+	printf("test_logic: %d passed, %d failed\n", lv_checks - lv_failures, lv_failures);
 	return lv_failures ? 1 : 0;
 }
