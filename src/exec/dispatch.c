@@ -205,6 +205,13 @@ h_query_unsub(TgConn *c, TgInMsg *in, TgMessage *m)
 }
 
 static TgHandled
+h_lock(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_lock_handle(c, m);
+	return TG_ANSWERED;
+}
+
+static TgHandled
 h_topic(TgConn *c, TgInMsg *in, TgMessage *m)
 {
 	tg_topic_handle(c, m);
@@ -233,6 +240,8 @@ static const TgHandler handlers[TG_MSG_COUNT_] = {
 	[TG_MSG_TOPIC_PUB] = h_topic,
 	[TG_MSG_COUNTER_REQUEST] = h_db,
 	[TG_MSG_COUNTER_SYNC] = h_db,
+	[TG_MSG_LOCK_REQUEST] = h_lock,
+	[TG_MSG_LOCK_RELEASE] = h_lock,
 };
 
 /*

@@ -199,6 +199,14 @@ extern void tg_counters_after_commit(bool committed);
 extern void tg_counter_push(const char *name, size_t len, Jsonb *state, TgConn *also);
 extern void tg_counters_conn_gone(TgConn *c);
 
+/* ------------------------------------------------------- locks.c */
+extern void tg_lock_handle(TgConn *c, TgMessage *m);
+extern void tg_locks_conn_gone(TgConn *c);
+extern void tg_locks_tick(void);
+
+/* session.c: a connection by id (NULL if gone) */
+extern TgConn *tg_conn_find(uint64 id);
+
 /* ------------------------------------------------------- recheck.c */
 extern void tg_recheck_access(void);	/* policies changed: one walk over every connection */
 

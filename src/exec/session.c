@@ -86,8 +86,8 @@ conn_open(uint64 id, const char *remote, size_t len)
 	e->conn = c;
 }
 
-static TgConn *
-conn_find(uint64 id)
+TgConn *
+tg_conn_find(uint64 id)
 {
 	ConnEntry  *e = hash_search(conn_by_id, &id, HASH_FIND, NULL);
 
@@ -115,6 +115,7 @@ conn_free(TgConn *c)
 		m = n;
 	}
 	tg_readers_conn_gone(c);
+	tg_locks_conn_gone(c);
 	tg_proto_conn_gone(c);
 	tg_live_conn_gone(c);
 	for (int i = 0; i < c->nroles; i++)
@@ -331,12 +332,12 @@ drain_in(bool *any)
 					conn_open(rec.conn, p, rec.len);
 					break;
 				case TG_REC_CLOSED:
-					c = conn_find(rec.conn);
+					c = tg_conn_find(rec.conn);
 					if (c)
 						c->closed = true;
 					break;
 				case TG_REC_FRAME:
-					c = conn_find(rec.conn);
+					c = tg_conn_find(rec.conn);
 					if (c == NULL || c->closed)
 						break;
 					m = malloc(sizeof(TgInMsg));
@@ -578,6 +579,7 @@ iterate(MemoryContext loop_cxt)
 	got_feed_wake = false;
 	tg_live_poll(woken || any);
 	tg_query_run_pending();
+	tg_locks_tick();
 	report_and_reap();
 	flush_out();
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -605,6 +607,8 @@ tg_session_main(Datum arg)
 	pgstat_report_appname("topgun session executor");
 	/* acks are sent only for durable commits */
 	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+	/* resolvers of client writes run in the group commit, not again in a trigger */
+	SetConfigOption("topgun.sql_write_resolvers", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	seg = dsm_attach(DatumGetUInt32(arg));
 	if (seg == NULL)
