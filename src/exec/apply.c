@@ -24,6 +24,7 @@
 
 #include "core/lww_batch.h"
 #include "exec/events.h"
+#include "exec/resolve.h"
 
 #define MAX_FULL_RETRIES 3
 
@@ -51,6 +52,8 @@ typedef struct GOp
 	GState		state;
 	char	   *error;
 	bool		denied;			/* refused by access control */
+	bool		resolved;		/* the map's conflict resolvers have run */
+	TgResOutcome res;
 } GOp;
 
 typedef struct GBatch
@@ -248,6 +251,130 @@ lww_bulk_exec(int from, int to)
 }
 
 /*
+ * Conflict resolvers (resolve.c) for the LWW ops of maps that have some, per
+ * writer, once per op however often the group is retried: a reject rejects
+ * the op, a merge replaces its value, local keeps the stored record.
+ */
+static void
+resolve_group(void)
+{
+	TgResolveOp *ops = NULL;
+	int		   *idx = NULL;
+
+	for (int b = 0; b < ngbatches; b++)
+	{
+		GBatch	   *gb = &gbatches[b];
+		int			n = 0;
+
+		for (int i = gb->first; i < gb->first + gb->nops; i++)
+		{
+			GOp		   *g = &gops[i];
+
+			if (g->resolved || g->state != GS_PENDING || !is_lww_op(g))
+				continue;
+			g->resolved = true;
+			if (!tg_resolvers_on(g->map))
+				continue;
+			if (ops == NULL)
+			{
+				ops = palloc0(sizeof(TgResolveOp) * ngops);
+				idx = palloc(sizeof(int) * ngops);
+			}
+			ops[n].map = g->map;
+			ops[n].key = g->key;
+			ops[n].json = g->json;
+			ops[n].ts = g->ts;
+			idx[n++] = i;
+		}
+		if (n == 0)
+			continue;
+		tg_resolve(gb->conn, ops, n);
+		for (int j = 0; j < n; j++)
+		{
+			GOp		   *g = &gops[idx[j]];
+
+			g->res = ops[j].outcome;
+			if (g->res == TG_RES_REJECT)
+				gop_reject(g, ops[j].reason);
+			else if (g->res == TG_RES_MERGE)
+				g->json = ops[j].value_json;
+		}
+	}
+	for (int i = 0; i < ngops; i++)
+		if (gops[i].res == TG_RES_LOCAL && gops[i].state == GS_PENDING)
+			gops[i].state = GS_LOST;	/* nothing written; the writer is corrected after commit */
+}
+
+/*
+ * After the commit: the writers of rejected ops (and of ops a resolver kept
+ * the stored record against) get MERGE_REJECTED, and the stored record is
+ * written again newer than their op, as an event to every watcher -- the
+ * writer's replica merges it last-write-wins and ends with the stored value.
+ */
+static void
+correct_writers(void)
+{
+	TgEventList l;
+	bool		any = false;
+	char	   *volatile hlc = NULL;
+
+	for (int i = 0; i < ngops; i++)
+		if (gops[i].res == TG_RES_REJECT || gops[i].res == TG_RES_LOCAL)
+			any = true;
+	if (!any)
+		return;
+	tg_events_init(&l);
+	PG_TRY();
+	{
+		tg_txn_begin();
+		for (int i = 0; i < ngops; i++)
+		{
+			GOp		   *g = &gops[i];
+			TgConn	   *c = gbatches[g->batch].conn;
+			TgEvent		ev;
+
+			if (g->res != TG_RES_REJECT && g->res != TG_RES_LOCAL)
+				continue;
+			if (g->res == TG_RES_REJECT && !c->closed)
+			{
+				MpBuf	   *b = tg_buf_begin();
+
+				mp_put_map_header(b, 6);
+				mp_put_str(b, "type");
+				mp_put_str(b, "MERGE_REJECTED");
+				mp_put_str(b, "mapName");
+				tg_put_tgstr(b, g->op->map_name);
+				mp_put_str(b, "key");
+				tg_put_tgstr(b, g->op->key);
+				mp_put_str(b, "attemptedValue");
+				if (g->op->op_type == TG_OP_REMOVE || !g->op->has_record)
+					mp_put_nil(b);
+				else
+					mp_put_node(b, g->op->record.value);
+				mp_put_str(b, "reason");
+				mp_put_str(b, g->error ? g->error : "Rejected by conflict resolver");
+				mp_put_str(b, "timestamp");
+				tg_put_timestamp(b, &g->op->record.ts);
+				tg_buf_send(c, b);
+			}
+			if (tg_restamp(g->map, g->key, g->ts, &ev))
+				tg_events_add(&l, &ev);
+		}
+		hlc = tg_hlc_now_text();
+		tg_txn_end();
+		tg_events_fan_out(&l, hlc, NULL, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e = tg_txn_recover();
+
+		ereport(LOG, (errmsg("topgun: could not correct the writers of rejected ops: %s", e->message)));
+	}
+	PG_END_TRY();
+	tg_events_free(&l);
+}
+
+/*
  * One attempt at applying every non-rejected op.  Returns true on commit.
  * On failure, *bad is the index of the op that raised (or -1 if the error
  * was outside any op) and *edata the error.
@@ -266,6 +393,7 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 	PG_TRY();
 	{
 		tg_txn_begin();
+		resolve_group();
 		run_start = -1;
 		for (volatile int i = 0; i < ngops; i++)
 		{
@@ -612,6 +740,7 @@ tg_group_flush(void)
 	{
 		for (int i = 0; i < ngbatches; i++)
 			fan_out_batch(&gbatches[i]);
+		correct_writers();
 		/* live queries see the worker's own LWW writes directly (OR via the feed) */
 		for (int i = 0; i < ngops; i++)
 		{
