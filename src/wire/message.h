@@ -23,6 +23,14 @@
  * are NOT NUL-terminated.  All MpNode pointers point into msg->arena.  The
  * input buffer must stay alive and unchanged until tg_message_free().
  *
+ * The optional-feature types (SEARCH*, HYBRID_QUERY_*, ENTRY_PROCESS*,
+ * *_RESOLVER*, JOURNAL_*, PARTITION_MAP_REQUEST; PROTOCOL-ADDENDUM.md) follow
+ * the client's schema with the TG_WIRE_MAX_* bounds below; lengths the
+ * schema gives in characters are counted in UTF-16 code units.  Whatever
+ * the outcome, a known type sets known_type and, for the types whose reply
+ * echoes an id, request_id (see TgMessage), so a validation failure can get
+ * the typed reply the client waits for (docs/wire-codec.md).
+ *
  * OP_BATCH is validated as an envelope (payload, ops array, writeConcern,
  * timeout) and then op by op: a malformed op gets valid=false and an error
  * text, the other ops stay usable, so the worker can reject that op alone.

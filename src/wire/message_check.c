@@ -285,9 +285,10 @@ tgw_check_int(V *v, const MpNode *n, const char *path, int64_t min, int64_t max,
 	return true;
 }
 
+/* A required map or array field (type MP_MAP or MP_ARRAY). */
 bool
-tgw_req_map(V *v, const MpNode *obj, const char *path, const char *name,
-		const MpNode **out)
+tgw_req_node(V *v, const MpNode *obj, const char *path, const char *name,
+			 MpType type, const MpNode **out)
 {
 	char		p[PATH_LEN];
 	const MpNode *n = mp_map_get(obj, name);
@@ -295,24 +296,9 @@ tgw_req_map(V *v, const MpNode *obj, const char *path, const char *name,
 	tgw_subpath(p, path, name);
 	if (n == NULL)
 		return tgw_err(v, p, "required");
-	if (n->type != MP_MAP)
-		return tgw_err(v, p, "expected a map, got %s", tgw_got(n));
-	*out = n;
-	return true;
-}
-
-bool
-tgw_req_array(V *v, const MpNode *obj, const char *path, const char *name,
-		  const MpNode **out)
-{
-	char		p[PATH_LEN];
-	const MpNode *n = mp_map_get(obj, name);
-
-	tgw_subpath(p, path, name);
-	if (n == NULL)
-		return tgw_err(v, p, "required");
-	if (n->type != MP_ARRAY)
-		return tgw_err(v, p, "expected an array, got %s", tgw_got(n));
+	if (n->type != type)
+		return tgw_err(v, p, "expected %s, got %s",
+					   type == MP_MAP ? "a map" : "an array", tgw_got(n));
 	*out = n;
 	return true;
 }
@@ -534,7 +520,7 @@ tgw_opt_write_concern(V *v, const MpNode *obj, const char *path, TgWriteConcern 
 bool
 tgw_payload(V *v, const MpNode *root, const MpNode **payload)
 {
-	return tgw_req_map(v, root, "", "payload", payload);
+	return tgw_req_node(v, root, "", "payload", MP_MAP, payload);
 }
 
 bool

@@ -63,10 +63,8 @@ extern bool tgw_opt_number(V *v, const MpNode *obj, const char *path, const char
 						   bool *has, double *out);
 extern bool tgw_check_int(V *v, const MpNode *n, const char *path, int64_t min, int64_t max,
 						  const char *range_text, int64_t *out);
-extern bool tgw_req_map(V *v, const MpNode *obj, const char *path, const char *name,
-						const MpNode **out);
-extern bool tgw_req_array(V *v, const MpNode *obj, const char *path, const char *name,
-						  const MpNode **out);
+extern bool tgw_req_node(V *v, const MpNode *obj, const char *path, const char *name,
+						 MpType type, const MpNode **out);	/* MP_MAP or MP_ARRAY */
 extern bool tgw_opt_int(V *v, const MpNode *obj, const char *path, const char *name,
 						int64_t min, int64_t max, const char *range_text,
 						bool *has, int64_t *out);

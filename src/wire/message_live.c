@@ -133,7 +133,7 @@ tgw_parse_query_sub(V *v, const MpNode *root, TgMessage *msg)
 		return false;
 	if (!tgw_map_name(v, payload, "payload", &msg->u.query_sub.map_name))
 		return false;
-	if (!tgw_req_map(v, payload, "payload", "query", &query))
+	if (!tgw_req_node(v, payload, "payload", "query", MP_MAP, &query))
 		return false;
 	if (!check_query(v, query, "payload.query"))
 		return false;
@@ -151,7 +151,7 @@ parse_counter_parts(V *v, const MpNode *state, const char *path, const char *nam
 	char		p[PATH_LEN];
 	uint32_t	n = 0;
 
-	if (!tgw_req_map(v, state, path, name, &m))
+	if (!tgw_req_node(v, state, path, name, MP_MAP, &m))
 		return false;
 	tgw_subpath(p, path, name);
 	*out = tgw_array(v, m->len, sizeof(TgCounterPart));
@@ -189,7 +189,7 @@ tgw_parse_counter_sync(V *v, const MpNode *root, TgMessage *msg)
 	if (!tgw_req_str(v, payload, "payload", "name", 1, TG_WIRE_MAX_ID_BYTES, S_NO_NUL,
 				 &msg->u.counter_sync.name))
 		return false;
-	if (!tgw_req_map(v, payload, "payload", "state", &state))
+	if (!tgw_req_node(v, payload, "payload", "state", MP_MAP, &state))
 		return false;
 	if (mp_map_get(state, "p") != NULL || mp_map_get(state, "n") != NULL)
 		client_shape = false;

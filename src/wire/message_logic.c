@@ -12,7 +12,7 @@ check_processor(V *v, const MpNode *root, TgProcessor *p)
 {
 	const MpNode *proc;
 
-	if (!tgw_req_map(v, root, "", "processor", &proc))
+	if (!tgw_req_node(v, root, "", "processor", MP_MAP, &proc))
 		return false;
 	if (!tgw_req_str(v, proc, "processor", "name", 1, TG_WIRE_MAX_PROCESSOR_NAME,
 					 S_NO_NUL | S_UTF16, &p->name))
@@ -42,7 +42,7 @@ tgw_parse_entry_process(V *v, const MpNode *root, TgMessage *msg)
 	}
 	else
 	{
-		if (!tgw_req_array(v, root, "", "keys", &keys))
+		if (!tgw_req_node(v, root, "", "keys", MP_ARRAY, &keys))
 			return false;
 		if (!tgw_check_str_array(v, keys, "keys", TG_WIRE_MAX_BATCH_KEYS,
 								 TG_WIRE_MAX_KEY_BYTES, S_NO_NUL,
@@ -63,7 +63,7 @@ parse_register(V *v, const MpNode *root, TgMessage *msg)
 		return false;
 	if (!tgw_map_name(v, root, "", &msg->u.register_resolver.map_name))
 		return false;
-	if (!tgw_req_map(v, root, "", "resolver", &res))
+	if (!tgw_req_node(v, root, "", "resolver", MP_MAP, &res))
 		return false;
 	if (!tgw_req_str(v, res, "resolver", "name", 1, TG_WIRE_MAX_RESOLVER_NAME,
 					 S_NO_NUL | S_UTF16, &msg->u.register_resolver.name))

@@ -168,7 +168,7 @@ tgw_parse_op_batch(V *v, const MpNode *root, TgMessage *msg)
 
 	if (!tgw_payload(v, root, &payload))
 		return false;
-	if (!tgw_req_array(v, payload, "payload", "ops", &ops))
+	if (!tgw_req_node(v, payload, "payload", "ops", MP_ARRAY, &ops))
 		return false;
 	if (!tgw_opt_write_concern(v, payload, "payload", &msg->u.op_batch.write_concern))
 		return false;
@@ -222,7 +222,7 @@ tgw_parse_ormap_sync_init(V *v, const MpNode *root, TgMessage *msg)
 		return false;
 	if (!tgw_req_number(v, root, "", "rootHash", &msg->u.ormap_sync_init.root_hash))
 		return false;
-	if (!tgw_req_map(v, root, "", "bucketHashes", &bh))
+	if (!tgw_req_node(v, root, "", "bucketHashes", MP_MAP, &bh))
 		return false;
 	if (!tgw_check_number_map(v, bh, "bucketHashes", UINT32_MAX, UINT32_MAX, 0))
 		return false;
@@ -242,7 +242,7 @@ tgw_parse_ormap_push_diff(V *v, const MpNode *root, TgMessage *msg)
 		return false;
 	if (!tgw_map_name(v, payload, "payload", &msg->u.ormap_push_diff.map_name))
 		return false;
-	if (!tgw_req_array(v, payload, "payload", "entries", &entries))
+	if (!tgw_req_node(v, payload, "payload", "entries", MP_ARRAY, &entries))
 		return false;
 	msg->u.ormap_push_diff.n_entries = entries->len;
 	msg->u.ormap_push_diff.entries = tgw_array(v, entries->len, sizeof(TgOrEntry));
@@ -261,9 +261,9 @@ tgw_parse_ormap_push_diff(V *v, const MpNode *root, TgMessage *msg)
 			return tgw_err(v, p, "expected a map, got %s", tgw_got(e));
 		if (!tgw_req_str(v, e, p, "key", 0, TG_WIRE_MAX_KEY_BYTES, S_NO_NUL, &out->key))
 			return false;
-		if (!tgw_req_array(v, e, p, "records", &records))
+		if (!tgw_req_node(v, e, p, "records", MP_ARRAY, &records))
 			return false;
-		if (!tgw_req_array(v, e, p, "tombstones", &tombs))
+		if (!tgw_req_node(v, e, p, "tombstones", MP_ARRAY, &tombs))
 			return false;
 		out->n_records = records->len;
 		out->records = tgw_array(v, records->len, sizeof(TgOrRecord));
@@ -306,7 +306,7 @@ tgw_parse_ormap_diff_request(V *v, const MpNode *root, TgMessage *msg)
 		return false;
 	if (!tgw_map_name(v, payload, "payload", &msg->u.ormap_diff_request.map_name))
 		return false;
-	if (!tgw_req_array(v, payload, "payload", "keys", &keys))
+	if (!tgw_req_node(v, payload, "payload", "keys", MP_ARRAY, &keys))
 		return false;
 	return tgw_check_str_array(v, keys, "payload.keys", UINT32_MAX, TG_WIRE_MAX_KEY_BYTES,
 							   S_NO_NUL, &msg->u.ormap_diff_request.n_keys,

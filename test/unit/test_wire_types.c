@@ -4,8 +4,7 @@
  * HYBRID_QUERY_*, ENTRY_PROCESS*, *_RESOLVER*, JOURNAL_*,
  * PARTITION_MAP_REQUEST.  Each frame is written as JSON (single quotes for
  * double quotes; {'$undefined':1} for undefined, {'$nan':1} for NaN) and
- * packed to msgpack the way msgpackr does (integers as ints, other numbers
- * as float64).  Prints "N passed, M failed".
+ * packed by json_put_msgpack (wire_json.h) the way msgpackr does.  Prints "N passed, M failed".
  */
 #include <math.h>
 #include <stdarg.h>
@@ -33,49 +32,6 @@ static int	n_fail = 0;
 		} \
 	} while (0)
 
-static void
-pack(MpBuf *b, const JNode *j)
-{
-	switch (j->type)
-	{
-		case J_NULL:
-			mp_put_nil(b);
-			break;
-		case J_BOOL:
-			mp_put_bool(b, j->b);
-			break;
-		case J_NUM:
-			if (j->num == floor(j->num) && fabs(j->num) < 9007199254740992.0)
-				mp_put_int(b, (int64_t) j->num);
-			else
-				mp_put_float64(b, j->num);
-			break;
-		case J_STR:
-			mp_put_strn(b, j->s, j->len);
-			break;
-		case J_ARR:
-			mp_put_array_header(b, (uint32_t) j->len);
-			for (size_t i = 0; i < j->len; i++)
-				pack(b, j->items[i]);
-			break;
-		case J_OBJ:
-			if (j->len == 1 && strcmp(j->keys[0], "$undefined") == 0)
-				mp_put_undefined(b);
-			else if (j->len == 1 && strcmp(j->keys[0], "$nan") == 0)
-				mp_put_float64(b, NAN);
-			else
-			{
-				mp_put_map_header(b, (uint32_t) j->len);
-				for (size_t i = 0; i < j->len; i++)
-				{
-					mp_put_strn(b, j->keys[i], j->keylens[i]);
-					pack(b, j->items[i]);
-				}
-			}
-			break;
-	}
-}
-
 /* Parse a frame given as JSON with ' for "; the caller frees msg and buf. */
 static TgParseResult
 parse_json(const char *json, MpBuf *b, TgMessage *msg, char *err, size_t errlen)
@@ -95,7 +51,7 @@ parse_json(const char *json, MpBuf *b, TgMessage *msg, char *err, size_t errlen)
 		exit(2);
 	}
 	mp_buf_init(b, 0);
-	pack(b, j);
+	json_put_msgpack(b, j);
 	json_free(j);
 	lim.max_depth = 32;
 	lim.max_nodes = (uint32_t) b->len + 1;
