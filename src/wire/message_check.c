@@ -338,7 +338,7 @@ tgw_opt_map(V *v, const MpNode *obj, const char *path, const char *name,
 
 bool
 tgw_check_str_array(V *v, const MpNode *arr, const char *path, uint32_t max_items,
-					uint32_t maxlen, int flags, uint32_t *n_out, TgStr **out)
+					uint32_t minlen, uint32_t maxlen, int flags, uint32_t *n_out, TgStr **out)
 {
 	if (arr->len > max_items)
 		return tgw_err(v, path, "at most %u items, got %u", max_items, arr->len);
@@ -351,7 +351,7 @@ tgw_check_str_array(V *v, const MpNode *arr, const char *path, uint32_t max_item
 		char		p[PATH_LEN];
 
 		tgw_indexpath(p, path, i);
-		if (!tgw_check_str(v, &arr->v.items[i], p, 0, maxlen, flags, &(*out)[i]))
+		if (!tgw_check_str(v, &arr->v.items[i], p, minlen, maxlen, flags, &(*out)[i]))
 			return false;
 	}
 	return true;
@@ -452,21 +452,29 @@ req_value(V *v, const MpNode *obj, const char *path, const MpNode **out)
 	return true;
 }
 
+/* What LWW and ORMap records share: a map with value and timestamp. */
+static bool
+check_record_head(V *v, const MpNode *n, const char *path, const char *what,
+				  const MpNode **value, TgTimestamp *ts)
+{
+	char		p[PATH_LEN];
+	const MpNode *f;
+
+	if (n->type != MP_MAP)
+		return tgw_err(v, path, "expected %s map, got %s", what, tgw_got(n));
+	if (!req_value(v, n, path, value))
+		return false;
+	tgw_subpath(p, path, "timestamp");
+	f = mp_map_get(n, "timestamp");
+	if (f == NULL)
+		return tgw_err(v, p, "required");
+	return tgw_check_timestamp(v, f, p, ts);
+}
+
 bool
 tgw_check_lww_record(V *v, const MpNode *n, const char *path, TgLwwRecord *r)
 {
-	char		p[PATH_LEN];
-	const MpNode *ts;
-
-	if (n->type != MP_MAP)
-		return tgw_err(v, path, "expected a record map, got %s", tgw_got(n));
-	if (!req_value(v, n, path, &r->value))
-		return false;
-	tgw_subpath(p, path, "timestamp");
-	ts = mp_map_get(n, "timestamp");
-	if (ts == NULL)
-		return tgw_err(v, p, "required");
-	if (!tgw_check_timestamp(v, ts, p, &r->ts))
+	if (!check_record_head(v, n, path, "a record", &r->value, &r->ts))
 		return false;
 	return tgw_opt_int(v, n, path, "ttlMs", 1, TG_WIRE_MAX_MILLIS,
 					   "1..2^53 (a positive integer)", &r->has_ttl, &r->ttl_ms);
@@ -475,18 +483,7 @@ tgw_check_lww_record(V *v, const MpNode *n, const char *path, TgLwwRecord *r)
 bool
 tgw_check_or_record(V *v, const MpNode *n, const char *path, TgOrRecord *r)
 {
-	char		p[PATH_LEN];
-	const MpNode *ts;
-
-	if (n->type != MP_MAP)
-		return tgw_err(v, path, "expected an ORMap record map, got %s", tgw_got(n));
-	if (!req_value(v, n, path, &r->value))
-		return false;
-	tgw_subpath(p, path, "timestamp");
-	ts = mp_map_get(n, "timestamp");
-	if (ts == NULL)
-		return tgw_err(v, p, "required");
-	if (!tgw_check_timestamp(v, ts, p, &r->ts))
+	if (!check_record_head(v, n, path, "an ORMap record", &r->value, &r->ts))
 		return false;
 	if (!tgw_req_str(v, n, path, "tag", 1, TG_WIRE_MAX_TAG_BYTES, S_NO_NUL, &r->tag))
 		return false;

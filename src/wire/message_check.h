@@ -74,7 +74,7 @@ extern void *tgw_array(V *v, uint32_t n, size_t elsize);
 
 /* An array of at most max_items strings checked like tgw_check_str. */
 extern bool tgw_check_str_array(V *v, const MpNode *arr, const char *path,
-								uint32_t max_items, uint32_t maxlen, int flags,
+								uint32_t max_items, uint32_t minlen, uint32_t maxlen, int flags,
 								uint32_t *n_out, TgStr **out);
 
 /*

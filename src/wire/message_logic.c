@@ -44,7 +44,7 @@ tgw_parse_entry_process(V *v, const MpNode *root, TgMessage *msg)
 	{
 		if (!tgw_req_node(v, root, "", "keys", MP_ARRAY, &keys))
 			return false;
-		if (!tgw_check_str_array(v, keys, "keys", TG_WIRE_MAX_BATCH_KEYS,
+		if (!tgw_check_str_array(v, keys, "keys", TG_WIRE_MAX_BATCH_KEYS, 0,
 								 TG_WIRE_MAX_KEY_BYTES, S_NO_NUL,
 								 &msg->u.entry_process.n_keys, &msg->u.entry_process.keys))
 			return false;

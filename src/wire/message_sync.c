@@ -278,18 +278,12 @@ tgw_parse_ormap_push_diff(V *v, const MpNode *root, TgMessage *msg)
 			if (!tgw_check_or_record(v, &records->v.items[j], rp, &out->records[j]))
 				return false;
 		}
-		out->n_tombstones = tombs->len;
-		out->tombstones = tgw_array(v, tombs->len, sizeof(TgStr));
-		if (tombs->len > 0 && out->tombstones == NULL)
-			return false;
-		for (uint32_t j = 0; j < tombs->len; j++)
 		{
 			char		tp[PATH_LEN];
 
 			tgw_subpath(tp, p, "tombstones");
-			tgw_indexpath(tp, tp, j);
-			if (!tgw_check_str(v, &tombs->v.items[j], tp, 1, TG_WIRE_MAX_TAG_BYTES,
-						   S_NO_NUL, &out->tombstones[j]))
+			if (!tgw_check_str_array(v, tombs, tp, UINT32_MAX, 1, TG_WIRE_MAX_TAG_BYTES,
+									 S_NO_NUL, &out->n_tombstones, &out->tombstones))
 				return false;
 		}
 	}
@@ -308,7 +302,7 @@ tgw_parse_ormap_diff_request(V *v, const MpNode *root, TgMessage *msg)
 		return false;
 	if (!tgw_req_node(v, payload, "payload", "keys", MP_ARRAY, &keys))
 		return false;
-	return tgw_check_str_array(v, keys, "payload.keys", UINT32_MAX, TG_WIRE_MAX_KEY_BYTES,
+	return tgw_check_str_array(v, keys, "payload.keys", UINT32_MAX, 0, TG_WIRE_MAX_KEY_BYTES,
 							   S_NO_NUL, &msg->u.ormap_diff_request.n_keys,
 							   &msg->u.ormap_diff_request.keys);
 }
