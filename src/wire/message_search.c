@@ -63,6 +63,7 @@ bool
 tgw_parse_hybrid_query(V *v, const MpNode *root, TgMessage *msg)
 {
 	const MpNode *payload;
+	const MpNode *limit;
 
 	if (!tgw_payload(v, root, &payload))
 		return false;
@@ -79,7 +80,8 @@ tgw_parse_hybrid_query(V *v, const MpNode *root, TgMessage *msg)
 		return false;
 	if (!tgw_opt_map(v, payload, "payload", "sort", true, &msg->u.hybrid_query.sort))
 		return false;
-	if (mp_map_get(payload, "limit") != NULL && mp_map_get(payload, "limit")->type != MP_NIL &&
+	limit = mp_map_get(payload, "limit");
+	if (limit != NULL && limit->type != MP_NIL &&
 		!tgw_opt_number(v, payload, "payload", "limit",
 						&msg->u.hybrid_query.has_limit, &msg->u.hybrid_query.limit))
 		return false;
