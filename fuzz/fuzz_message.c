@@ -104,6 +104,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = tg_message_parse(data, size, &lim, &msg, err, sizeof(err));
 	if (r != TG_PARSE_OK && err[0] == '\0')
 		__builtin_trap();
+	/* the reply id, valid or not, is a slice of the frame without NUL */
+	if (msg.has_request_id &&
+		(!msg.known_type || msg.request_id.len > TG_WIRE_MAX_ID_BYTES ||
+		 (msg.request_id.len > 0 &&
+		  ((const uint8_t *) msg.request_id.p < data ||
+		   (const uint8_t *) msg.request_id.p + msg.request_id.len > data + size ||
+		   memchr(msg.request_id.p, '\0', msg.request_id.len) != NULL))))
+		__builtin_trap();
 	if (msg.root != NULL)
 	{
 		json_roundtrip(msg.root);
@@ -125,6 +133,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				break;
 			case TG_MSG_QUERY_SUB:
 				json_roundtrip(msg.u.query_sub.query);
+				break;
+			case TG_MSG_SEARCH:
+			case TG_MSG_SEARCH_SUB:
+				if (msg.u.search.query.len > TG_WIRE_MAX_SEARCH_QUERY_BYTES ||
+					memchr(msg.u.search.query.p, '\0', msg.u.search.query.len) != NULL ||
+					(msg.u.search.options.boost != NULL &&
+					 msg.u.search.options.boost->len > TG_WIRE_MAX_BOOST_FIELDS))
+					__builtin_trap();
+				break;
+			case TG_MSG_ENTRY_PROCESS:
+			case TG_MSG_ENTRY_PROCESS_BATCH:
+				if (msg.u.entry_process.n_keys > TG_WIRE_MAX_BATCH_KEYS)
+					__builtin_trap();
+				if (msg.u.entry_process.processor.args != NULL)
+					json_roundtrip(msg.u.entry_process.processor.args);
+				break;
+			case TG_MSG_REGISTER_RESOLVER:
+				if (msg.u.register_resolver.has_priority &&
+					(msg.u.register_resolver.priority < 0 || msg.u.register_resolver.priority > 100))
+					__builtin_trap();
+				break;
+			case TG_MSG_JOURNAL_READ:
+			case TG_MSG_JOURNAL_SUBSCRIBE:
+				if (msg.u.journal.from_sequence < 0 || msg.u.journal.types_mask > 7)
+					__builtin_trap();
 				break;
 			case TG_MSG_ORMAP_PUSH_DIFF:
 				for (uint32_t i = 0; i < msg.u.ormap_push_diff.n_entries; i++)

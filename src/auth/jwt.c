@@ -10,7 +10,7 @@
  * function that may have failed inside OpenSSL: libwebsockets shares the
  * queue in the worker and misreads stale entries as TLS errors.
  */
-#include "auth/jwt.h"
+#include "auth/jwt_internal.h"
 #include "auth/json_claims.h"
 
 #include <math.h>
@@ -28,21 +28,8 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
-#define HS256_SIG_BYTES		32
-#define ES256_SIG_BYTES		64
-#define ES256_COORD_BYTES	32
-#define MAX_RSA_BITS		8192
-#define MAX_SIG_BYTES		(MAX_RSA_BITS / 8)
-#define MAX_PEM_FILE_BYTES	65536
-/* Decoded header or payload never exceeds 3/4 of the (capped) token. */
-#define MAX_DECODED_BYTES	(TG_JWT_HARD_MAX_TOKEN_BYTES / 4 * 3 + 3)
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
+void
+tg_jwt_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list		ap;
 
@@ -107,330 +94,6 @@ tg_jwt_result_name(TgJwtResult r)
 			return "bad claims";
 	}
 	return "?";
-}
-
-/* ------------------------------------------------------------------------
- * Keys
- */
-
-/* Copy s with every literal backslash-n pair turned into a newline (malloc'd). */
-static char *
-unescape_newlines(const char *s, size_t *outlen)
-{
-	size_t		n = strlen(s);
-	char	   *out = malloc(n + 1);
-	size_t		j = 0;
-
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-	{
-		if (s[i] == '\\' && i + 1 < n && s[i + 1] == 'n')
-		{
-			out[j++] = '\n';
-			i++;
-		}
-		else
-			out[j++] = s[i];
-	}
-	out[j] = '\0';
-	if (outlen)
-		*outlen = j;
-	return out;
-}
-
-bool
-tg_jwt_key_init_hmac(TgJwtKey *key, const void *secret, size_t len,
-					 char *err, size_t errlen)
-{
-	memset(key, 0, sizeof(*key));
-	if (secret == NULL || len == 0)
-	{
-		set_err(err, errlen, "HS256 secret is empty");
-		return false;
-	}
-	/* HMAC() takes an int key length */
-	if (len > 1024 * 1024)
-	{
-		set_err(err, errlen, "HS256 secret is too long");
-		return false;
-	}
-	key->secret = malloc(len);
-	if (key->secret == NULL)
-	{
-		set_err(err, errlen, "out of memory");
-		return false;
-	}
-	memcpy(key->secret, secret, len);
-	key->secret_len = len;
-	key->alg = TG_JWT_HS256;
-	return true;
-}
-
-/* Parse a SubjectPublicKeyInfo PEM held in memory. */
-static EVP_PKEY *
-pem_to_pubkey(const char *pem, size_t len, char *err, size_t errlen)
-{
-	BIO		   *bio;
-	EVP_PKEY   *pkey;
-
-	if (len > MAX_PEM_FILE_BYTES)
-	{
-		set_err(err, errlen, "PEM public key is too large");
-		return NULL;
-	}
-	bio = BIO_new_mem_buf(pem, (int) len);
-	if (bio == NULL)
-	{
-		set_err(err, errlen, "out of memory");
-		return NULL;
-	}
-	pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-	BIO_free(bio);
-	if (pkey == NULL)
-	{
-		ERR_clear_error();
-		set_err(err, errlen,
-				"could not parse PEM public key (expected \"-----BEGIN PUBLIC KEY-----\")");
-	}
-	return pkey;
-}
-
-/* Check that pkey suits alg: RSA >= 2048 bits for RS256, P-256 for ES256. */
-static bool
-pubkey_matches(EVP_PKEY *pkey, TgJwtAlg alg, char *err, size_t errlen)
-{
-	int			id = EVP_PKEY_get_base_id(pkey);
-
-	switch (alg)
-	{
-		case TG_JWT_RS256:
-			{
-				int			bits;
-
-				if (id != EVP_PKEY_RSA)
-				{
-					set_err(err, errlen, "RS256 requires an RSA public key");
-					return false;
-				}
-				bits = EVP_PKEY_get_bits(pkey);
-				if (bits < TG_JWT_MIN_RSA_BITS || bits > MAX_RSA_BITS)
-				{
-					set_err(err, errlen,
-							"RSA key has %d bits; RS256 requires %d to %d",
-							bits, TG_JWT_MIN_RSA_BITS, MAX_RSA_BITS);
-					return false;
-				}
-				return true;
-			}
-		case TG_JWT_ES256:
-			{
-				char		group[64];
-				size_t		glen = 0;
-
-				if (id != EVP_PKEY_EC)
-				{
-					set_err(err, errlen, "ES256 requires an EC public key");
-					return false;
-				}
-				if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &glen) != 1 ||
-					(strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0))
-				{
-					ERR_clear_error();
-					set_err(err, errlen, "ES256 requires an EC key on curve P-256");
-					return false;
-				}
-				return true;
-			}
-		case TG_JWT_HS256:
-			break;
-	}
-	set_err(err, errlen, "HS256 does not use a public key");
-	return false;
-}
-
-/* Read a whole (small) file into a malloc'd NUL-terminated buffer. */
-static char *
-read_small_file(const char *path, size_t *outlen, char *err, size_t errlen)
-{
-	FILE	   *f = fopen(path, "rb");
-	char	   *buf;
-	size_t		n;
-
-	if (f == NULL)
-	{
-		set_err(err, errlen, "could not open public key file \"%s\"", path);
-		return NULL;
-	}
-	buf = malloc(MAX_PEM_FILE_BYTES + 1);
-	if (buf == NULL)
-	{
-		fclose(f);
-		set_err(err, errlen, "out of memory");
-		return NULL;
-	}
-	n = fread(buf, 1, MAX_PEM_FILE_BYTES + 1, f);
-	if (ferror(f) || n > MAX_PEM_FILE_BYTES)
-	{
-		fclose(f);
-		free(buf);
-		set_err(err, errlen, "could not read public key file \"%s\" (or larger than %d bytes)",
-				path, MAX_PEM_FILE_BYTES);
-		return NULL;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*outlen = n;
-	return buf;
-}
-
-bool
-tg_jwt_key_load_pem(TgJwtKey *key, TgJwtAlg alg, const char *pem,
-					char *err, size_t errlen)
-{
-	char	   *text;
-	size_t		len = 0;
-	EVP_PKEY   *pkey;
-
-	memset(key, 0, sizeof(*key));
-	if (alg != TG_JWT_RS256 && alg != TG_JWT_ES256)
-	{
-		set_err(err, errlen, "%s does not use a public key", tg_jwt_alg_name(alg));
-		return false;
-	}
-	if (pem == NULL || pem[0] == '\0')
-	{
-		set_err(err, errlen, "no public key given");
-		return false;
-	}
-	if (strstr(pem, "-----BEGIN") != NULL)
-		text = unescape_newlines(pem, &len);
-	else
-		text = read_small_file(pem, &len, err, errlen);
-	if (text == NULL)
-	{
-		if (strstr(pem, "-----BEGIN") != NULL)
-			set_err(err, errlen, "out of memory");
-		return false;
-	}
-	pkey = pem_to_pubkey(text, len, err, errlen);
-	free(text);
-	if (pkey == NULL)
-		return false;
-	if (!pubkey_matches(pkey, alg, err, errlen))
-	{
-		EVP_PKEY_free(pkey);
-		return false;
-	}
-	key->alg = alg;
-	key->pkey = pkey;
-	return true;
-}
-
-bool
-tg_jwt_key_init_from_config(TgJwtKey *key, const char *secret,
-							char *err, size_t errlen)
-{
-	char	   *text;
-	size_t		len = 0;
-	bool		ok;
-
-	memset(key, 0, sizeof(*key));
-	if (secret == NULL || secret[0] == '\0')
-	{
-		set_err(err, errlen, "no JWT secret configured");
-		return false;
-	}
-	text = unescape_newlines(secret, &len);
-	if (text == NULL)
-	{
-		set_err(err, errlen, "out of memory");
-		return false;
-	}
-	if (strstr(text, "-----BEGIN") != NULL)
-	{
-		EVP_PKEY   *pkey = pem_to_pubkey(text, len, err, errlen);
-		TgJwtAlg	alg;
-
-		ok = false;
-		if (pkey != NULL)
-		{
-			alg = EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC ? TG_JWT_ES256 : TG_JWT_RS256;
-			if (pubkey_matches(pkey, alg, err, errlen))
-			{
-				key->alg = alg;
-				key->pkey = pkey;
-				ok = true;
-			}
-			else
-				EVP_PKEY_free(pkey);
-		}
-	}
-	else
-		ok = tg_jwt_key_init_hmac(key, text, len, err, errlen);
-	OPENSSL_cleanse(text, len);
-	free(text);
-	return ok;
-}
-
-void
-tg_jwt_key_free(TgJwtKey *key)
-{
-	if (key == NULL)
-		return;
-	if (key->secret)
-	{
-		OPENSSL_cleanse(key->secret, key->secret_len);
-		free(key->secret);
-	}
-	if (key->pkey)
-		EVP_PKEY_free(key->pkey);
-	memset(key, 0, sizeof(*key));
-}
-
-TgJwtSecretCheck
-tg_jwt_check_secret(TgJwtAlg alg, const char *secret, bool production,
-					char *why, size_t whylen)
-{
-	size_t		len = 0;
-
-	if (why && whylen)
-		why[0] = '\0';
-	if (secret == NULL || secret[0] == '\0')
-	{
-		if (production)
-		{
-			set_err(why, whylen, "a JWT secret or public key is required in production");
-			return TG_JWT_SECRET_FATAL;
-		}
-		set_err(why, whylen, "no JWT secret configured");
-		return TG_JWT_SECRET_MISSING;
-	}
-	if (strcmp(secret, TG_JWT_DEV_SECRET) == 0)
-	{
-		set_err(why, whylen, "the JWT secret is the public development default \"%s\"%s",
-				TG_JWT_DEV_SECRET,
-				production ? ", refused in production" : "; do not use it in production");
-		return production ? TG_JWT_SECRET_FATAL : TG_JWT_SECRET_WARN;
-	}
-	if (alg == TG_JWT_HS256)
-	{
-		/* length as used: literal "\n" pairs count as one byte */
-		for (const char *p = secret; *p; p++)
-		{
-			if (p[0] == '\\' && p[1] == 'n')
-				p++;
-			len++;
-		}
-		if (len < TG_JWT_MIN_HMAC_SECRET_BYTES)
-		{
-			set_err(why, whylen, "the HS256 secret has %zu bytes; at least %d are required%s",
-					len, TG_JWT_MIN_HMAC_SECRET_BYTES,
-					production ? " in production" : " for production");
-			return production ? TG_JWT_SECRET_FATAL : TG_JWT_SECRET_WARN;
-		}
-	}
-	return TG_JWT_SECRET_OK;
 }
 
 /* ------------------------------------------------------------------------
@@ -563,18 +226,18 @@ check_header(const TgJsonValue *hdr, TgJwtAlg pinned, char *err, size_t errlen)
 		else if (strcmp(kb, "crit") == 0)
 		{
 			/* we implement no extension, so every critical one is unknown */
-			set_err(err, errlen, "invalid token");
+			tg_jwt_set_err(err, errlen, "invalid token");
 			return TG_JWT_BAD_ALGORITHM;
 		}
 	}
 	if (nalg != 1 || !tg_json_string_equals(&alg, tg_jwt_alg_name(pinned)))
 	{
-		set_err(err, errlen, "invalid algorithm");
+		tg_jwt_set_err(err, errlen, "invalid algorithm");
 		return TG_JWT_BAD_ALGORITHM;
 	}
 	if (ntyp > 1)
 	{
-		set_err(err, errlen, "invalid token");
+		tg_jwt_set_err(err, errlen, "invalid token");
 		return TG_JWT_BAD_ALGORITHM;
 	}
 	if (ntyp == 1)
@@ -586,7 +249,7 @@ check_header(const TgJsonValue *hdr, TgJwtAlg pinned, char *err, size_t errlen)
 		if (tg_json_string_decode(&typ, tb, sizeof(tb), &has_nul) < 0 || has_nul ||
 			!ascii_ieq(tb, "JWT"))
 		{
-			set_err(err, errlen, "invalid token");
+			tg_jwt_set_err(err, errlen, "invalid token");
 			return TG_JWT_BAD_ALGORITHM;
 		}
 	}
@@ -736,7 +399,7 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 				/* JSON.parse keeps the last duplicate, other parsers the first */
 				if (counts[i]++ > 0)
 				{
-					set_err(err, errlen, "invalid token");
+					tg_jwt_set_err(err, errlen, "invalid token");
 					return TG_JWT_BAD_CLAIMS;
 				}
 				vals[i] = v;
@@ -749,13 +412,13 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 	{
 		if (!numeric_claim(&vals[C_NBF], &out->nbf))
 		{
-			set_err(err, errlen, "invalid nbf value");
+			tg_jwt_set_err(err, errlen, "invalid nbf value");
 			return TG_JWT_BAD_CLAIMS;
 		}
 		out->has_nbf = true;
 		if (out->nbf > now + leeway)
 		{
-			set_err(err, errlen, "jwt not active");
+			tg_jwt_set_err(err, errlen, "jwt not active");
 			return TG_JWT_NOT_ACTIVE;
 		}
 	}
@@ -763,27 +426,27 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 	{
 		if (!numeric_claim(&vals[C_EXP], &out->exp))
 		{
-			set_err(err, errlen, "invalid exp value");
+			tg_jwt_set_err(err, errlen, "invalid exp value");
 			return TG_JWT_BAD_CLAIMS;
 		}
 		out->has_exp = true;
 		/* RFC 7519 §4.1.4 and jsonwebtoken: expired once now >= exp + leeway */
 		if (now >= out->exp + leeway)
 		{
-			set_err(err, errlen, "jwt expired");
+			tg_jwt_set_err(err, errlen, "jwt expired");
 			return TG_JWT_EXPIRED;
 		}
 	}
 	else if (flags & TG_JWT_REQUIRE_EXP)
 	{
-		set_err(err, errlen, "jwt expiry required");
+		tg_jwt_set_err(err, errlen, "jwt expiry required");
 		return TG_JWT_BAD_CLAIMS;
 	}
 	if (counts[C_IAT])
 	{
 		if (!numeric_claim(&vals[C_IAT], &out->iat))
 		{
-			set_err(err, errlen, "invalid iat value");
+			tg_jwt_set_err(err, errlen, "invalid iat value");
 			return TG_JWT_BAD_CLAIMS;
 		}
 		out->has_iat = true;
@@ -792,7 +455,7 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 	{
 		if (!string_claim(&vals[C_SUB], out->sub, TG_JWT_MAX_ID_BYTES))
 		{
-			set_err(err, errlen, "invalid sub value");
+			tg_jwt_set_err(err, errlen, "invalid sub value");
 			return TG_JWT_BAD_CLAIMS;
 		}
 		out->has_sub = true;
@@ -801,7 +464,7 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 	{
 		if (!string_claim(&vals[C_USERID], out->user_id, TG_JWT_MAX_ID_BYTES))
 		{
-			set_err(err, errlen, "invalid userId value");
+			tg_jwt_set_err(err, errlen, "invalid userId value");
 			return TG_JWT_BAD_CLAIMS;
 		}
 		out->has_user_id = true;
@@ -819,7 +482,7 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 		if (!tg_json_iter_init(&ri, &vals[C_ROLES]) ||
 			vals[C_ROLES].type != TG_JSON_ARRAY)
 		{
-			set_err(err, errlen, "invalid roles value");
+			tg_jwt_set_err(err, errlen, "invalid roles value");
 			return TG_JWT_BAD_CLAIMS;
 		}
 		while (tg_json_array_next(&ri, &e))
@@ -827,7 +490,7 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 			if (out->nroles >= TG_JWT_MAX_ROLES ||
 				!string_claim(&e, out->roles[out->nroles], TG_JWT_MAX_ROLE_BYTES))
 			{
-				set_err(err, errlen, "invalid roles value");
+				tg_jwt_set_err(err, errlen, "invalid roles value");
 				return TG_JWT_BAD_CLAIMS;
 			}
 			out->nroles++;
@@ -867,12 +530,12 @@ tg_jwt_verify(const TgJwtKey *key, const char *token, size_t len,
 	if (key == NULL ||
 		(key->alg == TG_JWT_HS256 ? key->secret == NULL : key->pkey == NULL))
 	{
-		set_err(err, errlen, "secret or public key must be provided");
+		tg_jwt_set_err(err, errlen, "secret or public key must be provided");
 		return TG_JWT_BAD_ALGORITHM;
 	}
 	if (token == NULL || len == 0)
 	{
-		set_err(err, errlen, "jwt must be provided");
+		tg_jwt_set_err(err, errlen, "jwt must be provided");
 		return TG_JWT_MALFORMED;
 	}
 	cap = max_token_bytes == 0 ? TG_JWT_DEFAULT_MAX_TOKEN_BYTES : max_token_bytes;
@@ -880,7 +543,7 @@ tg_jwt_verify(const TgJwtKey *key, const char *token, size_t len,
 		cap = TG_JWT_HARD_MAX_TOKEN_BYTES;
 	if (len > cap)
 	{
-		set_err(err, errlen, "jwt too large");
+		tg_jwt_set_err(err, errlen, "jwt too large");
 		return TG_JWT_TOO_LARGE;
 	}
 
@@ -901,7 +564,7 @@ tg_jwt_verify(const TgJwtKey *key, const char *token, size_t len,
 	}
 	if (dot1 == NULL || dot2 == NULL)
 	{
-		set_err(err, errlen, "jwt malformed");
+		tg_jwt_set_err(err, errlen, "jwt malformed");
 		return TG_JWT_MALFORMED;
 	}
 	hlen = (size_t) (dot1 - token);
@@ -911,13 +574,13 @@ tg_jwt_verify(const TgJwtKey *key, const char *token, size_t len,
 	/* Header: strict base64url, a JSON object, alg pinned. */
 	if (hlen == 0 || !b64url_decode(token, hlen, buf, sizeof(buf), &n))
 	{
-		set_err(err, errlen, "jwt malformed");
+		tg_jwt_set_err(err, errlen, "jwt malformed");
 		return TG_JWT_MALFORMED;
 	}
 	if (!tg_json_parse((const char *) buf, n, TG_JSON_TOKEN_MAX_DEPTH, &root) ||
 		root.type != TG_JSON_OBJECT)
 	{
-		set_err(err, errlen, "invalid token");
+		tg_jwt_set_err(err, errlen, "invalid token");
 		return TG_JWT_MALFORMED;
 	}
 	r = check_header(&root, key->alg, err, errlen);
@@ -927,25 +590,25 @@ tg_jwt_verify(const TgJwtKey *key, const char *token, size_t len,
 	/* The payload segment must at least be well-formed base64url text. */
 	if (!b64url_decode(dot1 + 1, plen, buf, sizeof(buf), &n))
 	{
-		set_err(err, errlen, "jwt malformed");
+		tg_jwt_set_err(err, errlen, "jwt malformed");
 		return TG_JWT_MALFORMED;
 	}
 
 	/* Signature over the ASCII "header.payload". */
 	if (slen == 0)
 	{
-		set_err(err, errlen, "jwt signature is required");
+		tg_jwt_set_err(err, errlen, "jwt signature is required");
 		return TG_JWT_BAD_SIGNATURE;
 	}
 	if (slen > (sizeof(sig) / 3 * 4))
 	{
 		/* longer than any supported key's signature */
-		set_err(err, errlen, "invalid signature");
+		tg_jwt_set_err(err, errlen, "invalid signature");
 		return TG_JWT_BAD_SIGNATURE;
 	}
 	if (!b64url_decode(dot2 + 1, slen, sig, sizeof(sig), &siglen))
 	{
-		set_err(err, errlen, "jwt malformed");
+		tg_jwt_set_err(err, errlen, "jwt malformed");
 		return TG_JWT_MALFORMED;
 	}
 	switch (key->alg)
@@ -965,7 +628,7 @@ tg_jwt_verify(const TgJwtKey *key, const char *token, size_t len,
 	}
 	if (!ok)
 	{
-		set_err(err, errlen, "invalid signature");
+		tg_jwt_set_err(err, errlen, "invalid signature");
 		return TG_JWT_BAD_SIGNATURE;
 	}
 
@@ -973,9 +636,10 @@ tg_jwt_verify(const TgJwtKey *key, const char *token, size_t len,
 	if (!tg_json_parse((const char *) buf, n, TG_JSON_TOKEN_MAX_DEPTH, &root) ||
 		root.type != TG_JSON_OBJECT)
 	{
-		set_err(err, errlen, "invalid token");
+		tg_jwt_set_err(err, errlen, "invalid token");
 		return TG_JWT_MALFORMED;
 	}
 	return check_claims(&root, now_s, leeway_s, flags, out ? out : &scratch,
 						err, errlen);
 }
+

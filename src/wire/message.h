@@ -23,6 +23,14 @@
  * are NOT NUL-terminated.  All MpNode pointers point into msg->arena.  The
  * input buffer must stay alive and unchanged until tg_message_free().
  *
+ * The optional-feature types (SEARCH*, HYBRID_QUERY_*, ENTRY_PROCESS*,
+ * *_RESOLVER*, JOURNAL_*, PARTITION_MAP_REQUEST; PROTOCOL-ADDENDUM.md) follow
+ * the client's schema with the TG_WIRE_MAX_* bounds below; lengths the
+ * schema gives in characters are counted in UTF-16 code units.  Whatever
+ * the outcome, a known type sets known_type and, for the types whose reply
+ * echoes an id, request_id (see TgMessage), so a validation failure can get
+ * the typed reply the client waits for (docs/wire-codec.md).
+ *
  * OP_BATCH is validated as an envelope (payload, ops array, writeConcern,
  * timeout) and then op by op: a malformed op gets valid=false and an error
  * text, the other ops stay usable, so the worker can reject that op alone.
@@ -46,6 +54,17 @@
 									 * counter and lock names */
 #define TG_WIRE_MAX_MILLIS		INT64_C(9007199254740992)	/* 2^53 */
 #define TG_WIRE_MAX_COUNTER		INT64_C(2147483647)
+
+/* Limits of the optional-feature messages (docs/wire-codec.md). */
+#define TG_WIRE_MAX_SEARCH_QUERY_BYTES	4096	/* SEARCH / SEARCH_SUB query */
+#define TG_WIRE_MAX_BOOST_FIELDS	64	/* options.boost entries */
+#define TG_WIRE_MAX_PROCESSOR_NAME	100 /* UTF-16 units, client schema */
+#define TG_WIRE_MAX_PROCESSOR_CODE	10000	/* UTF-16 units, client schema */
+#define TG_WIRE_MAX_BATCH_KEYS		1000	/* ENTRY_PROCESS_BATCH keys */
+#define TG_WIRE_MAX_RESOLVER_NAME	100 /* UTF-16 units, client schema */
+#define TG_WIRE_MAX_RESOLVER_CODE	50000	/* UTF-16 units, client schema */
+#define TG_WIRE_MAX_PATTERN_BYTES	1024	/* resolver keyPattern */
+#define TG_WIRE_MAX_JOURNAL_TYPES	16	/* JOURNAL_SUBSCRIBE types[] */
 
 /* A string slice; not NUL-terminated. */
 typedef struct TgStr
@@ -75,6 +94,20 @@ typedef enum TgMsgType
 	TG_MSG_COUNTER_SYNC,
 	TG_MSG_LOCK_REQUEST,
 	TG_MSG_LOCK_RELEASE,
+	TG_MSG_SEARCH,
+	TG_MSG_SEARCH_SUB,
+	TG_MSG_SEARCH_UNSUB,
+	TG_MSG_ENTRY_PROCESS,
+	TG_MSG_ENTRY_PROCESS_BATCH,
+	TG_MSG_REGISTER_RESOLVER,
+	TG_MSG_UNREGISTER_RESOLVER,
+	TG_MSG_LIST_RESOLVERS,
+	TG_MSG_JOURNAL_READ,
+	TG_MSG_JOURNAL_SUBSCRIBE,
+	TG_MSG_JOURNAL_UNSUBSCRIBE,
+	TG_MSG_PARTITION_MAP_REQUEST,
+	TG_MSG_HYBRID_QUERY_SUBSCRIBE,
+	TG_MSG_HYBRID_QUERY_UNSUBSCRIBE,
 	TG_MSG_COUNT_
 } TgMsgType;
 
@@ -175,9 +208,59 @@ typedef struct TgCounterPart
 	int64_t		value;			/* integer 0..2^53 */
 } TgCounterPart;
 
+/* SEARCH / SEARCH_SUB options (all optional). */
+typedef struct TgSearchOptions
+{
+	bool		has_limit;
+	double		limit;			/* finite; the server clamps it */
+	bool		has_min_score;
+	double		min_score;		/* finite */
+	const MpNode *boost;		/* NULL, or MP_MAP field (0..256 bytes, no
+								 * NUL) -> finite number, at most
+								 * TG_WIRE_MAX_BOOST_FIELDS entries;
+								 * undefined values are to be skipped */
+} TgSearchOptions;
+
+/* ENTRY_PROCESS[_BATCH] processor. */
+typedef struct TgProcessor
+{
+	TgStr		name;			/* 1..100 UTF-16 units, no NUL */
+	TgStr		code;			/* 1..10000 UTF-16 units; never executed */
+	const MpNode *args;			/* NULL if absent/undefined, else any value
+								 * (MP_NIL included) */
+} TgProcessor;
+
+/* JOURNAL_* event types, as bits of types_mask. */
+typedef enum TgJournalType
+{
+	TG_JOURNAL_PUT = 1 << 0,
+	TG_JOURNAL_UPDATE = 1 << 1,
+	TG_JOURNAL_DELETE = 1 << 2
+} TgJournalType;
+
 typedef struct TgMessage
 {
-	TgMsgType	type;
+	TgMsgType	type;			/* meaningful when known_type */
+	bool		known_type;		/* the type string named a TgMsgType (set
+								 * even when the rest is invalid) */
+
+	/*
+	 * The id the typed reply must carry, set whenever the type is known and
+	 * that field is a string of 0..256 bytes without NUL -- also when
+	 * tg_message_parse() returns TG_PARSE_INVALID for another field, so the
+	 * server can answer the request's own failure reply instead of ERROR:
+	 *   SEARCH            payload.requestId    -> SEARCH_RESP.requestId
+	 *   SEARCH_SUB        payload.subscriptionId -> SEARCH_RESP.requestId
+	 *   ENTRY_PROCESS, ENTRY_PROCESS_BATCH, REGISTER_RESOLVER,
+	 *   UNREGISTER_RESOLVER, LIST_RESOLVERS, JOURNAL_READ,
+	 *   JOURNAL_SUBSCRIBE  requestId (top level)
+	 *   LOCK_REQUEST, LOCK_RELEASE  payload.requestId
+	 * Other types leave has_request_id false.  On TG_PARSE_OK the same
+	 * slice is also in the type's struct below.
+	 */
+	bool		has_request_id;
+	TgStr		request_id;
+
 	MpArena		arena;			/* owns the tree and every array below */
 	const MpNode *root;
 	union
@@ -304,6 +387,122 @@ typedef struct TgMessage
 			TgStr		name;
 			double		fencing_token;
 		}			lock_release;
+
+		/*
+		 * SEARCH and SEARCH_SUB (payload).  id is payload.requestId for
+		 * SEARCH, payload.subscriptionId for SEARCH_SUB (0..256 bytes, no
+		 * NUL); query 0..TG_WIRE_MAX_SEARCH_QUERY_BYTES bytes, no NUL.
+		 */
+		struct
+		{
+			TgStr		id;
+			TgStr		map_name;
+			TgStr		query;
+			TgSearchOptions options;
+		}			search;
+
+		/* SEARCH_UNSUB: payload.subscriptionId */
+		struct
+		{
+			TgStr		subscription_id;
+		}			search_unsub;
+
+		/*
+		 * ENTRY_PROCESS (top level): key 0..1024 bytes.  ENTRY_PROCESS_BATCH
+		 * fills keys/n_keys (0..TG_WIRE_MAX_BATCH_KEYS, each 0..1024 bytes,
+		 * duplicates kept) and leaves key empty.
+		 */
+		struct
+		{
+			TgStr		request_id;
+			TgStr		map_name;
+			TgStr		key;
+			uint32_t	n_keys;
+			TgStr	   *keys;
+			TgProcessor processor;
+		}			entry_process;
+
+		/* REGISTER_RESOLVER (top level): resolver.{name, code, priority?,
+		 * keyPattern?} */
+		struct
+		{
+			TgStr		request_id;
+			TgStr		map_name;
+			TgStr		name;	/* 1..100 UTF-16 units, no NUL */
+			TgStr		code;	/* 0..50000 UTF-16 units; never executed */
+			bool		has_priority;
+			int32_t		priority;	/* integer 0..100 */
+			bool		has_key_pattern;
+			TgStr		key_pattern;	/* 0..1024 bytes, no NUL */
+		}			register_resolver;
+
+		/* UNREGISTER_RESOLVER (top level) */
+		struct
+		{
+			TgStr		request_id;
+			TgStr		map_name;
+			TgStr		resolver_name;	/* 0..256 bytes, no NUL */
+		}			unregister_resolver;
+
+		/* LIST_RESOLVERS (top level) */
+		struct
+		{
+			TgStr		request_id;
+			bool		has_map_name;
+			TgStr		map_name;
+		}			list_resolvers;
+
+		/*
+		 * JOURNAL_READ and JOURNAL_SUBSCRIBE (top level).  fromSequence is a
+		 * decimal string of 1..19 digits <= 2^63-1 (required for READ,
+		 * optional for SUBSCRIBE); limit READ only, types SUBSCRIBE only
+		 * (types_mask = OR of TgJournalType, 0 when absent; an empty array
+		 * gives has_types with mask 0).
+		 */
+		struct
+		{
+			TgStr		request_id;
+			bool		has_from_sequence;
+			int64_t		from_sequence;
+			bool		has_limit;
+			double		limit;	/* finite; the server clamps it */
+			bool		has_map_name;
+			TgStr		map_name;
+			bool		has_types;
+			uint32_t	types_mask;
+		}			journal;
+
+		/* JOURNAL_UNSUBSCRIBE (top level) */
+		struct
+		{
+			TgStr		subscription_id;
+		}			journal_unsub;
+
+		/* PARTITION_MAP_REQUEST: payload? {currentVersion?} */
+		struct
+		{
+			bool		has_current_version;
+			double		current_version;	/* finite */
+		}			partition_map_request;
+
+		/*
+		 * HYBRID_QUERY_SUBSCRIBE (payload; not in the client's schema, so
+		 * shapes are only type-checked: predicate/where/sort are maps kept
+		 * as trees -- predicates may use match/matchPhrase/matchPrefix).
+		 * HYBRID_QUERY_UNSUBSCRIBE fills subscription_id only.
+		 */
+		struct
+		{
+			TgStr		subscription_id;
+			TgStr		map_name;
+			const MpNode *predicate;	/* NULL if absent */
+			const MpNode *where;	/* NULL if absent */
+			const MpNode *sort; /* NULL if absent */
+			bool		has_limit;
+			double		limit;
+			bool		has_cursor;
+			TgStr		cursor;
+		}			hybrid_query;
 	}			u;
 } TgMessage;
 
@@ -323,7 +522,7 @@ typedef enum TgParseResult
  * holds a one-line reason suitable for
  * ERROR {code:400, message:'Invalid message format: <err>'}, e.g.
  * "payload.ops: expected an array, got map" or
- * "unknown message type HYBRID_QUERY_SUBSCRIBE".
+ * "unknown message type FOO".
  */
 extern TgParseResult tg_message_parse(const uint8_t *data, size_t len,
 									  const MpLimits *limits, TgMessage *msg,

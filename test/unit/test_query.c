@@ -43,43 +43,6 @@ decode(MpArena *a, MpBuf *b)
 	return n;
 }
 
-/* JSON (test text) -> msgpack as the client encodes it: integral numbers as ints. */
-static void
-put_json(MpBuf *b, const JNode *j)
-{
-	switch (j->type)
-	{
-		case J_NULL:
-			mp_put_nil(b);
-			break;
-		case J_BOOL:
-			mp_put_bool(b, j->b);
-			break;
-		case J_NUM:
-			if (j->num == floor(j->num) && fabs(j->num) < 9e15)
-				mp_put_int(b, (int64_t) j->num);
-			else
-				mp_put_float64(b, j->num);
-			break;
-		case J_STR:
-			mp_put_strn(b, j->s, j->len);
-			break;
-		case J_ARR:
-			mp_put_array_header(b, (uint32_t) j->len);
-			for (size_t i = 0; i < j->len; i++)
-				put_json(b, j->items[i]);
-			break;
-		case J_OBJ:
-			mp_put_map_header(b, (uint32_t) j->len);
-			for (size_t i = 0; i < j->len; i++)
-			{
-				mp_put_strn(b, j->keys[i], j->keylens[i]);
-				put_json(b, j->items[i]);
-			}
-			break;
-	}
-}
-
 /* A msgpack tree from JSON text (in the global arena). */
 static const MpNode *
 V(const char *json)
@@ -94,7 +57,7 @@ V(const char *json)
 		exit(2);
 	}
 	mp_buf_init(&b, 1 << 16);
-	put_json(&b, j);
+	json_put_msgpack(&b, j);
 	n = decode(&arena, &b);
 	mp_buf_free(&b);
 	json_free(j);

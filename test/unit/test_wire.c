@@ -1505,8 +1505,8 @@ test_invalid_messages(void)
 	mp_put_str(&b, "type");
 	mp_put_number(&b, 3);
 	expect_invalid("numeric type", &b, "type: expected a string, got integer");
-	begin_msg(&b, "HYBRID_QUERY_SUBSCRIBE", 0);
-	expect_invalid("unknown type", &b, "unknown message type HYBRID_QUERY_SUBSCRIBE");
+	begin_msg(&b, "CLUSTER_SUB_REGISTER", 0);
+	expect_invalid("unknown type", &b, "unknown message type CLUSTER_SUB_REGISTER");
 	begin_msg(&b, "ping", 0);
 	expect_invalid("lowercase type", &b, "unknown message type ping");
 	begin_msg(&b, "BAD\nTYPE", 0);

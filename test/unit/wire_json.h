@@ -7,11 +7,14 @@
 #ifndef TG_TEST_WIRE_JSON_H
 #define TG_TEST_WIRE_JSON_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "wire/msgpack.h"
 
 typedef enum JType
 {
@@ -415,6 +418,54 @@ json_has(const JNode *obj, const char *key)
 	JNode	   *n = json_get(obj, key);
 
 	return n != NULL && n->type != J_NULL && !json_is_undefined(n);
+}
+
+/*
+ * JSON (test text) -> msgpack as msgpackr encodes it: integral numbers
+ * below 2^53 as ints, other numbers as float64; the tags {"$undefined":..}
+ * and {"$nan":..} become undefined (ext 0) and NaN.
+ */
+static inline void
+json_put_msgpack(MpBuf *b, const JNode *j)
+{
+	switch (j->type)
+	{
+		case J_NULL:
+			mp_put_nil(b);
+			break;
+		case J_BOOL:
+			mp_put_bool(b, j->b);
+			break;
+		case J_NUM:
+			if (j->num == floor(j->num) && fabs(j->num) < 9007199254740992.0)
+				mp_put_int(b, (int64_t) j->num);
+			else
+				mp_put_float64(b, j->num);
+			break;
+		case J_STR:
+			mp_put_strn(b, j->s, j->len);
+			break;
+		case J_ARR:
+			mp_put_array_header(b, (uint32_t) j->len);
+			for (size_t i = 0; i < j->len; i++)
+				json_put_msgpack(b, j->items[i]);
+			break;
+		case J_OBJ:
+			if (json_is_undefined(j))
+				mp_put_undefined(b);
+			else if (j->len == 1 && strcmp(j->keys[0], "$nan") == 0)
+				mp_put_float64(b, NAN);
+			else
+			{
+				mp_put_map_header(b, (uint32_t) j->len);
+				for (size_t i = 0; i < j->len; i++)
+				{
+					mp_put_strn(b, j->keys[i], j->keylens[i]);
+					json_put_msgpack(b, j->items[i]);
+				}
+			}
+			break;
+	}
 }
 
 #endif							/* TG_TEST_WIRE_JSON_H */
