@@ -336,27 +336,7 @@ correct_writers(void)
 			if (g->res != TG_RES_REJECT && g->res != TG_RES_LOCAL)
 				continue;
 			if (g->res == TG_RES_REJECT && !c->closed)
-			{
-				MpBuf	   *b = tg_buf_begin();
-
-				mp_put_map_header(b, 6);
-				mp_put_str(b, "type");
-				mp_put_str(b, "MERGE_REJECTED");
-				mp_put_str(b, "mapName");
-				tg_put_tgstr(b, g->op->map_name);
-				mp_put_str(b, "key");
-				tg_put_tgstr(b, g->op->key);
-				mp_put_str(b, "attemptedValue");
-				if (g->op->op_type == TG_OP_REMOVE || !g->op->has_record)
-					mp_put_nil(b);
-				else
-					mp_put_node(b, g->op->record.value);
-				mp_put_str(b, "reason");
-				mp_put_str(b, g->error ? g->error : "Rejected by conflict resolver");
-				mp_put_str(b, "timestamp");
-				tg_put_timestamp(b, &g->op->record.ts);
-				tg_buf_send(c, b);
-			}
+				tg_send_merge_rejected(c, g->op, g->error);
 			if (tg_restamp(g->map, g->key, g->ts, &ev))
 				tg_events_add(&l, &ev);
 		}
@@ -523,26 +503,6 @@ fan_out_batch(GBatch *gb)
 }
 
 static void
-send_op_rejected(TgConn *c, TgOp *op, const char *reason)
-{
-	MpBuf	   *b = tg_buf_begin();
-
-	mp_put_map_header(b, 2);
-	mp_put_str(b, "type");
-	mp_put_str(b, "OP_REJECTED");
-	mp_put_str(b, "payload");
-	mp_put_map_header(b, 2);
-	mp_put_str(b, "opId");
-	if (op->has_id)
-		tg_put_tgstr(b, op->id);
-	else
-		mp_put_str(b, "");
-	mp_put_str(b, "reason");
-	mp_put_str(b, reason);
-	tg_buf_send(c, b);
-}
-
-static void
 ack_batch(GBatch *gb)
 {
 	TgConn	   *c = gb->conn;
@@ -568,7 +528,7 @@ ack_batch(GBatch *gb)
 		GOp		   *g = &gops[gb->first];
 
 		if (g->state == GS_REJECTED)
-			send_op_rejected(c, g->op, g->error);
+			tg_send_op_rejected(c, g->op, g->error);
 		return;
 	}
 	for (int i = gb->first; i < gb->first + gb->nops; i++)
@@ -579,7 +539,7 @@ ack_batch(GBatch *gb)
 			last = i;
 		}
 		if (gops[i].state == GS_REJECTED && gops[i].op->has_id)
-			send_op_rejected(c, gops[i].op, gops[i].error);
+			tg_send_op_rejected(c, gops[i].op, gops[i].error);
 	}
 	if (nids == 0)
 		return;

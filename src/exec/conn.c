@@ -6,6 +6,9 @@
  */
 #include "postgres.h"
 
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
 #include "exec/exec.h"
 #include "ipc/ipc.h"
 
@@ -77,3 +80,49 @@ tg_conn_handled(TgConn *c, int n)
 	c->done_dirty = true;
 }
 
+
+/* ------------------------------------------------------ by id */
+
+typedef struct ConnEntry
+{
+	uint64		id;
+	TgConn	   *conn;
+} ConnEntry;
+
+static HTAB *conn_by_id = NULL;
+
+void
+tg_conn_register(TgConn *c)
+{
+	ConnEntry  *e;
+	bool		found;
+
+	if (conn_by_id == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(ConnEntry);
+		ctl.hcxt = TopMemoryContext;
+		conn_by_id = hash_create("topgun session connections", 256, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(conn_by_id, &c->id, HASH_ENTER, &found);
+	e->conn = c;
+}
+
+void
+tg_conn_unregister(TgConn *c)
+{
+	if (conn_by_id)
+		hash_search(conn_by_id, &c->id, HASH_REMOVE, NULL);
+}
+
+TgConn *
+tg_conn_find(uint64 id)
+{
+	ConnEntry  *e = conn_by_id ? hash_search(conn_by_id, &id, HASH_FIND, NULL) : NULL;
+
+	return e ? e->conn : NULL;
+}

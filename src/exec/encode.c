@@ -175,3 +175,53 @@ tg_hlc_text(const TgTimestamp *ts)
 	return psprintf(INT64_FORMAT ":%u:%.*s", ts->millis, ts->counter,
 					(int) ts->node_id.len, ts->node_id.p);
 }
+
+/* OP_REJECTED {opId, reason} for one op. */
+void
+tg_send_op_rejected(TgConn *c, TgOp *op, const char *reason)
+{
+	MpBuf	   *b = tg_buf_begin();
+
+	mp_put_map_header(b, 2);
+	mp_put_str(b, "type");
+	mp_put_str(b, "OP_REJECTED");
+	mp_put_str(b, "payload");
+	mp_put_map_header(b, 2);
+	mp_put_str(b, "opId");
+	if (op->has_id)
+		tg_put_tgstr(b, op->id);
+	else
+		mp_put_str(b, "");
+	mp_put_str(b, "reason");
+	mp_put_str(b, reason);
+	tg_buf_send(c, b);
+}
+
+/*
+ * MERGE_REJECTED {mapName, key, attemptedValue, reason, timestamp}: a
+ * conflict resolver refused the op (top-level fields; timestamp is the
+ * rejected record's, PROTOCOL-ADDENDUM §A5.1).
+ */
+void
+tg_send_merge_rejected(TgConn *c, TgOp *op, const char *reason)
+{
+	MpBuf	   *b = tg_buf_begin();
+
+	mp_put_map_header(b, 6);
+	mp_put_str(b, "type");
+	mp_put_str(b, "MERGE_REJECTED");
+	mp_put_str(b, "mapName");
+	tg_put_tgstr(b, op->map_name);
+	mp_put_str(b, "key");
+	tg_put_tgstr(b, op->key);
+	mp_put_str(b, "attemptedValue");
+	if (op->op_type == TG_OP_REMOVE || !op->has_record)
+		mp_put_nil(b);
+	else
+		mp_put_node(b, op->record.value);
+	mp_put_str(b, "reason");
+	mp_put_str(b, reason ? reason : "Rejected by conflict resolver");
+	mp_put_str(b, "timestamp");
+	tg_put_timestamp(b, &op->record.ts);
+	tg_buf_send(c, b);
+}

@@ -68,6 +68,8 @@ extern void tg_put_timestamp(MpBuf *b, const TgTimestamp *ts);
 extern MpNode *tg_jsonb_to_node(MpArena *arena, Jsonb *jb);	/* NULL on failure */
 extern char *tg_pstr(TgStr s);
 extern char *tg_hlc_text(const TgTimestamp *ts);
+extern void tg_send_op_rejected(TgConn *c, TgOp *op, const char *reason);
+extern void tg_send_merge_rejected(TgConn *c, TgOp *op, const char *reason);
 
 static inline void
 tg_put_tgstr(MpBuf *b, TgStr s)
@@ -204,7 +206,9 @@ extern void tg_lock_handle(TgConn *c, TgMessage *m);
 extern void tg_locks_conn_gone(TgConn *c);
 extern void tg_locks_tick(void);
 
-/* session.c: a connection by id (NULL if gone) */
+/* conn.c: the connections by id (NULL if gone) */
+extern void tg_conn_register(TgConn *c);
+extern void tg_conn_unregister(TgConn *c);
 extern TgConn *tg_conn_find(uint64 id);
 
 /* ------------------------------------------------------- recheck.c */

@@ -53,15 +53,9 @@ static shm_mq_handle *q_out = NULL;
 static TgIpcBuf outbuf;
 static int64 last_ready_check_ms = 0;
 static Oid	served_ext_oid = InvalidOid;
-static HTAB *conn_by_id = NULL;
 
 #define TG_GATHER_MAX_MESSAGES	4096
 
-typedef struct ConnEntry
-{
-	uint64		id;
-	TgConn	   *conn;
-} ConnEntry;
 
 /* ------------------------------------------------------ mirrors */
 
@@ -69,8 +63,6 @@ static void
 conn_open(uint64 id, const char *remote, size_t len)
 {
 	TgConn	   *c = calloc(1, sizeof(TgConn));
-	ConnEntry  *e;
-	bool		found;
 
 	if (c == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -82,16 +74,7 @@ conn_open(uint64 id, const char *remote, size_t len)
 	if (tg_conns)
 		tg_conns->prev = c;
 	tg_conns = c;
-	e = hash_search(conn_by_id, &id, HASH_ENTER, &found);
-	e->conn = c;
-}
-
-TgConn *
-tg_conn_find(uint64 id)
-{
-	ConnEntry  *e = hash_search(conn_by_id, &id, HASH_FIND, NULL);
-
-	return e ? e->conn : NULL;
+	tg_conn_register(c);
 }
 
 static void
@@ -99,7 +82,7 @@ conn_free(TgConn *c)
 {
 	TgInMsg    *m = c->deferred_head;
 
-	hash_search(conn_by_id, &c->id, HASH_REMOVE, NULL);
+	tg_conn_unregister(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -594,7 +577,6 @@ tg_session_main(Datum arg)
 {
 	dsm_segment *seg;
 	MemoryContext loop_cxt;
-	HASHCTL		ctl;
 
 	tg_role = TG_ROLE_SESSION;
 	tg_exec_out = &outbuf;
@@ -621,12 +603,6 @@ tg_session_main(Datum arg)
 	q_in = shm_mq_attach(tg_ipc_queue(seg, TG_Q_IN), seg, NULL);
 	q_out = shm_mq_attach(tg_ipc_queue(seg, TG_Q_OUT), seg, NULL);
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(uint64);
-	ctl.entrysize = sizeof(ConnEntry);
-	ctl.hcxt = TopMemoryContext;
-	conn_by_id = hash_create("topgun session connections", 256, &ctl,
-							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	/* reloads count on from the socket process's: "reloads" is the lower of the two */
 	pg_atomic_write_u64(&tg_exec_slot(0)->reloads,
