@@ -6,6 +6,7 @@
  * both can only be set up by the postmaster.
  */
 #include "topgun.h"
+#include "search/pg_search.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -29,6 +30,7 @@ _PG_init(void)
 	tg_merkle_init();
 	tg_changes_init();
 	tg_worker_init();
+	tg_search_init();
 
 	MarkGUCPrefixReserved("topgun");
 }

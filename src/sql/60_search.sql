@@ -1,0 +1,415 @@
+------------------------------------------------------------------------------
+-- Full-text search (BM25), docs/search.md.
+--
+-- The reference tokenizer and stemmer are a text search configuration
+-- (topgun.topgun, src/search/pg_tsearch.c).  Each search-enabled map keeps, in
+-- the same transaction as every write to topgun.lww / topgun.ormap:
+--   search_doc    one row per (key, field): the distinct stems with their term
+--                 frequency (a tsvector, GIN-indexed) and the token count;
+--                 field 0 is all fields together, 1..n each field alone
+--                 (only kept when the map has more than one field);
+--   search_stats  documents and tokens per field,    } sharded by backend:
+--   search_df     documents per (field, stem)         } summed when read.
+-- The statistics are sharded by backend id so that concurrent writers never
+-- update the same row (no hot row); readers sum at most one row per backend.
+------------------------------------------------------------------------------
+CREATE FUNCTION topgun._ts_start(internal, int4) RETURNS internal
+  AS 'MODULE_PATHNAME', 'tg_ts_start' LANGUAGE C STRICT;
+CREATE FUNCTION topgun._ts_gettoken(internal, internal, internal) RETURNS internal
+  AS 'MODULE_PATHNAME', 'tg_ts_gettoken' LANGUAGE C STRICT;
+CREATE FUNCTION topgun._ts_end(internal) RETURNS void
+  AS 'MODULE_PATHNAME', 'tg_ts_end' LANGUAGE C STRICT;
+CREATE FUNCTION topgun._ts_lextype(internal) RETURNS internal
+  AS 'MODULE_PATHNAME', 'tg_ts_lextype' LANGUAGE C STRICT;
+CREATE FUNCTION topgun._ts_dict_init(internal) RETURNS internal
+  AS 'MODULE_PATHNAME', 'tg_ts_dict_init' LANGUAGE C STRICT;
+CREATE FUNCTION topgun._ts_dict_lexize(internal, internal, internal, internal) RETURNS internal
+  AS 'MODULE_PATHNAME', 'tg_ts_dict_lexize' LANGUAGE C STRICT;
+CREATE TEXT SEARCH PARSER topgun.topgun (START = topgun._ts_start, GETTOKEN = topgun._ts_gettoken,
+  END = topgun._ts_end, LEXTYPES = topgun._ts_lextype);
+CREATE TEXT SEARCH TEMPLATE topgun.topgun (INIT = topgun._ts_dict_init, LEXIZE = topgun._ts_dict_lexize);
+CREATE TEXT SEARCH DICTIONARY topgun.topgun (TEMPLATE = topgun.topgun);
+CREATE TEXT SEARCH CONFIGURATION topgun.topgun (PARSER = topgun.topgun);
+ALTER TEXT SEARCH CONFIGURATION topgun.topgun ADD MAPPING FOR word WITH topgun.topgun;
+COMMENT ON TEXT SEARCH CONFIGURATION topgun.topgun IS
+  'TopGun''s tokenizer: Unicode lowercase, split outside \p{L}\p{N}, 172 English stop words, Porter stemmer as the reference';
+
+CREATE FUNCTION topgun.search_tokens(query text) RETURNS text[]
+  AS 'MODULE_PATHNAME', 'tg_search_tokens' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION topgun.search_tokens(text) IS
+  'The stems TopGun''s tokenizer makes of a text, in order, duplicates kept';
+CREATE FUNCTION topgun._search_doc(vals jsonb[], fields text[])
+  RETURNS TABLE (field smallint, len integer, tsv tsvector)
+  AS 'MODULE_PATHNAME', 'tg_search_doc' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._search_score(tsv tsvector, dl integer, terms text[], dfs float8[],
+                                     n float8, avgdl float8, k1 float8, b float8) RETURNS float8
+  AS 'MODULE_PATHNAME', 'tg_search_score' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._search_matched(tsvs tsvector[], terms text[]) RETURNS text[]
+  AS 'MODULE_PATHNAME', 'tg_search_matched' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._search_shard() RETURNS smallint
+  AS 'MODULE_PATHNAME', 'tg_search_shard' LANGUAGE C STABLE PARALLEL RESTRICTED;
+CREATE FUNCTION topgun._search_cap(lim integer) RETURNS integer
+  AS 'MODULE_PATHNAME', 'tg_search_cap' LANGUAGE C STABLE PARALLEL SAFE;
+
+CREATE TABLE topgun.search_config (
+  map        text PRIMARY KEY,
+  id         integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+  fields     text[] NOT NULL,
+  k1         float8 NOT NULL,
+  b          float8 NOT NULL,
+  enabled_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE topgun.search_config IS 'Search-enabled maps (topgun.search_enable)';
+
+CREATE TABLE topgun.search_doc (
+  map_id integer NOT NULL,
+  key    text NOT NULL,
+  field  smallint NOT NULL,
+  len    integer NOT NULL,
+  tsv    tsvector NOT NULL,             -- distinct stems; each one position = tf
+  PRIMARY KEY (map_id, key, field)
+);
+CREATE INDEX search_doc_tsv ON topgun.search_doc USING gin (tsv);
+COMMENT ON TABLE topgun.search_doc IS 'Search index: one row per document and field (0 = all fields)';
+
+CREATE TABLE topgun.search_stats (
+  map_id    integer NOT NULL,
+  field     smallint NOT NULL,
+  shard     smallint NOT NULL,
+  docs      bigint NOT NULL,
+  tokens    bigint NOT NULL,
+  PRIMARY KEY (map_id, field, shard)
+);
+CREATE TABLE topgun.search_df (
+  map_id integer NOT NULL,
+  field  smallint NOT NULL,
+  term   text NOT NULL,
+  shard  smallint NOT NULL,
+  df     bigint NOT NULL,
+  PRIMARY KEY (map_id, field, term, shard)
+);
+COMMENT ON TABLE topgun.search_df IS 'Search statistics: document frequency deltas per backend (sum over shard)';
+
+CREATE VIEW topgun.search_maps AS
+  SELECT c.map, c.fields, c.k1, c.b, c.enabled_at,
+         coalesce((SELECT sum(s.docs) FROM topgun.search_stats s WHERE s.map_id = c.id AND s.field = 0), 0)::bigint AS documents,
+         coalesce((SELECT sum(s.tokens) FROM topgun.search_stats s WHERE s.map_id = c.id AND s.field = 0), 0)::bigint AS tokens
+    FROM topgun.search_config c;
+COMMENT ON VIEW topgun.search_maps IS 'Search-enabled maps with their indexed documents and tokens';
+
+-- Re-derive the index rows of some keys of a map from what is stored now
+-- (idempotent: any number of calls for the same keys give the same index).
+-- A key's document is every live value it has: the LWW value, or all OR
+-- records in tag order.  The statistics get the net difference only, so
+-- rewriting a key with the same text touches no statistics row.
+CREATE FUNCTION topgun._search_reindex(cfg topgun.search_config, keys text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  kind text := (SELECT m.kind FROM topgun.maps m WHERE m.name = cfg.map);
+  ofield smallint[];
+  oterm text[];
+  ocnt bigint[];
+  sfield smallint[];
+  sdocs bigint[];
+  stoks bigint[];
+  shard smallint := topgun._search_shard();
+BEGIN
+  WITH old AS (DELETE FROM topgun.search_doc d
+                WHERE d.map_id = cfg.id AND d.key = ANY (keys)
+            RETURNING d.field, d.len, d.tsv),
+       st AS (SELECT array_agg(o.field) AS f, array_agg(-o.n) AS d, array_agg(-o.t) AS t
+                FROM (SELECT old.field, count(*) AS n, sum(old.len) AS t FROM old GROUP BY old.field) o),
+       tm AS (SELECT array_agg(x.field) AS f, array_agg(x.lexeme) AS l, array_agg(-x.n) AS n
+                FROM (SELECT old.field, u.lexeme, count(*) AS n
+                        FROM old, unnest(old.tsv) u GROUP BY old.field, u.lexeme) x)
+  SELECT st.f, st.d, st.t, tm.f, tm.l, tm.n INTO sfield, sdocs, stoks, ofield, oterm, ocnt FROM st, tm;
+
+  WITH src AS (
+         SELECT l.key, ARRAY[l.value] AS vals
+           FROM unnest(keys) k(key)
+           JOIN topgun.lww l ON l.map = cfg.map AND l.leaf = topgun.key_leaf(k.key) AND l.key = k.key
+          WHERE kind = 'lww' AND l.value IS NOT NULL
+         UNION ALL
+         SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C")
+           FROM unnest(keys) k(key)
+           JOIN topgun.ormap o ON o.map = cfg.map AND o.leaf = topgun.key_leaf(k.key) AND o.key = k.key
+          WHERE kind = 'or'
+          GROUP BY o.key),
+       new AS (INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+               SELECT cfg.id, src.key, d.field, d.len, d.tsv
+                 FROM src, topgun._search_doc(src.vals, cfg.fields) d
+               RETURNING field, len, tsv),
+       st AS (INSERT INTO topgun.search_stats AS s (map_id, field, shard, docs, tokens)
+              SELECT cfg.id, x.field, shard, sum(x.d), sum(x.t)
+                FROM (SELECT new.field, 1 AS d, new.len::bigint AS t FROM new
+                      UNION ALL
+                      SELECT * FROM unnest(sfield, sdocs, stoks)) x
+               GROUP BY x.field
+              HAVING sum(x.d) <> 0 OR sum(x.t) <> 0
+              ON CONFLICT ON CONSTRAINT search_stats_pkey DO UPDATE
+                 SET docs = s.docs + excluded.docs, tokens = s.tokens + excluded.tokens)
+  INSERT INTO topgun.search_df AS s (map_id, field, term, shard, df)
+  SELECT cfg.id, x.field, x.term, shard, sum(x.n)
+    FROM (SELECT new.field, u.lexeme AS term, 1::bigint AS n FROM new, unnest(new.tsv) u
+          UNION ALL
+          SELECT * FROM unnest(ofield, oterm, ocnt)) x
+   GROUP BY x.field, x.term
+  HAVING sum(x.n) <> 0
+  ON CONFLICT ON CONSTRAINT search_df_pkey DO UPDATE SET df = s.df + excluded.df;
+END
+$$;
+
+-- Statement-level triggers with transition tables on the two record tables:
+-- one pass over the changed rows per statement; a map that is not
+-- search-enabled costs one probe of topgun.search_config.
+CREATE FUNCTION topgun._search_changed() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  r record;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM topgun.search_config) THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    FOR r IN SELECT c AS cfg, array_agg(DISTINCT x.key) AS keys
+               FROM old_rows x JOIN topgun.search_config c ON c.map = x.map GROUP BY c LOOP
+      PERFORM topgun._search_reindex(r.cfg, r.keys);
+    END LOOP;
+  ELSE
+    FOR r IN SELECT c AS cfg, array_agg(DISTINCT x.key) AS keys
+               FROM new_rows x JOIN topgun.search_config c ON c.map = x.map GROUP BY c LOOP
+      PERFORM topgun._search_reindex(r.cfg, r.keys);
+    END LOOP;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- Logical replication's apply worker fires row triggers only: the same
+-- re-derivation per replicated row (ENABLE REPLICA).
+CREATE FUNCTION topgun._search_changed_row() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  c topgun.search_config;
+  rec record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+BEGIN
+  SELECT * INTO c FROM topgun.search_config s WHERE s.map = rec.map;
+  IF FOUND THEN
+    PERFORM topgun._search_reindex(c, ARRAY[rec.key]);
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER lww_search_ins AFTER INSERT ON topgun.lww REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
+CREATE TRIGGER lww_search_upd AFTER UPDATE ON topgun.lww REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
+CREATE TRIGGER lww_search_del AFTER DELETE ON topgun.lww REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
+CREATE TRIGGER ormap_search_ins AFTER INSERT ON topgun.ormap REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
+CREATE TRIGGER ormap_search_upd AFTER UPDATE ON topgun.ormap REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
+CREATE TRIGGER ormap_search_del AFTER DELETE ON topgun.ormap REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
+CREATE TRIGGER lww_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.lww
+  FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row();
+CREATE TRIGGER ormap_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.ormap
+  FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row();
+ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_search_ins;
+ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_search_upd;
+ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_search_del;
+ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_search_ins;
+ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_search_upd;
+ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_search_del;
+ALTER TABLE topgun.lww ENABLE REPLICA TRIGGER lww_search_replica;
+ALTER TABLE topgun.ormap ENABLE REPLICA TRIGGER ormap_search_replica;
+
+CREATE FUNCTION topgun.search_disable(map text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  id integer;
+BEGIN
+  -- no writer may be between reading the configuration and writing the index
+  LOCK TABLE topgun.lww, topgun.ormap IN SHARE MODE;
+  DELETE FROM topgun.search_config c WHERE c.map = search_disable.map RETURNING c.id INTO id;
+  IF id IS NULL THEN
+    RETURN false;
+  END IF;
+  DELETE FROM topgun.search_doc d WHERE d.map_id = id;
+  DELETE FROM topgun.search_stats s WHERE s.map_id = id;
+  DELETE FROM topgun.search_df s WHERE s.map_id = id;
+  RETURN true;
+END
+$$;
+COMMENT ON FUNCTION topgun.search_disable(text) IS 'Drop a map''s search index; false when it had none';
+
+-- Enabling indexes the stored records in 16 batches of 256 Merkle leaves,
+-- with a NOTICE after each, inside one transaction: a failure or a restart
+-- midway leaves the map exactly as before (not enabled), and calling it again
+-- starts over.  Writes to topgun.lww / topgun.ormap wait until it commits, so
+-- that no write can slip between the back-fill and the triggers.
+CREATE FUNCTION topgun.search_enable(map text, fields text[], k1 float8 DEFAULT 1.2, b float8 DEFAULT 0.75)
+  RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  cfg topgun.search_config;
+  kind text;
+  docs bigint := 0;
+  n bigint;
+  shard smallint := topgun._search_shard();
+BEGIN
+  IF map IS NULL OR map = '' OR octet_length(map) > 256 THEN
+    RAISE EXCEPTION 'map name must be 1..256 bytes' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF fields IS NULL OR cardinality(fields) NOT BETWEEN 1 AND 32 OR array_ndims(fields) <> 1
+     OR EXISTS (SELECT 1 FROM unnest(fields) f WHERE f IS NULL OR f = '' OR octet_length(f) > 256)
+     OR (SELECT count(DISTINCT f) FROM unnest(fields) f) <> cardinality(fields) THEN
+    RAISE EXCEPTION 'fields must be 1..32 distinct non-empty names' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF k1 IS NULL OR NOT (k1 >= 0 AND k1 < 'Infinity') OR b IS NULL OR NOT (b >= 0 AND b <= 1) THEN
+    RAISE EXCEPTION 'k1 must be finite and >= 0, b between 0 and 1' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  LOCK TABLE topgun.lww, topgun.ormap IN SHARE MODE;
+  SELECT * INTO cfg FROM topgun.search_config c WHERE c.map = search_enable.map;
+  IF FOUND THEN
+    IF cfg.fields = search_enable.fields AND cfg.k1 = search_enable.k1 AND cfg.b = search_enable.b THEN
+      RETURN (SELECT m.documents FROM topgun.search_maps m WHERE m.map = cfg.map);
+    END IF;
+    PERFORM topgun.search_disable(map);
+  END IF;
+  INSERT INTO topgun.search_config (map, fields, k1, b) VALUES (map, fields, k1, b) RETURNING * INTO cfg;
+  SELECT m.kind INTO kind FROM topgun.maps m WHERE m.name = map;
+  FOR part IN 0..15 LOOP
+    IF kind = 'lww' THEN
+      INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+      SELECT cfg.id, l.key, d.field, d.len, d.tsv
+        FROM topgun.lww l, topgun._search_doc(ARRAY[l.value], cfg.fields) d
+       WHERE l.map = cfg.map AND l.leaf BETWEEN part * 256 AND part * 256 + 255 AND l.value IS NOT NULL;
+    ELSIF kind = 'or' THEN
+      INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+      SELECT cfg.id, o.key, d.field, d.len, d.tsv
+        FROM (SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals
+                FROM topgun.ormap o
+               WHERE o.map = cfg.map AND o.leaf BETWEEN part * 256 AND part * 256 + 255
+               GROUP BY o.key) o,
+             topgun._search_doc(o.vals, cfg.fields) d;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    docs := docs + n;
+    RAISE NOTICE 'search_enable %: part % of 16 done, % index rows', map, part + 1, docs;
+  END LOOP;
+  INSERT INTO topgun.search_stats (map_id, field, shard, docs, tokens)
+  SELECT cfg.id, d.field, shard, count(*), sum(d.len) FROM topgun.search_doc d
+   WHERE d.map_id = cfg.id GROUP BY d.field;
+  INSERT INTO topgun.search_df (map_id, field, term, shard, df)
+  SELECT cfg.id, d.field, u.lexeme, shard, count(*)
+    FROM topgun.search_doc d, unnest(d.tsv) u WHERE d.map_id = cfg.id GROUP BY d.field, u.lexeme;
+  RETURN (SELECT m.documents FROM topgun.search_maps m WHERE m.map = cfg.map);
+END
+$$;
+COMMENT ON FUNCTION topgun.search_enable(text, text[], float8, float8) IS
+  'Index a map''s top-level string fields for topgun.search (BM25 k1, b); returns the documents indexed';
+
+-- The one search routine: candidates from the GIN index, BM25 in C, the
+-- top `cap` by score descending and key (bytewise) ascending.  keys
+-- restricts it to some keys (topgun.search_score_keys).
+CREATE FUNCTION topgun._search_run(map text, query text, cap integer, min_score float8, boost jsonb, keys text[])
+  RETURNS TABLE (key text, value jsonb, score float8, matched_terms text[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  cfg topgun.search_config;
+  kind text;
+  terms text[];
+  tsq tsquery;
+  boosted boolean;
+BEGIN
+  IF map IS NULL THEN
+    RAISE EXCEPTION 'map must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  SELECT * INTO cfg FROM topgun.search_config c WHERE c.map = _search_run.map;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'full-text search is not enabled for map %', map
+      USING ERRCODE = 'object_not_in_prerequisite_state';
+  END IF;
+  IF boost IS NOT NULL AND jsonb_typeof(boost) = 'null' THEN
+    boost := NULL;
+  END IF;
+  IF boost IS NOT NULL AND (jsonb_typeof(boost) <> 'object'
+     OR EXISTS (SELECT 1 FROM jsonb_each(boost) e WHERE jsonb_typeof(e.value) <> 'number')) THEN
+    RAISE EXCEPTION 'boost must be a JSON object of field -> number' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF min_score = 'NaN' THEN
+    RAISE EXCEPTION 'min_score must not be NaN' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  terms := topgun.search_tokens(coalesce(query, ''));
+  IF cardinality(terms) = 0 OR (keys IS NOT NULL AND cardinality(keys) = 0) THEN
+    RETURN;
+  END IF;
+  IF keys IS NOT NULL AND cardinality(keys) > 100000 THEN
+    RAISE EXCEPTION 'at most 100000 keys can be scored at once' USING ERRCODE = 'program_limit_exceeded';
+  END IF;
+  SELECT string_agg(DISTINCT '''' || t || '''', ' | ')::tsquery INTO tsq FROM unnest(terms) t;
+  SELECT m.kind INTO kind FROM topgun.maps m WHERE m.name = cfg.map;
+  -- with boost (even one naming no field) every field is scored on its own
+  -- statistics and weighted; a one-field map's field rows are its field-0 rows
+  boosted := boost IS NOT NULL AND boost <> '{}';
+  RETURN QUERY EXECUTE format($q$
+    WITH f AS (
+           SELECT 0::smallint AS field, 1::float8 AS weight, 0::bigint AS o WHERE NOT $4
+           UNION ALL
+           SELECT CASE WHEN cardinality($2) = 1 THEN 0 ELSE u.o END::smallint,
+                  coalesce(($5 ->> u.name)::float8, 1), u.o
+             FROM unnest($2) WITH ORDINALITY u(name, o) WHERE $4),
+         fs AS (
+           SELECT f.field, f.weight, f.o, st.docs::float8 AS n,
+                  st.tokens::float8 / greatest(st.docs, 1) AS avgdl,
+                  (SELECT array_agg(coalesce(dd.df, 0)::float8 ORDER BY t.o)
+                     FROM unnest($3) WITH ORDINALITY t(term, o)
+                     LEFT JOIN (SELECT s.term, sum(s.df) AS df FROM topgun.search_df s
+                                 WHERE s.map_id = $1 AND s.field = f.field AND s.term = ANY ($3)
+                                 GROUP BY s.term) dd ON dd.term = t.term) AS dfs
+             FROM f, LATERAL (SELECT coalesce(sum(s.docs), 0) AS docs, coalesce(sum(s.tokens), 0) AS tokens
+                                FROM topgun.search_stats s WHERE s.map_id = $1 AND s.field = f.field) st),
+         c AS (
+           SELECT d.key, fs.o, d.tsv,
+                  fs.weight * topgun._search_score(d.tsv, d.len, $3, fs.dfs, fs.n, fs.avgdl, $6, $7) AS s
+             FROM topgun.search_doc d JOIN fs ON d.field = fs.field
+            WHERE d.map_id = $1 AND %s),
+         r AS (
+           SELECT c.key, sum(c.s ORDER BY c.o) AS score, array_agg(c.tsv ORDER BY c.o) AS tsvs
+             FROM c GROUP BY c.key),
+         top AS (
+           SELECT r.key, r.score, r.tsvs FROM r WHERE $9 IS NULL OR r.score >= $9
+            ORDER BY r.score DESC, r.key COLLATE "C" LIMIT $10)
+    SELECT top.key,
+           CASE WHEN $11 = 'lww' THEN topgun.lww_get($12, top.key)
+                ELSE (SELECT jsonb_agg(v) FROM topgun.or_get($12, top.key) v) END,
+           top.score, topgun._search_matched(top.tsvs, $3)
+      FROM top ORDER BY top.score DESC, top.key COLLATE "C"
+    $q$, CASE WHEN keys IS NULL THEN 'd.tsv @@ $8' ELSE 'd.key = ANY ($13) AND d.tsv @@ $8' END)
+  USING cfg.id, cfg.fields, terms, boosted, boost, cfg.k1, cfg.b, tsq, min_score, cap, kind, cfg.map, keys;
+END
+$$;
+
+CREATE FUNCTION topgun.search(map text, query text, lim integer DEFAULT NULL, min_score float8 DEFAULT NULL,
+                              boost jsonb DEFAULT NULL)
+  RETURNS TABLE (key text, value jsonb, score float8, matched_terms text[])
+  LANGUAGE sql STABLE
+  AS $$ SELECT * FROM topgun._search_run(map, query, topgun._search_cap(lim), min_score, boost, NULL) $$;
+COMMENT ON FUNCTION topgun.search(text, text, integer, float8, jsonb) IS
+  'BM25 full-text search of a search-enabled map: best first, ties by key; lim <= 0 or NULL: topgun.search_max_results';
+
+CREATE FUNCTION topgun.search_score_keys(map text, query text, keys text[], boost jsonb DEFAULT NULL)
+  RETURNS TABLE (key text, value jsonb, score float8, matched_terms text[])
+  LANGUAGE sql STABLE
+  AS $$ SELECT * FROM topgun._search_run(map, query, NULL, NULL, boost, coalesce(keys, '{}')) $$;
+COMMENT ON FUNCTION topgun.search_score_keys(text, text, text[], jsonb) IS
+  'The current score of some keys for a query, as topgun.search would give them (no row: no match); for live search';
