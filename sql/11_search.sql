@@ -2,7 +2,9 @@
 -- reference vectors (search_bm25.json, search_live.json), the transactional
 -- index, and hostile input.
 \set VERBOSITY terse
+\set SHOW_CONTEXT never
 SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS topgun;
 
 -- the text search configuration gives the reference's stems
 SELECT to_tsvector('topgun.topgun', 'The quick brown foxes jumped over the lazy dogs');
@@ -15,8 +17,8 @@ SELECT ts_lexize('topgun.topgun', 'agreement'), ts_lexize('topgun.topgun', 'the'
 -- compare every query: same result set, scores within 1e-9 relative, same
 -- matchedTerms; order by score (ties are ordered by key here, see the docs).
 ------------------------------------------------------------------------------
-\set bm25 `cat ../shared/vectors/search_bm25.json`
-\set live `cat ../shared/vectors/search_live.json`
+\set bm25 `cat "${TOPGUN_VECTORS:-../shared/vectors}/search_bm25.json"`
+\set live `cat "${TOPGUN_VECTORS:-../shared/vectors}/search_live.json"`
 SET search.bm25 = :'bm25';
 SET search.live = :'live';
 CREATE TEMP TABLE bm25_report (scenario text, queries int, mismatches int, detail text);
@@ -151,3 +153,131 @@ END $$;
 SELECT count(*) AS scenarios, sum(checks) AS checks, sum(mismatches) AS mismatches FROM live_report;
 -- non_object_value: difference 3 again (the reference scores x's stale tokens)
 SELECT scenario, mismatches FROM live_report WHERE mismatches > 0 ORDER BY scenario;
+
+------------------------------------------------------------------------------
+-- The index follows the stored state, transactionally, from every write path
+------------------------------------------------------------------------------
+SELECT topgun.search_enable('docs', ARRAY['title', 'body']);
+SELECT topgun.lww_put('docs', 'a', '{"title": "Red apple", "body": "a crisp fruit"}', '100:0:n');
+-- a rolled-back write is never searchable; one's own uncommitted write is
+BEGIN;
+SELECT topgun.lww_put('docs', 'b', '{"title": "Green apple"}', '100:0:n');
+SELECT key FROM topgun.search('docs', 'apple') ORDER BY key;
+ROLLBACK;
+SELECT key FROM topgun.search('docs', 'apple') ORDER BY key;
+-- difference 1: a losing (older) write is not indexed; the stored value is
+SELECT topgun.lww_put('docs', 'a', '{"title": "Banana"}', '50:0:n') AS older_wins;
+SELECT key, matched_terms FROM topgun.search('docs', 'apple banana');
+-- the batch path of the sync worker, and tombstones
+SELECT * FROM topgun.lww_put_many(ARRAY['docs', 'docs', 'docs'], ARRAY['b', 'c', 'a'],
+         ARRAY['{"title": "Green apple"}', '{"body": "apple pie and apple cake"}', NULL]::jsonb[],
+         ARRAY['200:0:n', '200:0:n', '200:0:n']::topgun.hlc[]);
+SELECT key, value, matched_terms FROM topgun.search('docs', 'apple') ORDER BY key;
+-- plain SQL on the table, and a value that is not an object (difference 3)
+UPDATE topgun.lww SET value = '"just a string"' WHERE map = 'docs' AND key = 'b';
+SELECT key FROM topgun.search('docs', 'apple');
+DELETE FROM topgun.lww WHERE map = 'docs' AND key = 'c';
+SELECT key FROM topgun.search('docs', 'apple');
+SELECT map, fields, documents, tokens FROM topgun.search_maps WHERE map = 'docs';
+-- the statistics equal a recount from the documents
+SELECT (SELECT sum(df) FROM topgun.search_df s JOIN topgun.search_config c ON c.id = s.map_id
+         WHERE c.map = 'docs') = 0 AS df_back_to_zero;
+-- TTL expiry goes through lww_remove
+SELECT topgun.lww_put('docs', 't', '{"title": "short lived apple"}', topgun.hlc(topgun.now_ms() - 10000, 0, 'n'), 1000);
+SELECT key FROM topgun.search('docs', 'lived');
+SELECT topgun.expire_ttl() > 0 AS expired;
+SELECT key FROM topgun.search('docs', 'lived');
+
+-- OR maps: every live value of a key; removing one tag keeps the others
+-- (difference 2: the reference drops the whole key)
+SELECT topgun.or_apply('tasks', 'k', '{"t": "write report"}', 'tag1', '100:0:n'),
+       topgun.or_apply('tasks', 'k', '{"t": "review report"}', 'tag2', '101:0:n');
+SELECT topgun.search_enable('tasks', ARRAY['t']);
+SELECT key, value, score, matched_terms FROM topgun.search('tasks', 'report review');
+SELECT topgun.or_remove_tag('tasks', 'tag2');
+SELECT key, value, matched_terms FROM topgun.search('tasks', 'report review');
+SELECT topgun.or_remove_tag('tasks', 'tag1');
+SELECT count(*) FROM topgun.search('tasks', 'report');
+
+-- equal scores: by key, bytewise
+SELECT topgun.search_enable('ties', ARRAY['x']);
+SELECT topgun.lww_put('ties', k, '{"x": "equal words"}') FROM unnest(ARRAY['b', 'B', 'a', 'é']) k;
+SELECT key FROM topgun.search('ties', 'equal');
+SELECT key, score FROM topgun.search('ties', 'words', 2);
+-- the default cap applies when no positive limit is given
+SET topgun.search_max_results = 3;
+SELECT (SELECT count(*) FROM topgun.search('ties', 'equal')) AS no_limit, (SELECT count(*) FROM topgun.search('ties', 'equal', -5)) AS negative;
+SELECT count(*) FROM topgun.search('ties', 'equal', 2147483647);
+RESET topgun.search_max_results;
+-- usable in any SQL
+SELECT s.key, l.ts IS NOT NULL AS joined FROM topgun.search('ties', 'equal', 2) s
+  JOIN topgun.lww l ON l.map = 'ties' AND l.key = s.key ORDER BY s.key;
+-- search_score_keys: only the keys given, only matches
+SELECT key, score FROM topgun.search_score_keys('ties', 'equal', ARRAY['a', 'zz', NULL]);
+SELECT count(*) FROM topgun.search_score_keys('ties', 'equal', '{}');
+SELECT count(*) FROM topgun.search_score_keys('ties', 'equal', NULL);
+
+-- enable / disable
+SELECT topgun.search_enable('ties', ARRAY['x']) AS same_again;
+SELECT topgun.search_enable('ties', ARRAY['y']) AS reindexed_on_other_field;
+SELECT topgun.search_disable('ties'), topgun.search_disable('ties'), topgun.search_disable('never');
+SELECT topgun.search_enable('bad', NULL);
+SELECT topgun.search_enable('bad', '{}');
+SELECT topgun.search_enable('bad', ARRAY['a', 'a']);
+SELECT topgun.search_enable('bad', ARRAY['a', NULL]);
+SELECT topgun.search_enable('bad', ARRAY['x'], k1 => -1);
+SELECT topgun.search_enable('bad', ARRAY['x'], b => 2);
+SELECT topgun.search_enable('bad', ARRAY['x'], k1 => 'NaN');
+SELECT topgun.search_enable(NULL, ARRAY['x']);
+SELECT topgun.search_enable('bad', (SELECT array_agg('f' || i) FROM generate_series(1, 33) i));
+
+------------------------------------------------------------------------------
+-- Hostile input: a clear error (SQLSTATE) or an empty result, never a crash
+------------------------------------------------------------------------------
+\set VERBOSITY sqlstate
+SELECT * FROM topgun.search('ties', 'equal');                 -- 55000: not enabled any more
+SELECT * FROM topgun.search('no such map', 'x');
+SELECT * FROM topgun.search(NULL, 'x');                       -- 22004
+SELECT topgun.lww_put('docs', 'h', '{"title": "apple"}');
+SELECT count(*) FROM topgun.search('docs', NULL);
+SELECT count(*) FROM topgun.search('docs', '');
+SELECT count(*) FROM topgun.search('docs', 'the of and a is');  -- only stop words
+SELECT count(*) FROM topgun.search('docs', repeat('apple ', 17000));  -- 100 KB: 54000
+SELECT count(*) FROM topgun.search('docs', repeat('x', 60000));      -- one huge word
+SELECT count(*) FROM topgun.search('docs', (SELECT string_agg('w' || i, ' ') FROM generate_series(1, 10000) i));  -- 54000
+SELECT count(*) FROM topgun.search('docs', repeat(U&'\0301', 20000) || repeat(U&'\+01F600', 5000) || U&'\200F\FEFF\FFFF');
+SELECT (SELECT count(*) FROM topgun.search('docs', 'apple', -2147483648)) AS min_int, (SELECT count(*) FROM topgun.search('docs', 'apple', 0)) AS zero;
+SELECT key FROM topgun.search('docs', 'apple', boost => '{"nosuchfield": 5}');
+SELECT key FROM topgun.search('docs', 'apple', boost => '{}');
+SELECT key FROM topgun.search('docs', 'apple', boost => 'null');
+SELECT key FROM topgun.search('docs', 'apple', boost => '[1]');                -- 22023
+SELECT key FROM topgun.search('docs', 'apple', boost => '{"title": "2"}');
+SELECT key FROM topgun.search('docs', 'apple', boost => '{"title": 1e308}');
+SELECT key FROM topgun.search('docs', 'apple', min_score => 'NaN');          -- 22023
+SELECT key FROM topgun.search('docs', 'apple', min_score => 'Infinity');
+SELECT key FROM topgun.search('docs', 'apple', min_score => '-Infinity');
+\set VERBOSITY terse
+-- a huge document is indexed up to its cap, the write never fails
+SELECT topgun.lww_put('docs', 'huge', jsonb_build_object('title', repeat('zebra ', 100000) || (SELECT string_agg(md5(i::text), ' ') FROM generate_series(1, 6000) i)));
+SELECT key, score > 0 AS scored FROM topgun.search('docs', 'zebra');
+SELECT d.len AS tokens_capped, topgun._search_matched(ARRAY[d.tsv], ARRAY['zebra']) FROM topgun.search_doc d
+  JOIN topgun.search_config c ON c.id = d.map_id WHERE c.map = 'docs' AND d.key = 'huge' AND d.field = 0;
+-- privileges: searching needs SELECT on the record and index tables (42501
+-- without); the index itself is kept whoever writes
+CREATE ROLE tg_search_reader;
+CREATE ROLE tg_search_nobody;
+SELECT topgun.grant_access('tg_search_reader', true);
+GRANT SELECT ON topgun.search_config, topgun.search_doc, topgun.search_stats, topgun.search_df TO tg_search_reader;
+SET ROLE tg_search_reader;
+SELECT key FROM topgun.search('docs', 'apple');
+SELECT map FROM topgun.search_maps WHERE map = 'docs';
+SELECT topgun.search_disable('docs');
+SET ROLE tg_search_nobody;
+\set VERBOSITY default
+SELECT key FROM topgun.search('docs', 'apple');
+\set VERBOSITY terse
+RESET ROLE;
+SELECT topgun.search_disable('docs'), topgun.search_disable('tasks');
+DROP OWNED BY tg_search_reader;
+DROP ROLE tg_search_reader;
+DROP ROLE tg_search_nobody;

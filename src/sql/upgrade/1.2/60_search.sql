@@ -99,14 +99,13 @@ COMMENT ON VIEW topgun.search_maps IS 'Search-enabled maps with their indexed do
 
 -- Re-derive the index rows of some keys of a map from what is stored now
 -- (idempotent: any number of calls for the same keys give the same index).
--- A key's document is every live value it has: the LWW value, or all OR
--- records in tag order.  The statistics get the net difference only, so
+-- kind says which table changed ('lww' or 'or').  A key's document is every
+-- value it has: the LWW value, or all OR records in tag order.  The statistics get the net difference only, so
 -- rewriting a key with the same text touches no statistics row.
-CREATE FUNCTION topgun._search_reindex(cfg topgun.search_config, keys text[]) RETURNS void
+CREATE FUNCTION topgun._search_reindex(cfg topgun.search_config, keys text[], kind text) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  kind text := (SELECT m.kind FROM topgun.maps m WHERE m.name = cfg.map);
   ofield smallint[];
   oterm text[];
   ocnt bigint[];
@@ -139,6 +138,7 @@ BEGIN
        new AS (INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
                SELECT cfg.id, src.key, d.field, d.len, d.tsv
                  FROM src, topgun._search_doc(src.vals, cfg.fields) d
+               ON CONFLICT ON CONSTRAINT search_doc_pkey DO NOTHING
                RETURNING field, len, tsv),
        st AS (INSERT INTO topgun.search_stats AS s (map_id, field, shard, docs, tokens)
               SELECT cfg.id, x.field, shard, sum(x.d), sum(x.t)
@@ -160,11 +160,13 @@ BEGIN
 END
 $$;
 
+REVOKE ALL ON FUNCTION topgun._search_reindex(topgun.search_config, text[], text) FROM PUBLIC;
+
 -- Statement-level triggers with transition tables on the two record tables:
 -- one pass over the changed rows per statement; a map that is not
 -- search-enabled costs one probe of topgun.search_config.
 CREATE FUNCTION topgun._search_changed() RETURNS trigger
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   r record;
@@ -175,12 +177,12 @@ BEGIN
   IF TG_OP = 'DELETE' THEN
     FOR r IN SELECT c AS cfg, array_agg(DISTINCT x.key) AS keys
                FROM old_rows x JOIN topgun.search_config c ON c.map = x.map GROUP BY c LOOP
-      PERFORM topgun._search_reindex(r.cfg, r.keys);
+      PERFORM topgun._search_reindex(r.cfg, r.keys, CASE TG_TABLE_NAME WHEN 'lww' THEN 'lww' ELSE 'or' END);
     END LOOP;
   ELSE
     FOR r IN SELECT c AS cfg, array_agg(DISTINCT x.key) AS keys
                FROM new_rows x JOIN topgun.search_config c ON c.map = x.map GROUP BY c LOOP
-      PERFORM topgun._search_reindex(r.cfg, r.keys);
+      PERFORM topgun._search_reindex(r.cfg, r.keys, CASE TG_TABLE_NAME WHEN 'lww' THEN 'lww' ELSE 'or' END);
     END LOOP;
   END IF;
   RETURN NULL;
@@ -190,7 +192,7 @@ $$;
 -- Logical replication's apply worker fires row triggers only: the same
 -- re-derivation per replicated row (ENABLE REPLICA).
 CREATE FUNCTION topgun._search_changed_row() RETURNS trigger
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   c topgun.search_config;
@@ -198,7 +200,7 @@ DECLARE
 BEGIN
   SELECT * INTO c FROM topgun.search_config s WHERE s.map = rec.map;
   IF FOUND THEN
-    PERFORM topgun._search_reindex(c, ARRAY[rec.key]);
+    PERFORM topgun._search_reindex(c, ARRAY[rec.key], CASE TG_TABLE_NAME WHEN 'lww' THEN 'lww' ELSE 'or' END);
   END IF;
   RETURN NULL;
 END
@@ -260,7 +262,6 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   cfg topgun.search_config;
-  kind text;
   docs bigint := 0;
   n bigint;
   shard smallint := topgun._search_shard();
@@ -285,22 +286,26 @@ BEGIN
     PERFORM topgun.search_disable(map);
   END IF;
   INSERT INTO topgun.search_config (map, fields, k1, b) VALUES (map, fields, k1, b) RETURNING * INTO cfg;
-  SELECT m.kind INTO kind FROM topgun.maps m WHERE m.name = map;
+  -- GIN entries go to the pending list and are merged in bulk at the end;
+  -- the statistics are one hash aggregate
+  SET LOCAL gin_pending_list_limit = '1GB';
+  SET LOCAL work_mem = '256MB';
   FOR part IN 0..15 LOOP
-    IF kind = 'lww' THEN
-      INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
-      SELECT cfg.id, l.key, d.field, d.len, d.tsv
-        FROM topgun.lww l, topgun._search_doc(ARRAY[l.value], cfg.fields) d
-       WHERE l.map = cfg.map AND l.leaf BETWEEN part * 256 AND part * 256 + 255 AND l.value IS NOT NULL;
-    ELSIF kind = 'or' THEN
-      INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
-      SELECT cfg.id, o.key, d.field, d.len, d.tsv
-        FROM (SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals
-                FROM topgun.ormap o
-               WHERE o.map = cfg.map AND o.leaf BETWEEN part * 256 AND part * 256 + 255
-               GROUP BY o.key) o,
-             topgun._search_doc(o.vals, cfg.fields) d;
-    END IF;
+    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+    SELECT cfg.id, l.key, d.field, d.len, d.tsv
+      FROM topgun.lww l, topgun._search_doc(ARRAY[l.value], cfg.fields) d
+     WHERE l.map = cfg.map AND l.leaf BETWEEN part * 256 AND part * 256 + 255 AND l.value IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    docs := docs + n;
+    -- (a map is in one of the two tables; a key in both keeps its LWW document)
+    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+    SELECT cfg.id, o.key, d.field, d.len, d.tsv
+      FROM (SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals
+              FROM topgun.ormap o
+             WHERE o.map = cfg.map AND o.leaf BETWEEN part * 256 AND part * 256 + 255
+             GROUP BY o.key) o,
+           topgun._search_doc(o.vals, cfg.fields) d
+    ON CONFLICT ON CONSTRAINT search_doc_pkey DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
     docs := docs + n;
     RAISE NOTICE 'search_enable %: part % of 16 done, % index rows', map, part + 1, docs;
@@ -311,12 +316,18 @@ BEGIN
   INSERT INTO topgun.search_df (map_id, field, term, shard, df)
   SELECT cfg.id, d.field, u.lexeme, shard, count(*)
     FROM topgun.search_doc d, unnest(d.tsv) u WHERE d.map_id = cfg.id GROUP BY d.field, u.lexeme;
+  PERFORM gin_clean_pending_list('topgun.search_doc_tsv'::regclass);
   RETURN (SELECT m.documents FROM topgun.search_maps m WHERE m.map = cfg.map);
 END
 $$;
 COMMENT ON FUNCTION topgun.search_enable(text, text[], float8, float8) IS
   'Index a map''s top-level string fields for topgun.search (BM25 k1, b); returns the documents indexed';
 
+-- The index tables belong to the extension owner.  A write by any role that
+-- may write the record tables maintains them through the SECURITY DEFINER
+-- trigger functions.  Searching runs with the caller's rights: it needs
+-- SELECT on the record tables and on topgun.search_config, search_doc,
+-- search_stats and search_df (docs/search.md).
 -- The one search routine: candidates from the GIN index, BM25 in C, the
 -- top `cap` by score descending and key (bytewise) ascending.  keys
 -- restricts it to some keys (topgun.search_score_keys).
@@ -326,7 +337,6 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   cfg topgun.search_config;
-  kind text;
   terms text[];
   tsq tsquery;
   boosted boolean;
@@ -357,18 +367,17 @@ BEGIN
     RAISE EXCEPTION 'at most 100000 keys can be scored at once' USING ERRCODE = 'program_limit_exceeded';
   END IF;
   SELECT string_agg(DISTINCT '''' || t || '''', ' | ')::tsquery INTO tsq FROM unnest(terms) t;
-  SELECT m.kind INTO kind FROM topgun.maps m WHERE m.name = cfg.map;
   -- with boost (even one naming no field) every field is scored on its own
   -- statistics and weighted; a one-field map's field rows are its field-0 rows
   boosted := boost IS NOT NULL AND boost <> '{}';
-  RETURN QUERY EXECUTE format($q$
+  RETURN QUERY EXECUTE replace(format($q$
     WITH f AS (
            SELECT 0::smallint AS field, 1::float8 AS weight, 0::bigint AS o WHERE NOT $4
            UNION ALL
            SELECT CASE WHEN cardinality($2) = 1 THEN 0 ELSE u.o END::smallint,
                   coalesce(($5 ->> u.name)::float8, 1), u.o
              FROM unnest($2) WITH ORDINALITY u(name, o) WHERE $4),
-         fs AS (
+         fs AS MATERIALIZED (
            SELECT f.field, f.weight, f.o, st.docs::float8 AS n,
                   st.tokens::float8 / greatest(st.docs, 1) AS avgdl,
                   (SELECT array_agg(coalesce(dd.df, 0)::float8 ORDER BY t.o)
@@ -378,24 +387,32 @@ BEGIN
                                  GROUP BY s.term) dd ON dd.term = t.term) AS dfs
              FROM f, LATERAL (SELECT coalesce(sum(s.docs), 0) AS docs, coalesce(sum(s.tokens), 0) AS tokens
                                 FROM topgun.search_stats s WHERE s.map_id = $1 AND s.field = f.field) st),
+         %s
+    SELECT top.key,
+           coalesce(topgun.lww_get($11, top.key), (SELECT jsonb_agg(v) FROM topgun.or_get($11, top.key) v)),
+           top.score, topgun._search_matched(top.tsvs, $3)
+      FROM top ORDER BY top.score DESC, top.key COLLATE "C"
+    $q$, CASE WHEN boosted THEN $c$
          c AS (
            SELECT d.key, fs.o, d.tsv,
                   fs.weight * topgun._search_score(d.tsv, d.len, $3, fs.dfs, fs.n, fs.avgdl, $6, $7) AS s
              FROM topgun.search_doc d JOIN fs ON d.field = fs.field
-            WHERE d.map_id = $1 AND %s),
+            WHERE d.map_id = $1 AND @cond@),
          r AS (
            SELECT c.key, sum(c.s ORDER BY c.o) AS score, array_agg(c.tsv ORDER BY c.o) AS tsvs
              FROM c GROUP BY c.key),
          top AS (
            SELECT r.key, r.score, r.tsvs FROM r WHERE $9 IS NULL OR r.score >= $9
-            ORDER BY r.score DESC, r.key COLLATE "C" LIMIT $10)
-    SELECT top.key,
-           CASE WHEN $11 = 'lww' THEN topgun.lww_get($12, top.key)
-                ELSE (SELECT jsonb_agg(v) FROM topgun.or_get($12, top.key) v) END,
-           top.score, topgun._search_matched(top.tsvs, $3)
-      FROM top ORDER BY top.score DESC, top.key COLLATE "C"
-    $q$, CASE WHEN keys IS NULL THEN 'd.tsv @@ $8' ELSE 'd.key = ANY ($13) AND d.tsv @@ $8' END)
-  USING cfg.id, cfg.fields, terms, boosted, boost, cfg.k1, cfg.b, tsq, min_score, cap, kind, cfg.map, keys;
+            ORDER BY r.score DESC, r.key COLLATE "C" LIMIT $10)$c$
+    ELSE $c$
+         top AS (
+           SELECT d.key, x.score, ARRAY[d.tsv] AS tsvs
+             FROM fs, topgun.search_doc d,
+                  LATERAL (SELECT topgun._search_score(d.tsv, d.len, $3, fs.dfs, fs.n, fs.avgdl, $6, $7) AS score) x
+            WHERE d.map_id = $1 AND d.field = 0 AND @cond@ AND ($9 IS NULL OR x.score >= $9)
+            ORDER BY x.score DESC, d.key COLLATE "C" LIMIT $10)$c$
+    END), '@cond@', CASE WHEN keys IS NULL THEN 'd.tsv @@ $8' ELSE 'd.key = ANY ($12) AND d.tsv @@ $8' END)
+  USING cfg.id, cfg.fields, terms, boosted, boost, cfg.k1, cfg.b, tsq, min_score, cap, cfg.map, keys;
 END
 $$;
 
@@ -413,3 +430,6 @@ CREATE FUNCTION topgun.search_score_keys(map text, query text, keys text[], boos
   AS $$ SELECT * FROM topgun._search_run(map, query, NULL, NULL, boost, coalesce(keys, '{}')) $$;
 COMMENT ON FUNCTION topgun.search_score_keys(text, text, text[], jsonb) IS
   'The current score of some keys for a query, as topgun.search would give them (no row: no match); for live search';
+REVOKE ALL ON FUNCTION topgun.search_enable(text, text[], float8, float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION topgun.search_disable(text) FROM PUBLIC;
+GRANT SELECT ON topgun.search_maps TO PUBLIC;

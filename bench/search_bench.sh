@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Full-text search benchmark (issue 14, docs/search.md).  Prints:
+#   - topgun.search_enable on a loaded map of N documents (~30 words from a
+#     50,000-word Zipf vocabulary, one field): documents/s;
+#   - one-shot top-10 2-term queries, p50/p90 per band of document frequency:
+#     rare (df < 0.1 %), medium (df ~1 %), common (df ~10 %);
+#   - ingest with lww_put_many (batches of 100) into a plain and into a
+#     search-enabled map, and the ratio;
+#   - 50 concurrent pgbench writers (one lww_put per transaction) on a
+#     plain and on a search-enabled map: TPS, and the ratio.
+# Starts its own throwaway cluster (as user postgres) from TG_PG_BIN (the
+# private copy of scripts/devpg.sh) or pg_config's.
+# Usage: bench/search_bench.sh [N]   (default 1000000)
+set -euo pipefail
+N=${1:-1000000}
+PGBIN=${TG_PG_BIN:-$(pg_config --bindir)}
+DIR=$(mktemp -d /tmp/topgun-search-bench.XXXXXX)
+chown postgres "$DIR"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg() { su postgres -s /bin/bash -c "$*"; }
+cleanup() { as_pg "$PGBIN/pg_ctl -D $DIR/data -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$DIR"; }
+trap cleanup EXIT
+as_pg "$PGBIN/initdb -D $DIR/data -U postgres" >/dev/null
+cat >> "$DIR/data/postgresql.conf" <<CONF
+port = $PORT
+listen_addresses = ''
+unix_socket_directories = '$DIR'
+shared_preload_libraries = 'topgun'
+topgun.port = 0
+shared_buffers = '1GB'
+work_mem = '64MB'
+maintenance_work_mem = '512MB'
+max_wal_size = '8GB'
+checkpoint_timeout = '30min'
+max_connections = 120
+synchronous_commit = off
+CONF
+as_pg "$PGBIN/pg_ctl -D $DIR/data -l $DIR/log -w start" >/dev/null
+PSQL="$PGBIN/psql -X -q -h $DIR -p $PORT -U postgres -d postgres -v ON_ERROR_STOP=1"
+$PSQL -c "CREATE EXTENSION topgun"
+ms() { local t0 t1; t0=$(date +%s%N); $PSQL -c "$1" >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
+
+# word of Zipf rank r: consonants only (no stop word, the stemmer keeps it)
+$PSQL -c "CREATE FUNCTION word(r int) RETURNS text LANGUAGE sql IMMUTABLE
+            AS \$\$ SELECT 'z' || translate(r::text, '0123456789', 'bcdfghjklm') \$\$"
+# rank = floor(exp(u ln V)): P(rank <= r) = ln r / ln V, Zipf with s = 1
+DOC="(SELECT string_agg(word(floor(exp(random() * ln(50000)))::int), ' ') FROM generate_series(1, 30 + (g % 3) - 1))"
+
+echo "== corpus: $N documents of ~30 words, 50,000-word Zipf vocabulary"
+t=$(ms "INSERT INTO topgun.lww (map, key, value, ts)
+        SELECT 'corpus', 'doc-' || g, jsonb_build_object('text', $DOC), topgun.hlc(1600000000000 + g, 0, 'bench')
+          FROM generate_series(1, $N) g")
+echo "  loaded in $t ms"
+$PSQL -c "VACUUM ANALYZE topgun.lww"
+
+echo "== search_enable('corpus', '{text}')"
+t=$($PSQL -c "SET client_min_messages = warning" -c "\\timing on" -c "SELECT topgun.search_enable('corpus', '{text}')" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
+python3 -c "import sys; n=$N; t=float('$t'); print(f'  {n} documents in {t/1000:.1f} s: {n/(t/1000):.0f} documents/s')"
+$PSQL -c "VACUUM ANALYZE topgun.search_doc, topgun.search_df, topgun.search_stats"
+
+echo "== top-10 2-term queries (20 pairs per band, each run 3 times)"
+for band in "rare:0.0002:0.001" "medium:0.008:0.012" "common:0.08:0.12"; do
+  IFS=: read -r name lo hi <<<"$band"
+  terms=$($PSQL -At -c "SELECT string_agg(term, ' ') FROM (
+             SELECT term FROM topgun.search_df WHERE field = 0 GROUP BY term
+             HAVING sum(df) BETWEEN $lo * $N AND $hi * $N ORDER BY md5(term) LIMIT 40) t")
+  read -ra T <<<"$terms"
+  : > "$DIR/times"
+  for i in $(seq 0 2 $(( ${#T[@]} - 2 ))); do
+    q="${T[$i]} ${T[$((i + 1))]}"
+    for rep in 1 2 3; do
+      $PSQL -c "\\timing on" -c "SELECT count(*) FROM topgun.search('corpus', '$q', 10)" |
+        sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' >> "$DIR/times"
+    done
+  done
+  python3 - "$name" "$DIR/times" "${#T[@]}" <<'PY'
+import sys
+name, path, nterms = sys.argv[1], sys.argv[2], int(sys.argv[3])
+v = sorted(float(x) for x in open(path) if x.strip())
+if not v:
+    print(f"  {name:7s} no terms in this band"); sys.exit()
+print(f"  {name:7s} {nterms//2:2d} pairs, {len(v)} queries: p50 {v[len(v)//2]:7.1f} ms   p90 {v[int(len(v)*0.9)]:7.1f} ms   max {v[-1]:7.1f} ms")
+PY
+done
+
+echo "== ingest: lww_put_many, 200 batches of 100 documents"
+$PSQL -c "SET client_min_messages = warning" -c "SELECT topgun.search_enable('ingest_search', '{text}')" >/dev/null
+for m in ingest_plain ingest_search; do
+  t=$(ms "DO \$\$ BEGIN FOR b IN 0..199 LOOP
+            PERFORM * FROM topgun.lww_put_many(
+              (SELECT array_agg('$m'::text) FROM generate_series(1, 100)),
+              (SELECT array_agg('k' || (b * 100 + g)) FROM generate_series(1, 100) g),
+              (SELECT array_agg(jsonb_build_object('text', $DOC)) FROM generate_series(1, 100) g),
+              (SELECT array_agg(topgun.hlc_now()) FROM generate_series(1, 100)));
+          END LOOP; END \$\$")
+  echo "$m $t" >> "$DIR/ingest"
+done
+python3 - "$DIR/ingest" <<'PY'
+import sys
+r = dict(l.split() for l in open(sys.argv[1]))
+p, s = int(r['ingest_plain']), int(r['ingest_search'])
+print(f"  plain map: {20000/p*1000:8.0f} docs/s   search-enabled: {20000/s*1000:8.0f} docs/s   ratio {p/s:.2f}")
+PY
+
+echo "== 50 concurrent writers (pgbench, 10 s each, one lww_put per transaction)"
+$PSQL -c "SET client_min_messages = warning" -c "SELECT topgun.search_enable('concurrent_search', '{text}')" >/dev/null
+for m in concurrent_plain concurrent_search; do
+  cat > "$DIR/$m.sql" <<SQL
+\set k random(1, 1000000)
+SELECT topgun.lww_put('$m', 'k' || :k, jsonb_build_object('text', 'zb zc zd zf zg ' || word(:k % 50000 + 1) || ' zh zj zk zl zm zbb zbc zbd zbf zbg zbh zbj zbk zbl'));
+SQL
+  chown postgres "$DIR/$m.sql"
+  tps=$(as_pg "$PGBIN/pgbench -n -h $DIR -p $PORT -U postgres -c 50 -j 2 -T 10 -f $DIR/$m.sql postgres" 2>&1 |
+        sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+  echo "$m $tps" >> "$DIR/conc"
+done
+python3 - "$DIR/conc" <<'PY'
+import sys
+r = dict(l.split() for l in open(sys.argv[1]))
+p, s = float(r['concurrent_plain']), float(r['concurrent_search'])
+print(f"  plain map: {p:8.0f} tps   search-enabled: {s:8.0f} tps   ratio {s/p:.2f}")
+PY
+$PSQL -At -c "SELECT '  statistics rows of concurrent_search: ' || count(*) || ' df rows over ' || count(DISTINCT shard) || ' shards'
+                FROM topgun.search_df d JOIN topgun.search_config c ON c.id = d.map_id WHERE c.map = 'concurrent_search'"
