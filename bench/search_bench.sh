@@ -38,6 +38,8 @@ CONF
 as_pg "$PGBIN/pg_ctl -D $DIR/data -l $DIR/log -w start" >/dev/null
 PSQL="$PGBIN/psql -X -q -h $DIR -p $PORT -U postgres -d postgres -v ON_ERROR_STOP=1"
 $PSQL -c "CREATE EXTENSION topgun"
+# compare UNIT PLAIN SEARCH: both rates and search/plain
+compare() { python3 -c 'import sys; u, p, s = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]); print(f"  plain map: {p:8.0f} {u}   search-enabled: {s:8.0f} {u}   ratio {s/p:.2f}")' "$@"; }
 ms() { local t0 t1; t0=$(date +%s%N); $PSQL -c "$1" >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }
 
 # word of Zipf rank r: consonants only (no stop word, the stemmer keeps it)
@@ -95,12 +97,9 @@ for m in ingest_plain ingest_search; do
           END LOOP; END \$\$")
   echo "$m $t" >> "$DIR/ingest"
 done
-python3 - "$DIR/ingest" <<'PY'
-import sys
-r = dict(l.split() for l in open(sys.argv[1]))
-p, s = int(r['ingest_plain']), int(r['ingest_search'])
-print(f"  plain map: {20000/p*1000:8.0f} docs/s   search-enabled: {20000/s*1000:8.0f} docs/s   ratio {p/s:.2f}")
-PY
+read -r _ tp < <(grep '^ingest_plain ' "$DIR/ingest")
+read -r _ ts < <(grep '^ingest_search ' "$DIR/ingest")
+compare "docs/s" $(( 20000000 / tp )) $(( 20000000 / ts ))
 
 echo "== 50 concurrent writers (pgbench, 10 s each, one lww_put per transaction)"
 $PSQL -c "SET client_min_messages = warning" -c "SELECT topgun.search_enable('concurrent_search', '{text}')" >/dev/null
@@ -110,15 +109,18 @@ for m in concurrent_plain concurrent_search; do
 SELECT topgun.lww_put('$m', 'k' || :k, jsonb_build_object('text', 'zb zc zd zf zg ' || word(:k % 50000 + 1) || ' zh zj zk zl zm zbb zbc zbd zbf zbg zbh zbj zbk zbl'));
 SQL
   chown postgres "$DIR/$m.sql"
+  # sample the writers that wait on a lock (a hot statistics row would show here)
+  ( for i in $(seq 1 40); do sleep 0.25
+      $PSQL -At -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%lww_put%'"
+    done > "$DIR/$m.waits" ) &
   tps=$(as_pg "$PGBIN/pgbench -n -h $DIR -p $PORT -U postgres -c 50 -j 2 -T 10 -f $DIR/$m.sql postgres" 2>&1 |
         sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+  wait
   echo "$m $tps" >> "$DIR/conc"
+  echo "  $m: writers waiting on a lock, mean over 40 samples: $(awk '{ s += $1 } END { printf "%.2f", s / NR }' "$DIR/$m.waits")"
 done
-python3 - "$DIR/conc" <<'PY'
-import sys
-r = dict(l.split() for l in open(sys.argv[1]))
-p, s = float(r['concurrent_plain']), float(r['concurrent_search'])
-print(f"  plain map: {p:8.0f} tps   search-enabled: {s:8.0f} tps   ratio {s/p:.2f}")
-PY
+read -r _ cp < <(grep '^concurrent_plain ' "$DIR/conc")
+read -r _ cs < <(grep '^concurrent_search ' "$DIR/conc")
+compare "tps" "$cp" "$cs"
 $PSQL -At -c "SELECT '  statistics rows of concurrent_search: ' || count(*) || ' df rows over ' || count(DISTINCT shard) || ' shards'
                 FROM topgun.search_df d JOIN topgun.search_config c ON c.id = d.map_id WHERE c.map = 'concurrent_search'"

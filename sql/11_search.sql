@@ -31,6 +31,11 @@ CREATE FUNCTION pg_temp.run(map text, query text, options jsonb) RETURNS jsonb L
                        (options->>'minScore')::float8,
                        CASE WHEN jsonb_typeof(options->'boost') = 'object' THEN options->'boost' END) r
 $$;
+-- a vector's set/remove op
+CREATE FUNCTION pg_temp.apply(map text, op jsonb) RETURNS boolean LANGUAGE sql AS $$
+  SELECT CASE WHEN op->>'op' = 'set' THEN topgun.lww_put(map, op->>'key', op->'value')
+              ELSE topgun.lww_remove(map, op->>'key') END
+$$;
 CREATE FUNCTION pg_temp.same(got jsonb, results jsonb) RETURNS boolean LANGUAGE sql AS $$
   WITH want AS (SELECT coalesce(jsonb_agg(e ORDER BY (e->>'score')::float8 DESC, e->>'key' COLLATE "C"), '[]') AS w
                   FROM jsonb_array_elements(results) e)
@@ -47,7 +52,6 @@ DECLARE
   v jsonb := current_setting('search.bm25')::jsonb;
   s jsonb;
   q jsonb;
-  op jsonb;
   i int;
   nops int;
   map text;
@@ -63,12 +67,7 @@ BEGIN
     nops := 0; nq := 0; bad := 0; det := NULL;
     FOR q IN SELECT * FROM jsonb_array_elements(s->'queries') LOOP
       WHILE nops < (q->>'after_op')::int LOOP
-        op := s->'ops'->nops;
-        IF op->>'op' = 'set' THEN
-          PERFORM topgun.lww_put(map, op->>'key', op->'value');
-        ELSE
-          PERFORM topgun.lww_remove(map, op->>'key');
-        END IF;
+        PERFORM pg_temp.apply(map, s->'ops'->nops);
         nops := nops + 1;
       END LOOP;
       nq := nq + 1;
@@ -116,10 +115,8 @@ BEGIN
                                    ARRAY(SELECT jsonb_array_elements_text(m.value->'fields')));
     END LOOP;
     FOR st IN SELECT * FROM jsonb_array_elements(s->'steps') LOOP
-      IF st->>'op' = 'set' THEN
-        PERFORM topgun.lww_put('live_' || (s->>'name') || '_' || (st->>'map'), st->>'key', st->'value');
-      ELSIF st->>'op' = 'remove' THEN
-        PERFORM topgun.lww_remove('live_' || (s->>'name') || '_' || (st->>'map'), st->>'key');
+      IF st->>'op' IN ('set', 'remove') THEN
+        PERFORM pg_temp.apply('live_' || (s->>'name') || '_' || (st->>'map'), st);
       ELSIF st->>'op' IN ('subscribe', 'search') THEN
         IF st->>'op' = 'subscribe' THEN
           subs := subs || jsonb_build_object(st->>'subscriptionId', st);

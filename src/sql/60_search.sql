@@ -206,30 +206,25 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER lww_search_ins AFTER INSERT ON topgun.lww REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
-CREATE TRIGGER lww_search_upd AFTER UPDATE ON topgun.lww REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
-CREATE TRIGGER lww_search_del AFTER DELETE ON topgun.lww REFERENCING OLD TABLE AS old_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
-CREATE TRIGGER ormap_search_ins AFTER INSERT ON topgun.ormap REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
-CREATE TRIGGER ormap_search_upd AFTER UPDATE ON topgun.ormap REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
-CREATE TRIGGER ormap_search_del AFTER DELETE ON topgun.ormap REFERENCING OLD TABLE AS old_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed();
-CREATE TRIGGER lww_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.lww
-  FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row();
-CREATE TRIGGER ormap_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.ormap
-  FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row();
-ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_search_ins;
-ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_search_upd;
-ALTER TABLE topgun.lww ENABLE ALWAYS TRIGGER lww_search_del;
-ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_search_ins;
-ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_search_upd;
-ALTER TABLE topgun.ormap ENABLE ALWAYS TRIGGER ormap_search_del;
-ALTER TABLE topgun.lww ENABLE REPLICA TRIGGER lww_search_replica;
-ALTER TABLE topgun.ormap ENABLE REPLICA TRIGGER ormap_search_replica;
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['lww', 'ormap'] LOOP
+    EXECUTE format('CREATE TRIGGER %1$s_search_ins AFTER INSERT ON topgun.%1$s REFERENCING NEW TABLE AS new_rows
+                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
+    EXECUTE format('CREATE TRIGGER %1$s_search_upd AFTER UPDATE ON topgun.%1$s REFERENCING NEW TABLE AS new_rows
+                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
+    EXECUTE format('CREATE TRIGGER %1$s_search_del AFTER DELETE ON topgun.%1$s REFERENCING OLD TABLE AS old_rows
+                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
+    EXECUTE format('CREATE TRIGGER %1$s_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.%1$s
+                      FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row()', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_ins', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_upd', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_del', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE REPLICA TRIGGER %1$s_search_replica', t);
+  END LOOP;
+END $$;
 
 CREATE FUNCTION topgun.search_disable(map text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp

@@ -76,6 +76,24 @@ print_tokens(const TgTokens *t)
 		printf(" [%s]", t->buf + t->off[i]);
 }
 
+/* Tokenize one vector input and compare with its tokens. */
+static void
+check_case(const JNode *in, const TgTokenOpts *opts, const JNode *want, const char *what, int id)
+{
+	TgTokens	t = {0};
+
+	CHECK(tg_tokenize(in->s, in->len, opts, 1 << 20, &t) == TG_TOK_OK, "tokenize");
+	if (!tokens_equal(&t, want))
+	{
+		CHECK(false, "%s %d (%s): got", what, id, in->s);
+		print_tokens(&t);
+		printf("\n");
+	}
+	else
+		checks++;
+	tg_tokens_free(&t);
+}
+
 static void
 test_tokenizer(void)
 {
@@ -94,20 +112,9 @@ test_tokenizer(void)
 	{
 		JNode	   *c = cases->items[i];
 		JNode	   *in = json_get(c, "input");
-		TgTokens	t = {0};
 
-		CHECK(tg_tokenize(in->s, in->len, &tg_token_defaults, 1 << 20, &t) == TG_TOK_OK, "tokenize");
-		if (!tokens_equal(&t, json_get(c, "tokens")))
-		{
-			CHECK(false, "case %d (%s) %s: got", (int) json_get(c, "id")->num,
-				  json_get(c, "category")->s, in->s);
-			print_tokens(&t);
-			printf("\n");
-		}
-		else
-			checks++;
+		check_case(in, &tg_token_defaults, json_get(c, "tokens"), "case", (int) json_get(c, "id")->num);
 		tested++;
-		tg_tokens_free(&t);
 	}
 	for (size_t i = 0; i < ocases->len; i++)
 	{
@@ -121,7 +128,6 @@ test_tokenizer(void)
 		JNode	   *mx = json_get(o, "maxLength");
 		TgTokenOpts opts = tg_token_defaults;
 		const char *words[64];
-		TgTokens	t = {0};
 
 		/* an undefined stemmer or stop-word set makes the reference throw */
 		if (json_is_undefined(sw) || json_is_undefined(st))
@@ -141,17 +147,8 @@ test_tokenizer(void)
 			opts.min_len = mn->type == J_NUM ? (int) mn->num : -1;
 		if (mx != NULL)
 			opts.max_len = mx->type == J_NUM ? (int) mx->num : -1;
-		CHECK(tg_tokenize(in->s, in->len, &opts, 1 << 20, &t) == TG_TOK_OK, "tokenize");
-		if (!tokens_equal(&t, json_get(c, "tokens")))
-		{
-			CHECK(false, "option case %d: got", (int) json_get(c, "id")->num);
-			print_tokens(&t);
-			printf("\n");
-		}
-		else
-			checks++;
+		check_case(in, &opts, json_get(c, "tokens"), "option case", (int) json_get(c, "id")->num);
 		tested++;
-		tg_tokens_free(&t);
 	}
 	CHECK(tested >= 470, "tested %d tokenizer cases", tested);
 	json_free(v);
