@@ -206,25 +206,6 @@ BEGIN
 END
 $$;
 
-DO $$
-DECLARE
-  t text;
-BEGIN
-  FOREACH t IN ARRAY ARRAY['lww', 'ormap'] LOOP
-    EXECUTE format('CREATE TRIGGER %1$s_search_ins AFTER INSERT ON topgun.%1$s REFERENCING NEW TABLE AS new_rows
-                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
-    EXECUTE format('CREATE TRIGGER %1$s_search_upd AFTER UPDATE ON topgun.%1$s REFERENCING NEW TABLE AS new_rows
-                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
-    EXECUTE format('CREATE TRIGGER %1$s_search_del AFTER DELETE ON topgun.%1$s REFERENCING OLD TABLE AS old_rows
-                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
-    EXECUTE format('CREATE TRIGGER %1$s_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.%1$s
-                      FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row()', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_ins', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_upd', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_del', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE REPLICA TRIGGER %1$s_search_replica', t);
-  END LOOP;
-END $$;
 
 CREATE FUNCTION topgun.search_disable(map text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -246,6 +227,62 @@ END
 $$;
 COMMENT ON FUNCTION topgun.search_disable(text) IS 'Drop a map''s search index; false when it had none';
 
+-- (Re)build a map's index from the stored records, in 16 parts of 256 Merkle
+-- leaves with a NOTICE after each.  GIN entries go to the pending list and
+-- are merged in bulk at the end; the statistics are one hash aggregate.
+CREATE FUNCTION topgun._search_backfill(cfg topgun.search_config) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp SET gin_pending_list_limit = '1GB' SET work_mem = '256MB'
+AS $$
+DECLARE
+  docs bigint := 0;
+  n bigint;
+  shard smallint := topgun._search_shard();
+BEGIN
+  DELETE FROM topgun.search_doc d WHERE d.map_id = cfg.id;
+  DELETE FROM topgun.search_stats s WHERE s.map_id = cfg.id;
+  DELETE FROM topgun.search_df s WHERE s.map_id = cfg.id;
+  FOR part IN 0..15 LOOP
+    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+    SELECT cfg.id, l.key, d.field, d.len, d.tsv
+      FROM topgun.lww l, topgun._search_doc(ARRAY[l.value], cfg.fields) d
+     WHERE l.map = cfg.map AND l.leaf BETWEEN part * 256 AND part * 256 + 255 AND l.value IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    docs := docs + n;
+    -- (a map is in one of the two tables; a key in both keeps its LWW document)
+    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+    SELECT cfg.id, o.key, d.field, d.len, d.tsv
+      FROM (SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals
+              FROM topgun.ormap o
+             WHERE o.map = cfg.map AND o.leaf BETWEEN part * 256 AND part * 256 + 255
+             GROUP BY o.key) o,
+           topgun._search_doc(o.vals, cfg.fields) d
+    ON CONFLICT ON CONSTRAINT search_doc_pkey DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    docs := docs + n;
+    RAISE NOTICE 'search index of %: part % of 16 done, % index rows', cfg.map, part + 1, docs;
+  END LOOP;
+  INSERT INTO topgun.search_stats (map_id, field, shard, docs, tokens)
+  SELECT cfg.id, d.field, shard, count(*), sum(d.len) FROM topgun.search_doc d
+   WHERE d.map_id = cfg.id GROUP BY d.field;
+  INSERT INTO topgun.search_df (map_id, field, term, shard, df)
+  SELECT cfg.id, d.field, u.lexeme, shard, count(*)
+    FROM topgun.search_doc d, unnest(d.tsv) u WHERE d.map_id = cfg.id GROUP BY d.field, u.lexeme;
+  PERFORM gin_clean_pending_list('topgun.search_doc_tsv'::regclass);
+END
+$$;
+REVOKE ALL ON FUNCTION topgun._search_backfill(topgun.search_config) FROM PUBLIC;
+
+-- TRUNCATE of a record table: every index is rebuilt from what is left.
+CREATE FUNCTION topgun._search_truncated() RETURNS trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM topgun._search_backfill(c) FROM topgun.search_config c;
+  RETURN NULL;
+END
+$$;
+
 -- Enabling indexes the stored records in 16 batches of 256 Merkle leaves,
 -- with a NOTICE after each, inside one transaction: a failure or a restart
 -- midway leaves the map exactly as before (not enabled), and calling it again
@@ -257,9 +294,6 @@ LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   cfg topgun.search_config;
-  docs bigint := 0;
-  n bigint;
-  shard smallint := topgun._search_shard();
 BEGIN
   IF map IS NULL OR map = '' OR octet_length(map) > 256 THEN
     RAISE EXCEPTION 'map name must be 1..256 bytes' USING ERRCODE = 'invalid_parameter_value';
@@ -281,37 +315,7 @@ BEGIN
     PERFORM topgun.search_disable(map);
   END IF;
   INSERT INTO topgun.search_config (map, fields, k1, b) VALUES (map, fields, k1, b) RETURNING * INTO cfg;
-  -- GIN entries go to the pending list and are merged in bulk at the end;
-  -- the statistics are one hash aggregate
-  SET LOCAL gin_pending_list_limit = '1GB';
-  SET LOCAL work_mem = '256MB';
-  FOR part IN 0..15 LOOP
-    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
-    SELECT cfg.id, l.key, d.field, d.len, d.tsv
-      FROM topgun.lww l, topgun._search_doc(ARRAY[l.value], cfg.fields) d
-     WHERE l.map = cfg.map AND l.leaf BETWEEN part * 256 AND part * 256 + 255 AND l.value IS NOT NULL;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    docs := docs + n;
-    -- (a map is in one of the two tables; a key in both keeps its LWW document)
-    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
-    SELECT cfg.id, o.key, d.field, d.len, d.tsv
-      FROM (SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals
-              FROM topgun.ormap o
-             WHERE o.map = cfg.map AND o.leaf BETWEEN part * 256 AND part * 256 + 255
-             GROUP BY o.key) o,
-           topgun._search_doc(o.vals, cfg.fields) d
-    ON CONFLICT ON CONSTRAINT search_doc_pkey DO NOTHING;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    docs := docs + n;
-    RAISE NOTICE 'search_enable %: part % of 16 done, % index rows', map, part + 1, docs;
-  END LOOP;
-  INSERT INTO topgun.search_stats (map_id, field, shard, docs, tokens)
-  SELECT cfg.id, d.field, shard, count(*), sum(d.len) FROM topgun.search_doc d
-   WHERE d.map_id = cfg.id GROUP BY d.field;
-  INSERT INTO topgun.search_df (map_id, field, term, shard, df)
-  SELECT cfg.id, d.field, u.lexeme, shard, count(*)
-    FROM topgun.search_doc d, unnest(d.tsv) u WHERE d.map_id = cfg.id GROUP BY d.field, u.lexeme;
-  PERFORM gin_clean_pending_list('topgun.search_doc_tsv'::regclass);
+  PERFORM topgun._search_backfill(cfg);
   RETURN (SELECT m.documents FROM topgun.search_maps m WHERE m.map = cfg.map);
 END
 $$;
@@ -428,3 +432,27 @@ COMMENT ON FUNCTION topgun.search_score_keys(text, text, text[], jsonb) IS
 REVOKE ALL ON FUNCTION topgun.search_enable(text, text[], float8, float8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION topgun.search_disable(text) FROM PUBLIC;
 GRANT SELECT ON topgun.search_maps TO PUBLIC;
+
+-- The triggers on the record tables (the functions above).
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['lww', 'ormap'] LOOP
+    EXECUTE format('CREATE TRIGGER %1$s_search_ins AFTER INSERT ON topgun.%1$s REFERENCING NEW TABLE AS new_rows
+                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
+    EXECUTE format('CREATE TRIGGER %1$s_search_upd AFTER UPDATE ON topgun.%1$s REFERENCING NEW TABLE AS new_rows
+                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
+    EXECUTE format('CREATE TRIGGER %1$s_search_del AFTER DELETE ON topgun.%1$s REFERENCING OLD TABLE AS old_rows
+                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
+    EXECUTE format('CREATE TRIGGER %1$s_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.%1$s
+                      FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row()', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_ins', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_upd', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_del', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE REPLICA TRIGGER %1$s_search_replica', t);
+    EXECUTE format('CREATE TRIGGER %1$s_search_truncate AFTER TRUNCATE ON topgun.%1$s
+                      FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_truncated()', t);
+    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_truncate', t);
+  END LOOP;
+END $$;
