@@ -221,6 +221,20 @@ SET topgun.search_max_results = 3;
 SELECT (SELECT count(*) FROM topgun.search('ties', 'equal')) AS no_limit, (SELECT count(*) FROM topgun.search('ties', 'equal', -5)) AS negative;
 SELECT count(*) FROM topgun.search('ties', 'equal', 2147483647);
 RESET topgun.search_max_results;
+-- top-k pruning (documents holding every term) gives exactly the exhaustive answer
+SELECT topgun.search_enable('prune', ARRAY['x']);
+SELECT count(*) FROM (SELECT topgun.lww_put('prune', 'p' || g,
+         jsonb_build_object('x', (SELECT string_agg(w, ' ') FROM (
+           SELECT (ARRAY['alpha', 'beta', 'gamma', 'delta', 'omega'])[1 + (abs(hashint4(g * 31 + i)) % 5)] AS w
+             FROM generate_series(1, 3 + g % 7) i) s)))
+       FROM generate_series(1, 300) g) w;
+SELECT q, lim, (SELECT array_agg(key ORDER BY score DESC, key COLLATE "C") FROM topgun.search('prune', q, lim))
+         = (SELECT array_agg(key ORDER BY score DESC, key COLLATE "C") FROM (
+              SELECT key, score FROM topgun.search_score_keys('prune', q, (SELECT array_agg('p' || g) FROM generate_series(1, 300) g))
+               ORDER BY score DESC, key COLLATE "C" LIMIT lim) k) AS same
+  FROM unnest(ARRAY['alpha beta', 'gamma omega delta', 'beta beta alpha', 'alpha zzz beta']) q,
+       unnest(ARRAY[1, 5, 40]) lim ORDER BY q, lim;
+SELECT topgun.search_disable('prune');
 -- usable in any SQL
 SELECT s.key, l.ts IS NOT NULL AS joined FROM topgun.search('ties', 'equal', 2) s
   JOIN topgun.lww l ON l.map = 'ties' AND l.key = s.key ORDER BY s.key;

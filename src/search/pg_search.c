@@ -81,13 +81,13 @@ cmp_tok(const void *a, const void *b)
 }
 
 /*
- * Build the tf-tsvector of tokens [from, to) of t.  Distinct lexemes beyond
+ * Build the tf-tsvector of the tokens of t.  Distinct lexemes beyond
  * the tsvector's 1 MB string area are dropped (never reached by real text).
  */
 static TSVector
-build_tsvector(const TgTokens *t, size_t from, size_t to)
+build_tsvector(const TgTokens *t)
 {
-	size_t		n = to - from;
+	size_t		n = t->n;
 	Tok		   *toks = palloc(sizeof(Tok) * Max(n, 1));
 	int			nlex = 0;
 	size_t		strlen_total = 0;
@@ -97,8 +97,8 @@ build_tsvector(const TgTokens *t, size_t from, size_t to)
 
 	for (size_t i = 0; i < n; i++)
 	{
-		toks[i].s = t->buf + t->off[from + i];
-		toks[i].len = (int) t->blen[from + i];
+		toks[i].s = t->buf + t->off[i];
+		toks[i].len = (int) t->blen[i];
 	}
 	qsort(toks, n, sizeof(Tok), cmp_tok);
 	/* count distinct lexemes that fit */
@@ -222,35 +222,13 @@ get_fields(ArrayType *a, char ***names)
 }
 
 /*
- * _search_doc(vals jsonb[], fields text[]) RETURNS TABLE(field int2, len int4, tsv tsvector)
- *
- * The document of a key: the string values of the top-level fields of every
- * object in vals (one for LWW, every live record for OR), in field order
- * within each value.  Row field 0 is the combined bag; with more than one
- * field, row i (1-based) is field i alone.  No row for an empty bag.
+ * Tokenize the configured string fields of every object in vals into *t;
+ * range[v * nfields + f] = [start, end) of value v's field f.
  */
-PG_FUNCTION_INFO_V1(tg_search_doc);
-Datum
-tg_search_doc(PG_FUNCTION_ARGS)
+static void
+tokenize_fields(Datum *vd, bool *vnull, int nvals, char **fields, int nfields, TgTokens *t,
+				size_t (*range)[2])
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ArrayType  *vals = PG_GETARG_ARRAYTYPE_P(0);
-	char	  **fields;
-	int			nfields = get_fields(PG_GETARG_ARRAYTYPE_P(1), &fields);
-	Datum	   *vd;
-	bool	   *vnull;
-	int			nvals;
-	TgTokens	t = {0};
-	size_t	   *fstart,
-			   *fend;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-
-	InitMaterializedSRF(fcinfo, 0);
-	deconstruct_array(vals, JSONBOID, -1, false, TYPALIGN_INT, &vd, &vnull, &nvals);
-	/* tokens of field f of value v: the ranges are per (value, field) */
-	fstart = palloc0(sizeof(size_t) * (size_t) nvals * nfields + 1);
-	fend = palloc0(sizeof(size_t) * (size_t) nvals * nfields + 1);
 	for (int v = 0; v < nvals; v++)
 	{
 		Jsonb	   *jb;
@@ -264,59 +242,86 @@ tg_search_doc(PG_FUNCTION_ARGS)
 		{
 			JsonbValue	k;
 			JsonbValue *fv;
-			size_t		slot = (size_t) v * nfields + f;
+			size_t	   *r = range[(size_t) v * nfields + f];
 
 			k.type = jbvString;
 			k.val.string.val = fields[f];
 			k.val.string.len = strlen(fields[f]);
-			fstart[slot] = fend[slot] = t.n;
+			r[0] = r[1] = t->n;
 			fv = findJsonbValueFromContainer(&jb->root, JB_FOBJECT, &k);
-			if (fv == NULL || fv->type != jbvString || t.n >= DOC_MAX_TOKENS)
+			if (fv == NULL || fv->type != jbvString || t->n >= DOC_MAX_TOKENS)
 				continue;
-			tg_search_tokenize_or_error(fv->val.string.val, fv->val.string.len, DOC_MAX_TOKENS, &t);
-			fend[slot] = t.n;
+			tg_search_tokenize_or_error(fv->val.string.val, fv->val.string.len, DOC_MAX_TOKENS, t);
+			r[1] = t->n;
 		}
 	}
+}
+
+static void
+put_doc_row(ReturnSetInfo *rsinfo, int field, const TgTokens *t)
+{
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+
+	values[0] = Int16GetDatum(field);
+	values[1] = Int32GetDatum((int32) t->n);
+	values[2] = PointerGetDatum(build_tsvector(t));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/*
+ * _search_doc(vals jsonb[], fields text[]) RETURNS TABLE(field int2, len int4, tsv tsvector)
+ *
+ * The document of a key: the string values of the top-level fields of every
+ * object in vals (one for LWW, every live record for OR), in field order
+ * within each value.  Row field 0 is the combined bag; with more than one
+ * field, row i (1-based) is field i alone.  No row for an empty bag.
+ */
+PG_FUNCTION_INFO_V1(tg_search_doc);
+Datum
+tg_search_doc(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	  **fields;
+	int			nfields = get_fields(PG_GETARG_ARRAYTYPE_P(1), &fields);
+	Datum	   *vd;
+	bool	   *vnull;
+	int			nvals;
+	/* palloc'd, so that PG_FINALLY sees what the tokenizer stored */
+	TgTokens   *t = palloc0(sizeof(TgTokens));
+	size_t		(*range)[2];
+
+	InitMaterializedSRF(fcinfo, 0);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), JSONBOID, -1, false, TYPALIGN_INT, &vd, &vnull, &nvals);
+	range = palloc0(sizeof(size_t[2]) * ((size_t) nvals * nfields + 1));
 	PG_TRY();
 	{
-		if (t.n > 0)
-		{
-			values[0] = Int16GetDatum(0);
-			values[1] = Int32GetDatum((int32) t.n);
-			values[2] = PointerGetDatum(build_tsvector(&t, 0, t.n));
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-		}
+		tokenize_fields(vd, vnull, nvals, fields, nfields, t, range);
+		if (t->n > 0)
+			put_doc_row(rsinfo, 0, t);
 		for (int f = 0; nfields > 1 && f < nfields; f++)
 		{
-			/* gather field f's ranges of every value into one token list */
-			TgTokens	ft = t;
-			uint32	   *off = palloc(sizeof(uint32) * Max(t.n, 1));
-			uint32	   *blen = palloc(sizeof(uint32) * Max(t.n, 1));
-			size_t		m = 0;
+			/* field f's ranges of every value, as one token list */
+			TgTokens	ft = *t;
 
+			ft.off = palloc(sizeof(uint32) * Max(t->n, 1));
+			ft.blen = palloc(sizeof(uint32) * Max(t->n, 1));
+			ft.n = 0;
 			for (int v = 0; v < nvals; v++)
-				for (size_t i = fstart[(size_t) v * nfields + f]; i < fend[(size_t) v * nfields + f]; i++)
+				for (size_t i = range[(size_t) v * nfields + f][0]; i < range[(size_t) v * nfields + f][1]; i++)
 				{
-					off[m] = t.off[i];
-					blen[m++] = t.blen[i];
+					ft.off[ft.n] = t->off[i];
+					ft.blen[ft.n++] = t->blen[i];
 				}
-			if (m > 0)
-			{
-				ft.off = off;
-				ft.blen = blen;
-				ft.n = m;
-				values[0] = Int16GetDatum(f + 1);
-				values[1] = Int32GetDatum((int32) m);
-				values[2] = PointerGetDatum(build_tsvector(&ft, 0, m));
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-			}
-			pfree(off);
-			pfree(blen);
+			if (ft.n > 0)
+				put_doc_row(rsinfo, f + 1, &ft);
+			pfree(ft.off);
+			pfree(ft.blen);
 		}
 	}
 	PG_FINALLY();
 	{
-		tg_tokens_free(&t);
+		tg_tokens_free(t);
 	}
 	PG_END_TRY();
 	return (Datum) 0;
@@ -447,4 +452,55 @@ tg_search_cap(PG_FUNCTION_ARGS)
 	if (search_max_results == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(search_max_results);
+}
+
+/*
+ * _search_bound(terms text[], dfs float8[], n float8, k1 float8) RETURNS float8
+ *
+ * An upper bound of the score of any document that lacks at least one of the
+ * query's indexed terms (df > 0): the largest "leave one term out" sum of
+ * the per-term maxima idf * (k1 + 1) (a contribution idf * tf(k1+1) /
+ * (tf + K) never exceeds it), with a relative margin of 1e-12 so that
+ * floating-point rounding cannot put a real score above it.  NULL when
+ * fewer than two distinct terms are indexed.  It lets topgun.search keep only
+ * the documents holding every term when their k-th best score beats it.
+ */
+PG_FUNCTION_INFO_V1(tg_search_bound);
+Datum
+tg_search_bound(PG_FUNCTION_ARGS)
+{
+	char	  **terms;
+	int		   *lens;
+	int			n = text_array(PG_GETARG_ARRAYTYPE_P(0), &terms, &lens);
+	ArrayType  *dfa = PG_GETARG_ARRAYTYPE_P(1);
+	double		ndocs = PG_GETARG_FLOAT8(2);
+	double		k1 = PG_GETARG_FLOAT8(3);
+	float8	   *dfs;
+	double		best = -1;
+	int			distinct = 0;
+
+	if (ARR_NDIM(dfa) > 1 || ARR_HASNULL(dfa) || ArrayGetNItems(ARR_NDIM(dfa), ARR_DIMS(dfa)) != n)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("terms and dfs differ in length")));
+	dfs = (float8 *) ARR_DATA_PTR(dfa);
+	for (int j = 0; j < n; j++)
+	{
+		double		sum = 0;
+		bool		first = true;
+
+		if (dfs[j] <= 0)
+			continue;
+		/* term j left out: skip it if an earlier occurrence was already tried */
+		for (int i = 0; i < j && first; i++)
+			first = !(lens[i] == lens[j] && memcmp(terms[i], terms[j], lens[j]) == 0);
+		if (!first)
+			continue;
+		distinct++;
+		for (int i = 0; i < n; i++)
+			if (dfs[i] > 0 && !(lens[i] == lens[j] && memcmp(terms[i], terms[j], lens[j]) == 0))
+				sum += tg_bm25_idf(ndocs, dfs[i]) * (k1 + 1);
+		best = Max(best, sum);
+	}
+	if (distinct < 2)
+		PG_RETURN_NULL();
+	PG_RETURN_FLOAT8(best * (1 + 1e-12));
 }

@@ -46,6 +46,8 @@ CREATE FUNCTION topgun._search_score(tsv tsvector, dl integer, terms text[], dfs
   AS 'MODULE_PATHNAME', 'tg_search_score' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun._search_matched(tsvs tsvector[], terms text[]) RETURNS text[]
   AS 'MODULE_PATHNAME', 'tg_search_matched' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._search_bound(terms text[], dfs float8[], n float8, k1 float8) RETURNS float8
+  AS 'MODULE_PATHNAME', 'tg_search_bound' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun._search_shard() RETURNS smallint
   AS 'MODULE_PATHNAME', 'tg_search_shard' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE FUNCTION topgun._search_cap(lim integer) RETURNS integer
@@ -327,6 +329,22 @@ COMMENT ON FUNCTION topgun.search_enable(text, text[], float8, float8) IS
 -- trigger functions.  Searching runs with the caller's rights: it needs
 -- SELECT on the record tables and on topgun.search_config, search_doc,
 -- search_stats and search_df (docs/search.md).
+-- A field's BM25 statistics: N, avgdl, and the df of each query term (the
+-- shards summed).
+CREATE FUNCTION topgun._search_field_stats(map_id integer, field smallint, terms text[],
+                                           OUT n float8, OUT avgdl float8, OUT dfs float8[])
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT st.docs::float8, st.tokens::float8 / greatest(st.docs, 1),
+         (SELECT array_agg(coalesce(dd.df, 0)::float8 ORDER BY t.o)
+            FROM unnest(terms) WITH ORDINALITY t(term, o)
+            LEFT JOIN (SELECT s.term, sum(s.df) AS df FROM topgun.search_df s
+                        WHERE s.map_id = $1 AND s.field = $2 AND s.term = ANY ($3)
+                        GROUP BY s.term) dd ON dd.term = t.term)
+    FROM (SELECT coalesce(sum(s.docs), 0) AS docs, coalesce(sum(s.tokens), 0) AS tokens
+            FROM topgun.search_stats s WHERE s.map_id = $1 AND s.field = $2) st
+$$;
+
 -- The one search routine: candidates from the GIN index, BM25 in C, the
 -- top `cap` by score descending and key (bytewise) ascending.  keys
 -- restricts it to some keys (topgun.search_score_keys).
@@ -338,7 +356,12 @@ DECLARE
   cfg topgun.search_config;
   terms text[];
   tsq tsquery;
+  all_tsq tsquery;
   boosted boolean;
+  st record;
+  bound float8;
+  theta float8;
+  n_all bigint;
 BEGIN
   IF map IS NULL THEN
     RAISE EXCEPTION 'map must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -369,6 +392,28 @@ BEGIN
   -- with boost (even one naming no field) every field is scored on its own
   -- statistics and weighted; a one-field map's field rows are its field-0 rows
   boosted := boost IS NOT NULL AND boost <> '{}';
+  -- Top-k pruning: when the k-th best document holding every indexed term
+  -- scores above what any document lacking one could reach
+  -- (topgun._search_bound), those documents are the whole answer, and the
+  -- (much larger) union of the terms' postings is never read.
+  IF NOT boosted AND keys IS NULL AND cap IS NOT NULL THEN
+    SELECT * INTO st FROM topgun._search_field_stats(cfg.id, 0::smallint, terms);
+    bound := topgun._search_bound(terms, st.dfs, st.n, cfg.k1);
+    IF bound IS NOT NULL THEN
+      SELECT string_agg(DISTINCT '''' || t.term || '''', ' & ')::tsquery INTO all_tsq
+        FROM unnest(terms, st.dfs) t(term, df) WHERE t.df > 0;
+      SELECT count(*), min(y.score) INTO n_all, theta
+        FROM (SELECT x.score
+                FROM (SELECT topgun._search_score(d.tsv, d.len, terms, st.dfs, st.n, st.avgdl, cfg.k1, cfg.b) AS score
+                        FROM topgun.search_doc d
+                       WHERE d.map_id = cfg.id AND d.field = 0 AND d.tsv @@ all_tsq) x
+               WHERE min_score IS NULL OR x.score >= min_score
+               ORDER BY x.score DESC LIMIT cap) y;
+      IF n_all = cap AND theta > bound THEN
+        tsq := all_tsq;
+      END IF;
+    END IF;
+  END IF;
   RETURN QUERY EXECUTE replace(format($q$
     WITH f AS (
            SELECT 0::smallint AS field, 1::float8 AS weight, 0::bigint AS o WHERE NOT $4
@@ -377,15 +422,8 @@ BEGIN
                   coalesce(($5 ->> u.name)::float8, 1), u.o
              FROM unnest($2) WITH ORDINALITY u(name, o) WHERE $4),
          fs AS MATERIALIZED (
-           SELECT f.field, f.weight, f.o, st.docs::float8 AS n,
-                  st.tokens::float8 / greatest(st.docs, 1) AS avgdl,
-                  (SELECT array_agg(coalesce(dd.df, 0)::float8 ORDER BY t.o)
-                     FROM unnest($3) WITH ORDINALITY t(term, o)
-                     LEFT JOIN (SELECT s.term, sum(s.df) AS df FROM topgun.search_df s
-                                 WHERE s.map_id = $1 AND s.field = f.field AND s.term = ANY ($3)
-                                 GROUP BY s.term) dd ON dd.term = t.term) AS dfs
-             FROM f, LATERAL (SELECT coalesce(sum(s.docs), 0) AS docs, coalesce(sum(s.tokens), 0) AS tokens
-                                FROM topgun.search_stats s WHERE s.map_id = $1 AND s.field = f.field) st),
+           SELECT f.field, f.weight, f.o, st.n, st.avgdl, st.dfs
+             FROM f, topgun._search_field_stats($1, f.field, $3) st),
          %s
     SELECT top.key,
            coalesce(topgun.lww_get($11, top.key), (SELECT jsonb_agg(v) FROM topgun.or_get($11, top.key) v)),
