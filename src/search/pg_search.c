@@ -348,6 +348,15 @@ text_array(ArrayType *a, char ***s, int **lens)
 	return n;
 }
 
+/* float8[] argument with exactly n elements and no NULL */
+static float8 *
+float_array(ArrayType *a, int n)
+{
+	if (ARR_NDIM(a) > 1 || ARR_HASNULL(a) || ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a)) != n)
+		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("per-term arrays differ in length")));
+	return (float8 *) ARR_DATA_PTR(a);
+}
+
 /*
  * _search_score(tsv, dl, terms text[], dfs float8[], n float8, avgdl float8, k1, b)
  *
@@ -362,7 +371,6 @@ tg_search_score(PG_FUNCTION_ARGS)
 {
 	TSVector	tsv = PG_GETARG_TSVECTOR(0);
 	double		dl = PG_GETARG_INT32(1);
-	ArrayType  *dfa = PG_GETARG_ARRAYTYPE_P(3);
 	double		ndocs = PG_GETARG_FLOAT8(4);
 	double		avgdl = PG_GETARG_FLOAT8(5);
 	double		k1 = PG_GETARG_FLOAT8(6);
@@ -370,12 +378,9 @@ tg_search_score(PG_FUNCTION_ARGS)
 	char	  **terms;
 	int		   *lens;
 	int			n = text_array(PG_GETARG_ARRAYTYPE_P(2), &terms, &lens);
+	float8	   *dfs = float_array(PG_GETARG_ARRAYTYPE_P(3), n);
 	double		score = 0;
-	float8	   *dfs;
 
-	if (ARR_NDIM(dfa) > 1 || ARR_HASNULL(dfa) || ArrayGetNItems(ARR_NDIM(dfa), ARR_DIMS(dfa)) != n)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("terms and dfs differ in length")));
-	dfs = (float8 *) ARR_DATA_PTR(dfa);
 	for (int i = 0; i < n; i++)
 	{
 		int			tf;
@@ -455,15 +460,43 @@ tg_search_cap(PG_FUNCTION_ARGS)
 }
 
 /*
- * _search_bound(terms text[], dfs float8[], n float8, k1 float8) RETURNS float8
+ * _search_postings(tsv tsvector) RETURNS TABLE (term text, tf int4)
+ *
+ * The stems of a document row with their term frequency (lighter than
+ * unnest(tsvector), which builds two arrays per lexeme).
+ */
+PG_FUNCTION_INFO_V1(tg_search_postings);
+Datum
+tg_search_postings(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TSVector	tsv = PG_GETARG_TSVECTOR(0);
+	WordEntry  *arr = ARRPTR(tsv);
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (int i = 0; i < tsv->size; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = PointerGetDatum(cstring_to_text_with_len(STRPTR(tsv) + arr[i].pos, arr[i].len));
+		values[1] = Int32GetDatum(tsv_tf(tsv, STRPTR(tsv) + arr[i].pos, arr[i].len));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * _search_bound(terms, dfs, n, avgdl, k1, b, max_tfs, min_dls) RETURNS float8
  *
  * An upper bound of the score of any document that lacks at least one of the
- * query's indexed terms (df > 0): the largest "leave one term out" sum of
- * the per-term maxima idf * (k1 + 1) (a contribution idf * tf(k1+1) /
- * (tf + K) never exceeds it), with a relative margin of 1e-12 so that
- * floating-point rounding cannot put a real score above it.  NULL when
- * fewer than two distinct terms are indexed.  It lets topgun.search keep only
- * the documents holding every term when their k-th best score beats it.
+ * query's indexed terms (df > 0): the largest "leave one term out" sum of the
+ * per-term maxima, a term's contribution at the largest tf and the shortest
+ * document it was ever indexed with (both kept monotonically, so never below
+ * the truth), with a relative margin of 1e-12 for floating-point rounding.
+ * NULL when fewer than two distinct terms are indexed.  It lets topgun.search
+ * keep only the documents holding every term when their k-th best score beats
+ * it.
  */
 PG_FUNCTION_INFO_V1(tg_search_bound);
 Datum
@@ -472,16 +505,16 @@ tg_search_bound(PG_FUNCTION_ARGS)
 	char	  **terms;
 	int		   *lens;
 	int			n = text_array(PG_GETARG_ARRAYTYPE_P(0), &terms, &lens);
-	ArrayType  *dfa = PG_GETARG_ARRAYTYPE_P(1);
+	float8	   *dfs = float_array(PG_GETARG_ARRAYTYPE_P(1), n);
 	double		ndocs = PG_GETARG_FLOAT8(2);
-	double		k1 = PG_GETARG_FLOAT8(3);
-	float8	   *dfs;
+	double		avgdl = PG_GETARG_FLOAT8(3);
+	double		k1 = PG_GETARG_FLOAT8(4);
+	double		b = PG_GETARG_FLOAT8(5);
+	float8	   *max_tfs = float_array(PG_GETARG_ARRAYTYPE_P(6), n);
+	float8	   *min_dls = float_array(PG_GETARG_ARRAYTYPE_P(7), n);
 	double		best = -1;
 	int			distinct = 0;
 
-	if (ARR_NDIM(dfa) > 1 || ARR_HASNULL(dfa) || ArrayGetNItems(ARR_NDIM(dfa), ARR_DIMS(dfa)) != n)
-		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("terms and dfs differ in length")));
-	dfs = (float8 *) ARR_DATA_PTR(dfa);
 	for (int j = 0; j < n; j++)
 	{
 		double		sum = 0;
@@ -497,7 +530,7 @@ tg_search_bound(PG_FUNCTION_ARGS)
 		distinct++;
 		for (int i = 0; i < n; i++)
 			if (dfs[i] > 0 && !(lens[i] == lens[j] && memcmp(terms[i], terms[j], lens[j]) == 0))
-				sum += tg_bm25_idf(ndocs, dfs[i]) * (k1 + 1);
+				sum += tg_bm25_term(tg_bm25_idf(ndocs, dfs[i]), max_tfs[i], min_dls[i], avgdl, k1, b);
 		best = Max(best, sum);
 	}
 	if (distinct < 2)

@@ -46,8 +46,11 @@ CREATE FUNCTION topgun._search_score(tsv tsvector, dl integer, terms text[], dfs
   AS 'MODULE_PATHNAME', 'tg_search_score' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun._search_matched(tsvs tsvector[], terms text[]) RETURNS text[]
   AS 'MODULE_PATHNAME', 'tg_search_matched' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION topgun._search_bound(terms text[], dfs float8[], n float8, k1 float8) RETURNS float8
+CREATE FUNCTION topgun._search_bound(terms text[], dfs float8[], n float8, avgdl float8, k1 float8, b float8,
+                                     max_tfs float8[], min_dls float8[]) RETURNS float8
   AS 'MODULE_PATHNAME', 'tg_search_bound' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._search_postings(tsv tsvector) RETURNS TABLE (term text, tf integer)
+  AS 'MODULE_PATHNAME', 'tg_search_postings' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun._search_shard() RETURNS smallint
   AS 'MODULE_PATHNAME', 'tg_search_shard' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE FUNCTION topgun._search_cap(lim integer) RETURNS integer
@@ -88,6 +91,8 @@ CREATE TABLE topgun.search_df (
   term   text NOT NULL,
   shard  smallint NOT NULL,
   df     bigint NOT NULL,
+  max_tf integer NOT NULL DEFAULT 0,     -- >= the largest tf the term was indexed with (never lowered)
+  min_dl integer NOT NULL DEFAULT 2147483647,  -- <= the shortest such document (never raised)
   PRIMARY KEY (map_id, field, term, shard)
 );
 COMMENT ON TABLE topgun.search_df IS 'Search statistics: document frequency deltas per backend (sum over shard)';
@@ -123,7 +128,7 @@ BEGIN
                 FROM (SELECT old.field, count(*) AS n, sum(old.len) AS t FROM old GROUP BY old.field) o),
        tm AS (SELECT array_agg(x.field) AS f, array_agg(x.lexeme) AS l, array_agg(-x.n) AS n
                 FROM (SELECT old.field, u.lexeme, count(*) AS n
-                        FROM old, unnest(old.tsv) u GROUP BY old.field, u.lexeme) x)
+                        FROM old, unnest(tsvector_to_array(old.tsv)) u(lexeme) GROUP BY old.field, u.lexeme) x)
   SELECT st.f, st.d, st.t, tm.f, tm.l, tm.n INTO sfield, sdocs, stoks, ofield, oterm, ocnt FROM st, tm;
 
   WITH src AS (
@@ -151,14 +156,16 @@ BEGIN
               HAVING sum(x.d) <> 0 OR sum(x.t) <> 0
               ON CONFLICT ON CONSTRAINT search_stats_pkey DO UPDATE
                  SET docs = s.docs + excluded.docs, tokens = s.tokens + excluded.tokens)
-  INSERT INTO topgun.search_df AS s (map_id, field, term, shard, df)
-  SELECT cfg.id, x.field, x.term, shard, sum(x.n)
-    FROM (SELECT new.field, u.lexeme AS term, 1::bigint AS n FROM new, unnest(new.tsv) u
+  INSERT INTO topgun.search_df AS s (map_id, field, term, shard, df, max_tf, min_dl)
+  SELECT cfg.id, x.field, x.term, shard, sum(x.n), coalesce(max(x.tf), 0), coalesce(min(x.dl), 2147483647)
+    FROM (SELECT new.field, u.term, 1::bigint AS n, u.tf, new.len AS dl FROM new, topgun._search_postings(new.tsv) u
           UNION ALL
-          SELECT * FROM unnest(ofield, oterm, ocnt)) x
+          SELECT o.*, NULL::integer, NULL::integer FROM unnest(ofield, oterm, ocnt) o) x
    GROUP BY x.field, x.term
-  HAVING sum(x.n) <> 0
-  ON CONFLICT ON CONSTRAINT search_df_pkey DO UPDATE SET df = s.df + excluded.df;
+  HAVING sum(x.n) <> 0 OR max(x.tf) IS NOT NULL
+  ON CONFLICT ON CONSTRAINT search_df_pkey DO UPDATE
+     SET df = s.df + excluded.df, max_tf = greatest(s.max_tf, excluded.max_tf), min_dl = least(s.min_dl, excluded.min_dl)
+   WHERE excluded.df <> 0 OR excluded.max_tf > s.max_tf OR excluded.min_dl < s.min_dl;
 END
 $$;
 
@@ -267,9 +274,9 @@ BEGIN
   INSERT INTO topgun.search_stats (map_id, field, shard, docs, tokens)
   SELECT cfg.id, d.field, shard, count(*), sum(d.len) FROM topgun.search_doc d
    WHERE d.map_id = cfg.id GROUP BY d.field;
-  INSERT INTO topgun.search_df (map_id, field, term, shard, df)
-  SELECT cfg.id, d.field, u.lexeme, shard, count(*)
-    FROM topgun.search_doc d, unnest(d.tsv) u WHERE d.map_id = cfg.id GROUP BY d.field, u.lexeme;
+  INSERT INTO topgun.search_df (map_id, field, term, shard, df, max_tf, min_dl)
+  SELECT cfg.id, d.field, u.term, shard, count(*), max(u.tf), min(d.len)
+    FROM topgun.search_doc d, topgun._search_postings(d.tsv) u WHERE d.map_id = cfg.id GROUP BY d.field, u.term;
   PERFORM gin_clean_pending_list('topgun.search_doc_tsv'::regclass);
 END
 $$;
@@ -329,19 +336,23 @@ COMMENT ON FUNCTION topgun.search_enable(text, text[], float8, float8) IS
 -- trigger functions.  Searching runs with the caller's rights: it needs
 -- SELECT on the record tables and on topgun.search_config, search_doc,
 -- search_stats and search_df (docs/search.md).
--- A field's BM25 statistics: N, avgdl, and the df of each query term (the
--- shards summed).
+-- A field's BM25 statistics: N, avgdl, and per query term its df (the shards
+-- summed) and the bounds _search_bound uses.
 CREATE FUNCTION topgun._search_field_stats(map_id integer, field smallint, terms text[],
-                                           OUT n float8, OUT avgdl float8, OUT dfs float8[])
+                                           OUT n float8, OUT avgdl float8, OUT dfs float8[],
+                                           OUT max_tfs float8[], OUT min_dls float8[])
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT st.docs::float8, st.tokens::float8 / greatest(st.docs, 1),
-         (SELECT array_agg(coalesce(dd.df, 0)::float8 ORDER BY t.o)
+  SELECT st.docs::float8, st.tokens::float8 / greatest(st.docs, 1), pt.dfs, pt.max_tfs, pt.min_dls
+    FROM (SELECT array_agg(coalesce(dd.df, 0)::float8 ORDER BY t.o) AS dfs,
+                 array_agg(coalesce(dd.max_tf, 0)::float8 ORDER BY t.o) AS max_tfs,
+                 array_agg(coalesce(dd.min_dl, 0)::float8 ORDER BY t.o) AS min_dls
             FROM unnest(terms) WITH ORDINALITY t(term, o)
-            LEFT JOIN (SELECT s.term, sum(s.df) AS df FROM topgun.search_df s
+            LEFT JOIN (SELECT s.term, sum(s.df) AS df, max(s.max_tf) AS max_tf, min(s.min_dl) AS min_dl
+                         FROM topgun.search_df s
                         WHERE s.map_id = $1 AND s.field = $2 AND s.term = ANY ($3)
-                        GROUP BY s.term) dd ON dd.term = t.term)
-    FROM (SELECT coalesce(sum(s.docs), 0) AS docs, coalesce(sum(s.tokens), 0) AS tokens
+                        GROUP BY s.term) dd ON dd.term = t.term) pt,
+         (SELECT coalesce(sum(s.docs), 0) AS docs, coalesce(sum(s.tokens), 0) AS tokens
             FROM topgun.search_stats s WHERE s.map_id = $1 AND s.field = $2) st
 $$;
 
@@ -398,7 +409,7 @@ BEGIN
   -- (much larger) union of the terms' postings is never read.
   IF NOT boosted AND keys IS NULL AND cap IS NOT NULL THEN
     SELECT * INTO st FROM topgun._search_field_stats(cfg.id, 0::smallint, terms);
-    bound := topgun._search_bound(terms, st.dfs, st.n, cfg.k1);
+    bound := topgun._search_bound(terms, st.dfs, st.n, st.avgdl, cfg.k1, cfg.b, st.max_tfs, st.min_dls);
     IF bound IS NOT NULL THEN
       SELECT string_agg(DISTINCT '''' || t.term || '''', ' & ')::tsquery INTO all_tsq
         FROM unnest(terms, st.dfs) t(term, df) WHERE t.df > 0;
