@@ -40,7 +40,7 @@ COMMENT ON FUNCTION topgun.search_tokens(text) IS
   'The stems TopGun''s tokenizer makes of a text, in order, duplicates kept';
 CREATE FUNCTION topgun._search_doc(vals jsonb[], fields text[])
   RETURNS TABLE (field smallint, len integer, tsv tsvector)
-  AS 'MODULE_PATHNAME', 'tg_search_doc' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+  AS 'MODULE_PATHNAME', 'tg_search_doc' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 2;
 CREATE FUNCTION topgun._search_score(tsv tsvector, dl integer, terms text[], dfs float8[],
                                      n float8, avgdl float8, k1 float8, b float8) RETURNS float8
   AS 'MODULE_PATHNAME', 'tg_search_score' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -50,7 +50,7 @@ CREATE FUNCTION topgun._search_bound(terms text[], dfs float8[], n float8, avgdl
                                      max_tfs float8[], min_dls float8[]) RETURNS float8
   AS 'MODULE_PATHNAME', 'tg_search_bound' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION topgun._search_postings(tsv tsvector) RETURNS TABLE (term text, tf integer)
-  AS 'MODULE_PATHNAME', 'tg_search_postings' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+  AS 'MODULE_PATHNAME', 'tg_search_postings' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 30;
 CREATE FUNCTION topgun._search_shard() RETURNS smallint
   AS 'MODULE_PATHNAME', 'tg_search_shard' LANGUAGE C STABLE PARALLEL RESTRICTED;
 CREATE FUNCTION topgun._search_cap(lim integer) RETURNS integer
@@ -107,10 +107,13 @@ COMMENT ON VIEW topgun.search_maps IS 'Search-enabled maps with their indexed do
 -- Re-derive the index rows of some keys of a map from what is stored now
 -- (idempotent: any number of calls for the same keys give the same index).
 -- kind says which table changed ('lww' or 'or').  A key's document is every
--- value it has: the LWW value, or all OR records in tag order.  The statistics get the net difference only, so
--- rewriting a key with the same text touches no statistics row.
+-- value it has: the LWW value, or all OR records in tag order.  The
+-- statistics get the net difference only, so rewriting a key with the same
+-- text touches no statistics row.  JIT is off
+-- here and in _search_run: the statements are short (their cost estimates
+-- are not) and compiling them took 100 ms per write.
 CREATE FUNCTION topgun._search_reindex(cfg topgun.search_config, keys text[], kind text) RETURNS void
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 DECLARE
   ofield smallint[];
@@ -361,18 +364,20 @@ $$;
 -- restricts it to some keys (topgun.search_score_keys).
 CREATE FUNCTION topgun._search_run(map text, query text, cap integer, min_score float8, boost jsonb, keys text[])
   RETURNS TABLE (key text, value jsonb, score float8, matched_terms text[])
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 DECLARE
   cfg topgun.search_config;
   terms text[];
   tsq tsquery;
-  all_tsq tsquery;
+  all_tsq tsquery;             -- every indexed term (pruning)
   boosted boolean;
   st record;
   bound float8;
   theta float8;
   n_all bigint;
+  top_keys text[];
+  only_keys text[] := keys;
 BEGIN
   IF map IS NULL THEN
     RAISE EXCEPTION 'map must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -413,15 +418,15 @@ BEGIN
     IF bound IS NOT NULL THEN
       SELECT string_agg(DISTINCT '''' || t.term || '''', ' & ')::tsquery INTO all_tsq
         FROM unnest(terms, st.dfs) t(term, df) WHERE t.df > 0;
-      SELECT count(*), min(y.score) INTO n_all, theta
-        FROM (SELECT x.score
-                FROM (SELECT topgun._search_score(d.tsv, d.len, terms, st.dfs, st.n, st.avgdl, cfg.k1, cfg.b) AS score
+      SELECT count(*), min(y.score), array_agg(y.key) INTO n_all, theta, top_keys
+        FROM (SELECT x.key, x.score
+                FROM (SELECT d.key, topgun._search_score(d.tsv, d.len, terms, st.dfs, st.n, st.avgdl, cfg.k1, cfg.b) AS score
                         FROM topgun.search_doc d
                        WHERE d.map_id = cfg.id AND d.field = 0 AND d.tsv @@ all_tsq) x
                WHERE min_score IS NULL OR x.score >= min_score
-               ORDER BY x.score DESC LIMIT cap) y;
+               ORDER BY x.score DESC, x.key COLLATE "C" LIMIT cap) y;
       IF n_all = cap AND theta > bound THEN
-        tsq := all_tsq;
+        only_keys := top_keys;       -- the answer's keys: the final query reads just them
       END IF;
     END IF;
   END IF;
@@ -459,8 +464,8 @@ BEGIN
                   LATERAL (SELECT topgun._search_score(d.tsv, d.len, $3, fs.dfs, fs.n, fs.avgdl, $6, $7) AS score) x
             WHERE d.map_id = $1 AND d.field = 0 AND @cond@ AND ($9 IS NULL OR x.score >= $9)
             ORDER BY x.score DESC, d.key COLLATE "C" LIMIT $10)$c$
-    END), '@cond@', CASE WHEN keys IS NULL THEN 'd.tsv @@ $8' ELSE 'd.key = ANY ($12) AND d.tsv @@ $8' END)
-  USING cfg.id, cfg.fields, terms, boosted, boost, cfg.k1, cfg.b, tsq, min_score, cap, cfg.map, keys;
+    END), '@cond@', CASE WHEN only_keys IS NULL THEN 'd.tsv @@ $8' ELSE 'd.key = ANY ($12) AND d.tsv @@ $8' END)
+  USING cfg.id, cfg.fields, terms, boosted, boost, cfg.k1, cfg.b, tsq, min_score, cap, cfg.map, only_keys;
 END
 $$;
 
