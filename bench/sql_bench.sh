@@ -10,7 +10,7 @@
 set -euo pipefail
 N=${1:-1000000}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-PGBIN=$(pg_config --bindir)
+PGBIN=${TG_PG_BIN:-$(pg_config --bindir)}  # scripts/devpg.sh sets TG_PG_BIN to a private copy
 DIR=$(mktemp -d /tmp/topgun-bench.XXXXXX)
 chown postgres "$DIR"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -9,9 +9,10 @@
  *
  * Phases (all bounded in time):
  *   1. closed loop, for each connection count in --connections: every
- *      connection sends an OP_BATCH of --batch PUT ops and waits for its
- *      OP_ACK (sent by the server only after the commit is durable) before
- *      sending the next.  Prints acked ops/s and p50/p99/max ack latency.
+ *      connection keeps --window OP_BATCHes of --batch ops in flight and
+ *      sends the next one when an OP_ACK (sent by the server only after the
+ *      commit is durable) comes back.  Prints acked ops/s and p50/p99/max
+ *      ack latency.  Ops are spread over --maps maps and drawn from --mix.
  *   2. open loop at a fixed --rate ops/s spread over --rate-connections
  *      connections (batches of --rate-batch ops, pipelined): latency is
  *      measured from the scheduled send time, so queueing delay counts.
@@ -399,6 +400,8 @@ typedef struct Msg
 	char		last_id[32];
 	int			results_failed;
 	int			error_code;
+	const unsigned char *data;	/* BATCH envelope: the bin field "data" */
+	size_t		datalen;
 } Msg;
 
 /* Extract type, payload.lastId and failed results of a server message. */
@@ -413,7 +416,12 @@ parse_msg(const unsigned char *data, size_t len, Msg *m)
 		return false;
 	for (long i = 0; i < n && !r.bad; i++)
 	{
-		if (rd_key_is(&r, "type"))
+		long		kl = rd_str(&r);
+
+		if (kl < 0)
+			return false;
+		r.p += kl;
+		if (kl == 4 && memcmp(r.p - 4, "type", 4) == 0)
 		{
 			long		l = rd_str(&r);
 
@@ -421,6 +429,18 @@ parse_msg(const unsigned char *data, size_t len, Msg *m)
 				return false;
 			memcpy(m->type, r.p, l);
 			r.p += l;
+		}
+		else if (kl == 4 && memcmp(r.p - 4, "data", 4) == 0 && r.p < r.end &&
+				 (*r.p == 0xc4 || *r.p == 0xc5 || *r.p == 0xc6))
+		{
+			int			w = *r.p == 0xc4 ? 1 : *r.p == 0xc5 ? 2 : 4;
+
+			r.p++;
+			m->datalen = rd_be(&r, w);
+			if (r.bad || (size_t) (r.end - r.p) < m->datalen)
+				return false;
+			m->data = r.p;
+			r.p += m->datalen;
 		}
 		else
 			rd_skip(&r, 0);		/* any other field's value */
@@ -628,6 +648,17 @@ static int	g_port = 8080;
 static const char *g_map = "ws-load";
 static char *g_token;
 static int	g_value_bytes = 64;
+static int	g_maps = 1;			/* maps the ops are spread over */
+static int	g_nconn = 1;		/* connections of the running phase */
+
+/* op mix: cumulative weights of PUT, REMOVE, OR_ADD out of g_mix_total */
+enum
+{
+	MIX_PUT, MIX_REMOVE, MIX_OR_ADD, MIX_KINDS
+};
+static const char *const mix_names[MIX_KINDS] = {"put", "remove", "or_add"};
+static int	g_mix[MIX_KINDS] = {1, 0, 0};
+static int	g_mix_total = 1;
 static uint32_t g_rng = 2463534242u;
 
 static uint32_t
@@ -957,13 +988,83 @@ conn_close(Conn *c)
 	free(c);
 }
 
-/* Queue one OP_BATCH of nops PUT ops on c; t0 = the time it counts from. */
+/*
+ * The map an op goes to.  With --maps N <= connections, connection c writes
+ * map c mod N (one map per connection when N equals the connections); with
+ * more maps than connections, connection c writes maps c, c + conns, ...
+ * round-robin, so every map is written and no two connections share one.
+ * OR_ADD ops write the OR-map twin of that map (a map has one kind).
+ */
+static void
+op_map(char *out, size_t outsz, Conn *c, uint64_t id, bool or_map)
+{
+	int			per = (g_maps + g_nconn - 1) / g_nconn;
+	int			m = (c->idx + g_nconn * (int) (id % (uint64_t) per)) % g_maps;
+
+	if (g_maps == 1)
+		snprintf(out, outsz, "%s%s", g_map, or_map ? "-or" : "");
+	else
+		snprintf(out, outsz, "%s%s-%d", g_map, or_map ? "-or" : "", m);
+}
+
+static int
+op_kind(void)
+{
+	int			r = (int) (xorshift() % (uint32_t) g_mix_total);
+	int			k;
+
+	for (k = 0; k < MIX_KINDS - 1; k++)
+	{
+		if (r < g_mix[k])
+			break;
+		r -= g_mix[k];
+	}
+	return k;
+}
+
+static void
+put_timestamp(Buf *m, Conn *c)
+{
+	mp_map16(m, 3);
+	mp_str(m, "millis");
+	mp_f64(m, c->last_millis);
+	mp_str(m, "counter");
+	mp_uint(m, c->counter);
+	mp_str(m, "nodeId");
+	mp_str(m, c->node);
+}
+
+static void
+put_value(Buf *m, uint64_t id)
+{
+	static char *txt;
+
+	if (txt == NULL)
+	{
+		txt = malloc(g_value_bytes + 1);
+		if (txt == NULL)
+			die("out of memory");
+	}
+	mp_map16(m, 3);
+	mp_str(m, "n");
+	mp_uint(m, (uint32_t) id);
+	mp_str(m, "done");
+	buf_byte(m, (id & 1) ? 0xc3 : 0xc2);
+	mp_str(m, "text");
+	for (int k = 0; k < g_value_bytes; k++)
+		txt[k] = 'a' + (k + id) % 26;
+	mp_strn(m, txt, g_value_bytes);
+}
+
+/* Queue one OP_BATCH of nops ops (kinds from --mix) on c; t0 = the time it counts from. */
 static bool
 conn_send_batch(Conn *c, int nops, double t0)
 {
 	static Buf	m;
 	char		idbuf[32];
 	char		key[64];
+	char		map[128];
+	char		tag[128];
 
 	if (c->pend_count >= MAX_PEND)
 		return false;
@@ -978,6 +1079,7 @@ conn_send_batch(Conn *c, int nops, double t0)
 	for (int i = 0; i < nops; i++)
 	{
 		double		ms = wall_ms();
+		int			kind = op_kind();
 
 		if (ms <= c->last_millis)
 		{
@@ -993,49 +1095,47 @@ conn_send_batch(Conn *c, int nops, double t0)
 
 		snprintf(idbuf, sizeof(idbuf), "%llu", (unsigned long long) id);
 		snprintf(key, sizeof(key), "c%d-k%llu", c->idx, (unsigned long long) (id % 1000));
+		op_map(map, sizeof(map), c, id, kind == MIX_OR_ADD);
 
 		mp_map16(&m, 9);
 		mp_str(&m, "mapName");
-		mp_str(&m, g_map);
+		mp_str(&m, map);
 		mp_str(&m, "opType");
-		mp_str(&m, "PUT");
+		mp_str(&m, kind == MIX_PUT ? "PUT" : kind == MIX_REMOVE ? "REMOVE" : "OR_ADD");
 		mp_str(&m, "key");
 		mp_str(&m, key);
 		mp_str(&m, "record");
-		mp_map16(&m, 2);
-		mp_str(&m, "value");
-		mp_map16(&m, 3);
-		mp_str(&m, "n");
-		mp_uint(&m, (uint32_t) id);
-		mp_str(&m, "done");
-		buf_byte(&m, (id & 1) ? 0xc3 : 0xc2);
-		mp_str(&m, "text");
+		if (kind == MIX_OR_ADD)
+			mp_undefined(&m);
+		else
 		{
-			char		txt[1024];
-			int			len = g_value_bytes < (int) sizeof(txt) ? g_value_bytes : (int) sizeof(txt) - 1;
-
-			for (int k = 0; k < len; k++)
-				txt[k] = 'a' + (k + id) % 26;
-			mp_strn(&m, txt, len);
-		}
-		for (int twice = 0; twice < 2; twice++)
-		{
-			if (twice == 1)
-			{
-				mp_str(&m, "orRecord");
-				mp_undefined(&m);
-				mp_str(&m, "orTag");
-				mp_undefined(&m);
-			}
+			mp_map16(&m, 2);
+			mp_str(&m, "value");
+			if (kind == MIX_REMOVE)
+				buf_byte(&m, 0xc0);	/* null: a tombstone */
+			else
+				put_value(&m, id);
 			mp_str(&m, "timestamp");
-			mp_map16(&m, 3);
-			mp_str(&m, "millis");
-			mp_f64(&m, c->last_millis);
-			mp_str(&m, "counter");
-			mp_uint(&m, c->counter);
-			mp_str(&m, "nodeId");
-			mp_str(&m, c->node);
+			put_timestamp(&m, c);
 		}
+		mp_str(&m, "orRecord");
+		if (kind == MIX_OR_ADD)
+		{
+			snprintf(tag, sizeof(tag), "%.0f:%u:%s", c->last_millis, c->counter, c->node);
+			mp_map16(&m, 3);
+			mp_str(&m, "value");
+			put_value(&m, id);
+			mp_str(&m, "timestamp");
+			put_timestamp(&m, c);
+			mp_str(&m, "tag");
+			mp_str(&m, tag);
+		}
+		else
+			mp_undefined(&m);
+		mp_str(&m, "orTag");
+		mp_undefined(&m);
+		mp_str(&m, "timestamp");
+		put_timestamp(&m, c);
 		mp_str(&m, "synced");
 		buf_byte(&m, 0xc2);
 		mp_str(&m, "id");
@@ -1098,6 +1198,81 @@ pct(Stats *s, double p)
 	return s->lat[i];
 }
 
+static uint32_t
+le32(const unsigned char *p)
+{
+	return p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+/*
+ * Handle one server message; a BATCH envelope (PROTOCOL.md 1.5: bin data =
+ * [u32le count][u32le len, msg]...) is opened and its messages handled in order.
+ */
+static void
+handle_msg(Conn *c, const unsigned char *d, size_t l, Stats *st, bool measuring, double tnow,
+		   int *acked_batches, int depth)
+{
+	Msg			m;
+
+	if (!parse_msg(d, l, &m))
+	{
+		st->errors++;
+		return;
+	}
+	if (strcmp(m.type, "BATCH") == 0 && m.data != NULL && depth == 0)
+	{
+		const unsigned char *p = m.data,
+				   *end = m.data + m.datalen;
+		uint32_t	count;
+
+		if (end - p < 4)
+		{
+			st->errors++;
+			return;
+		}
+		count = le32(p);
+		p += 4;
+		for (uint32_t i = 0; i < count; i++)
+		{
+			uint32_t	len;
+
+			if (end - p < 4 || (size_t) (end - p - 4) < (len = le32(p)))
+			{
+				st->errors++;
+				return;
+			}
+			handle_msg(c, p + 4, len, st, measuring, tnow, acked_batches, depth + 1);
+			p += 4 + len;
+		}
+	}
+	else if (strcmp(m.type, "OP_ACK") == 0)
+	{
+		uint64_t	id = strtoull(m.last_id, NULL, 10);
+
+		/* Acks come in order; match the oldest pending batch by lastId. */
+		while (c->pend_count > 0)
+		{
+			Pending    *p = &c->pend[c->pend_head];
+
+			c->pend_head = (c->pend_head + 1) % MAX_PEND;
+			c->pend_count--;
+			if (p->last_id == id)
+			{
+				if (measuring)
+				{
+					stats_add(st, tnow - p->t0);
+					st->ops += p->nops;
+					st->rejected += m.results_failed;
+				}
+				(*acked_batches)++;
+				break;
+			}
+		}
+	}
+	else if (strcmp(m.type, "ERROR") == 0 || strcmp(m.type, "OP_REJECTED") == 0)
+		st->errors++;
+}
+
 /* Handle every complete message on c; returns false if the connection died. */
 static bool
 conn_process(Conn *c, Stats *st, bool measuring, double tnow, int *acked_batches)
@@ -1107,41 +1282,7 @@ conn_process(Conn *c, Stats *st, bool measuring, double tnow, int *acked_batches
 	int			r;
 
 	while ((r = ws_next_message(c, &d, &l)) == 1)
-	{
-		Msg			m;
-
-		if (!parse_msg(d, l, &m))
-		{
-			st->errors++;
-			continue;
-		}
-		if (strcmp(m.type, "OP_ACK") == 0)
-		{
-			uint64_t	id = strtoull(m.last_id, NULL, 10);
-
-			/* Acks come in order; match the oldest pending batch by lastId. */
-			while (c->pend_count > 0)
-			{
-				Pending    *p = &c->pend[c->pend_head];
-
-				c->pend_head = (c->pend_head + 1) % MAX_PEND;
-				c->pend_count--;
-				if (p->last_id == id)
-				{
-					if (measuring)
-					{
-						stats_add(st, tnow - p->t0);
-						st->ops += p->nops;
-						st->rejected += m.results_failed;
-					}
-					(*acked_batches)++;
-					break;
-				}
-			}
-		}
-		else if (strcmp(m.type, "ERROR") == 0 || strcmp(m.type, "OP_REJECTED") == 0)
-			st->errors++;
-	}
+		handle_msg(c, d, l, st, measuring, tnow, acked_batches, 0);
 	return r >= 0;
 }
 
@@ -1150,7 +1291,7 @@ conn_process(Conn *c, Stats *st, bool measuring, double tnow, int *acked_batches
  * connection).  Otherwise open loop at rate_ops ops/s.
  */
 static void
-run_phase(int nconn, int batch, double seconds, double rate_ops, const char *label)
+run_phase(int nconn, int batch, int window, double seconds, double rate_ops, const char *label)
 {
 	Conn	  **cs = calloc(nconn, sizeof(Conn *));
 	struct pollfd *pfd = calloc(nconn, sizeof(struct pollfd));
@@ -1159,6 +1300,7 @@ run_phase(int nconn, int batch, double seconds, double rate_ops, const char *lab
 	int			acked = 0;
 	uint64_t	dead = 0;
 
+	g_nconn = nconn;
 	for (int i = 0; i < nconn; i++)
 		cs[i] = conn_open(i);
 
@@ -1171,7 +1313,8 @@ run_phase(int nconn, int batch, double seconds, double rate_ops, const char *lab
 
 	if (rate_ops <= 0)
 		for (int i = 0; i < nconn; i++)
-			conn_send_batch(cs[i], batch, now_ms());
+			for (int w = 0; w < window; w++)
+				conn_send_batch(cs[i], batch, now_ms());
 
 	for (;;)
 	{
@@ -1243,9 +1386,9 @@ run_phase(int nconn, int batch, double seconds, double rate_ops, const char *lab
 	double		elapsed = (fmin(now_ms(), end) - measure_from) / 1000.0;
 
 	qsort(st.lat, st.n, sizeof(double), cmp_double);
-	printf("%-12s connections=%-4d batch=%-4d %s acked_ops/s=%-9.0f ack_latency_ms p50=%.2f p99=%.2f max=%.2f"
+	printf("%-12s connections=%-4d maps=%-4d batch=%-4d window=%-2d %s acked_ops/s=%-9.0f ack_latency_ms p50=%.2f p99=%.2f max=%.2f"
 		   " batches=%zu rejected_ops=%llu errors=%llu dropped_connections=%llu\n",
-		   label, nconn, batch, rate_ops > 0 ? "open-loop" : "closed-loop", st.ops / elapsed,
+		   label, nconn, g_maps, batch, rate_ops > 0 ? 0 : window, rate_ops > 0 ? "open-loop" : "closed-loop", st.ops / elapsed,
 		   pct(&st, 50), pct(&st, 99), st.n ? st.lat[st.n - 1] : NAN, st.n,
 		   (unsigned long long) st.rejected, (unsigned long long) st.errors, (unsigned long long) dead);
 	fflush(stdout);
@@ -1295,6 +1438,38 @@ run_idle(int n, int worker_pid)
 	free(cs);
 }
 
+/* --mix put,remove,or_add (equal weights) or put:8,remove:1,or_add:1 */
+static void
+parse_mix(const char *spec)
+{
+	char	   *list = strdup(spec);
+
+	memset(g_mix, 0, sizeof(g_mix));
+	g_mix_total = 0;
+	for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+	{
+		char	   *colon = strchr(tok, ':');
+		int			w = 1;
+		int			k;
+
+		if (colon)
+		{
+			*colon = 0;
+			w = atoi(colon + 1);
+		}
+		for (k = 0; k < MIX_KINDS; k++)
+			if (strcmp(tok, mix_names[k]) == 0)
+				break;
+		if (k == MIX_KINDS || w < 0 || w > 1000)
+			die("bad --mix entry \"%s\" (put, remove, or_add, optionally :weight 0..1000)", tok);
+		g_mix[k] += w;
+		g_mix_total += w;
+	}
+	free(list);
+	if (g_mix_total == 0)
+		die("--mix has no op with a positive weight");
+}
+
 static void
 usage(void)
 {
@@ -1306,8 +1481,11 @@ usage(void)
 		   "  --map NAME            map written to (ws-load)\n"
 		   "  --connections LIST    closed-loop phases, e.g. 1,10,50 (default)\n"
 		   "  --batch N             ops per OP_BATCH in closed loop (100)\n"
+		   "  --window W            OP_BATCHes in flight per connection in closed loop (1)\n"
+		   "  --maps N              spread the ops over N maps (1; see op_map())\n"
+		   "  --mix LIST            op kinds, e.g. put,remove,or_add or put:8,remove:1,or_add:1 (put)\n"
 		   "  --duration S          seconds measured per phase (10)\n"
-		   "  --value-bytes N       size of the text field of each value (64)\n"
+		   "  --value-size B        size of the text field of each value (64; alias --value-bytes)\n"
 		   "  --rate R              open-loop phase at R ops/s (10000; 0 = skip)\n"
 		   "  --rate-connections N  connections for the open-loop phase (10)\n"
 		   "  --rate-batch N        ops per batch in the open-loop phase (10)\n"
@@ -1321,6 +1499,8 @@ main(int argc, char **argv)
 	const char *conns = "1,10,50";
 	const char *secret = NULL;
 	int			batch = 100;
+	int			window = 1;
+	const char *mix = "put";
 	double		duration = 10;
 	double		rate = 10000;
 	int			rate_conns = 10;
@@ -1338,6 +1518,10 @@ main(int argc, char **argv)
 		{"batch", required_argument, 0, 'b'},
 		{"duration", required_argument, 0, 'd'},
 		{"value-bytes", required_argument, 0, 'v'},
+		{"value-size", required_argument, 0, 'v'},
+		{"window", required_argument, 0, 'W'},
+		{"maps", required_argument, 0, 'M'},
+		{"mix", required_argument, 0, 'X'},
 		{"rate", required_argument, 0, 'r'},
 		{"rate-connections", required_argument, 0, 'R'},
 		{"rate-batch", required_argument, 0, 'B'},
@@ -1377,6 +1561,9 @@ main(int argc, char **argv)
 			case 'b': batch = atoi(optarg); break;
 			case 'd': duration = atof(optarg); break;
 			case 'v': g_value_bytes = atoi(optarg); break;
+			case 'W': window = atoi(optarg); break;
+			case 'M': g_maps = atoi(optarg); break;
+			case 'X': mix = optarg; break;
 			case 'r': rate = atof(optarg); break;
 			case 'R': rate_conns = atoi(optarg); break;
 			case 'B': rate_batch = atoi(optarg); break;
@@ -1394,10 +1581,14 @@ main(int argc, char **argv)
 	}
 	if (batch < 1 || batch > 65535 || rate_batch < 1 || duration <= 0 || duration > 600)
 		die("bad --batch / --rate-batch / --duration");
+	if (window < 1 || window > MAX_PEND / 2 || g_maps < 1 || g_maps > 100000 ||
+		g_value_bytes < 0 || g_value_bytes > 65535)
+		die("bad --window (1..%d) / --maps (1..100000) / --value-size (0..65535)", MAX_PEND / 2);
+	parse_mix(mix);
 	g_rng ^= (uint32_t) getpid();
 
-	printf("# ws_load: %s:%d map=%s value_bytes=%d duration=%.0fs per phase\n",
-		   g_host, g_port, g_map, g_value_bytes, duration);
+	printf("# ws_load: %s:%d map=%s maps=%d mix=%s value_bytes=%d duration=%.0fs per phase\n",
+		   g_host, g_port, g_map, g_maps, mix, g_value_bytes, duration);
 	/*
 	 * Memory first: after the load phases the worker's heap has free space
 	 * that new connections would reuse, hiding what they cost.
@@ -1417,11 +1608,11 @@ main(int argc, char **argv)
 			int			n = atoi(tok);
 
 			if (n > 0)
-				run_phase(n, batch, duration, 0, "throughput");
+				run_phase(n, batch, window, duration, 0, "throughput");
 		}
 		free(list);
 	}
 	if (rate > 0)
-		run_phase(rate_conns, rate_batch, duration, rate, "fixed-rate");
+		run_phase(rate_conns, rate_batch, 1, duration, rate, "fixed-rate");
 	return 0;
 }

@@ -117,8 +117,8 @@ TREE="$SAN/tree"
 mkdir -p "$TREE"
 tar -C "$SRC_REPO" --exclude=./.git --exclude=./.topgun --exclude=./tmp_check --exclude=./results \
 	--exclude=./build --exclude='*.o' --exclude='*.so' --exclude='*.bc' -cf - . | tar -C "$TREE" -xf -
-export SANITIZE=1 DESTDIR="$ROOT"
-tg_log "building with SANITIZE=1 in $TREE"
+export SANITIZE=1 DEBUG=1 DESTDIR="$ROOT"
+tg_log "building with SANITIZE=1 DEBUG=1 in $TREE"
 (cd "$TREE" && make -s clean >/dev/null 2>&1; make -j2 >"$SAN/build.log" 2>&1) ||
 	{ tail -n 60 "$SAN/build.log"; tg_die "sanitized build failed"; }
 (cd "$TREE" && make install >>"$SAN/build.log" 2>&1) || { tail -n 30 "$SAN/build.log"; tg_die "install failed"; }

@@ -10,9 +10,15 @@
 #   fuzz     make fuzz FUZZ_SECONDS=20      (libFuzzer, any crash fails)
 #   sanitize scripts/sanitize.sh            (regress+e2e+tap again, ASan+UBSan build; root only)
 #
-# Ends with the line "N passed, M failed" (counting suites) and exits non-zero
-# when anything failed.  A suite with no test files at all is reported as
-# skipped; a suite that has tests never hides their failures.
+# The summary has one line per suite with its own counts, then ends with the
+# line "N passed, M failed", where N and M count individual tests across every
+# layer: unit checks (each program prints "[NAME: ]N passed, M failed"),
+# regress files plus the pgTAP assertions in their output, e2e tests (node
+# --test TAP summary), TAP assertions (prove), fuzz targets, and the sanitize
+# suite's own count (its nested test.sh) plus its "zero sanitizer reports"
+# check.  A suite that fails without a countable failure (it did not start,
+# crashed, timed out) counts as 1 failed.  Exits non-zero when anything
+# failed.  A suite with no test files at all is reported as skipped.
 #
 # Environment:
 #   TOPGUN_VECTORS   golden vectors (default <repo>/../shared/vectors)
@@ -39,6 +45,9 @@ failed=0
 skipped=0
 declare -a summary=()
 WORK=""
+# Individual test counts of the suite that just ran, set by its parser.
+CP=0
+CF=0
 
 cleanup() {
 	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
@@ -57,13 +66,110 @@ trap 'exit 130' INT TERM
 
 banner() { printf '\n======== %s ========\n' "$*"; }
 
+# record NAME pass|fail|skip SECONDS: add the suite's counts (CP, CF).
 record() {
 	local name="$1" status="$2" secs="$3"
+	passed=$((passed + CP))
+	failed=$((failed + CF))
 	case "$status" in
-		pass) passed=$((passed + 1)); summary+=("PASS  $name (${secs}s)") ;;
-		fail) failed=$((failed + 1)); summary+=("FAIL  $name (${secs}s)") ;;
+		pass) summary+=("PASS  $name (${secs}s): $CP passed, $CF failed") ;;
+		fail) summary+=("FAIL  $name (${secs}s): $CP passed, $CF failed") ;;
 		skip) skipped=$((skipped + 1)); summary+=("SKIP  $name (no test files)") ;;
 	esac
+}
+
+# ------------------------------------------------------------- counting
+# Each parser reads a suite's saved output and sets CP / CF.
+
+# make unit: "== build/unit/NAME" opens a program's section, its
+# "[NAME: ]N passed, M failed" line gives the counts; a program that printed
+# none (crashed, did not build) or failed with 0 failures counts 1 failed.
+count_unit() {
+	local line prog="" seen=0 bad=0 fl=0
+	CP=0 CF=0
+	while IFS= read -r line; do
+		if [[ $line =~ ^==\ build/unit/[^\ ]+\ FAILED$ ]]; then
+			bad=1
+		elif [[ $line =~ ^==\ (build/unit/[^\ ]+)$ ]]; then
+			count_unit_close "$prog" "$seen" "$bad" "$fl"
+			prog="${BASH_REMATCH[1]}" seen=0 bad=0 fl=0
+		elif [ -n "$prog" ] && [[ $line =~ ^([A-Za-z0-9_]+:\ )?([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+			CP=$((CP + BASH_REMATCH[2]))
+			CF=$((CF + BASH_REMATCH[3]))
+			fl="${BASH_REMATCH[3]}" seen=1
+		fi
+	done <"$1"
+	count_unit_close "$prog" "$seen" "$bad" "$fl"
+}
+count_unit_close() {
+	[ -n "$1" ] || return 0
+	if [ "$2" = 0 ] || { [ "$3" = 1 ] && [ "$4" = 0 ]; }; then CF=$((CF + 1)); fi
+}
+
+# pg_regress: one test per file ("test NAME ... ok|FAILED"), plus the pgTAP
+# assertions of that file's actual output ("ok N" / "not ok N" lines).
+count_regress() {
+	local out="$1" results="$2" line name
+	CP=0 CF=0
+	while IFS= read -r line; do
+		[[ $line =~ ^(test\ |\ +)?([A-Za-z0-9_]+)\ +\.\.\.\ +(ok|FAILED|failed) ]] || continue
+		name="${BASH_REMATCH[2]}"
+		if [ "${BASH_REMATCH[3]}" = ok ]; then CP=$((CP + 1)); else CF=$((CF + 1)); fi
+		if [ -f "$results/$name.out" ]; then
+			CP=$((CP + $(grep -Ec '^ok [0-9]+' "$results/$name.out")))
+			CF=$((CF + $(grep -Ec '^not ok [0-9]+' "$results/$name.out")))
+		fi
+	done <"$out"
+}
+
+# node --test (TAP reporter): the "# pass N" / "# fail N" / "# cancelled N"
+# summary of each run (summed: the fallback runs one file at a time).
+count_e2e() {
+	CP=$(awk '/^# pass [0-9]+$/ { n += $3 } END { print n + 0 }' "$1")
+	CF=$(awk '/^# (fail|cancelled) [0-9]+$/ { n += $3 } END { print n + 0 }' "$1")
+}
+
+# prove: "Files=F, Tests=N", "Failed P/F test programs. S/N subtests failed.",
+# "Result: PASS|FAIL"; a failed program without a failed subtest (bad plan,
+# died) counts 1 failed.
+count_tap() {
+	local total subfail progfail
+	total=$(sed -nE 's/^Files=[0-9]+, Tests=([0-9]+),.*/\1/p' "$1" | tail -n 1)
+	subfail=$(sed -nE 's/.* ([0-9]+)\/[0-9]+ subtests failed.*/\1/p' "$1" | tail -n 1)
+	progfail=$(sed -nE 's/^Failed ([0-9]+)\/[0-9]+ test programs.*/\1/p' "$1" | tail -n 1)
+	total=${total:-0} subfail=${subfail:-0} progfail=${progfail:-0}
+	CP=$((total - subfail))
+	CF=$subfail
+	[ "$CF" -ge "$progfail" ] || CF=$progfail
+	if [ "$CF" -eq 0 ] && grep -q '^Result: FAIL' "$1"; then CF=1; fi
+}
+
+# make fuzz: one test per target; a target that failed or never ran
+# (the recipe stops at the first failure) counts failed.
+count_fuzz() {
+	local ntargets="$2" ran bad
+	ran=$(grep -Ec '^== fuzz_[A-Za-z0-9_]+ ' "$1")
+	bad=$(grep -Ec '^fuzz_[A-Za-z0-9_]+ FAILED$' "$1")
+	CP=$((ran - bad))
+	CF=$((ntargets - CP))
+}
+
+# scripts/sanitize.sh: the nested test.sh's own closing count, plus its
+# "zero sanitizer reports" verdict as one test.
+count_sanitize() {
+	local last
+	last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" | tail -n 1)
+	CP=0 CF=0
+	if [ -n "$last" ]; then
+		CP=${last%% passed*}
+		CF=${last#*passed, }
+		CF=${CF%% failed}
+	fi
+	if grep -q '^sanitize: FAILED: sanitizer reports found' "$1"; then
+		CF=$((CF + 1))
+	elif grep -q '^sanitize: PASSED' "$1"; then
+		CP=$((CP + 1))
+	fi
 }
 
 want() { [[ " $SUITES " == *" $1 "* ]]; }
@@ -98,7 +204,11 @@ suite_unit() {
 		SKIP=1
 		return 0
 	fi
-	timeout 900 bash -c 'cd "$1" && flock "$2" make unit' _ "$TG_REPO" "$TG_BUILD_LOCK"
+	workdir
+	timeout 900 bash -c 'cd "$1" && flock "$2" make unit' _ "$TG_REPO" "$TG_BUILD_LOCK" 2>&1 | tee "$WORK/unit.out"
+	local rc="${PIPESTATUS[0]}"
+	count_unit "$WORK/unit.out"
+	return "$rc"
 }
 
 suite_regress() {
@@ -114,7 +224,9 @@ suite_regress() {
 		bindir=(bindir="$TG_PG_BIN")
 	fi
 	tg_as_user "$OSUSER" env PATH="$TG_PG_BIN:$PATH" \
-		timeout 1200 make -C "$TREE" installcheck "${bindir[@]}" || rc=$?
+		timeout 1200 make -C "$TREE" installcheck "${bindir[@]}" 2>&1 | tee "$WORK/regress.out"
+	rc="${PIPESTATUS[0]}"
+	count_regress "$WORK/regress.out" "$TREE/results"
 	if [ "$rc" -ne 0 ]; then
 		if [ -f "$TREE/regression.diffs" ]; then
 			echo "---- regression.diffs (first 400 lines) ----"
@@ -161,9 +273,13 @@ suite_e2e() {
 		(cd test/e2e && timeout 600 npm ci --omit=optional --no-audit --no-fund --loglevel=error) || rc=1
 	fi
 	if [ "$rc" -eq 0 ]; then
-		local conc=()
+		local conc=() rep=()
 		if node --help 2>/dev/null | grep -q -- '--test-concurrency'; then
 			conc=(--test-concurrency=1)
+		fi
+		# TAP on stdout whatever the terminal: its summary is counted
+		if node --help 2>/dev/null | grep -q -- '--test-reporter'; then
+			rep=(--test-reporter=tap)
 		fi
 		# Files run one after another (they share one server; the restart
 		# test must not overlap the others).
@@ -175,7 +291,8 @@ suite_e2e() {
 				TOPGUN_JWT_SECRET="$secret" \
 				TOPGUN_CLUSTER_DIR="$state" \
 				TOPGUN_REPO="$TG_REPO" \
-				timeout 1500 node --test "${conc[@]}" "${files[@]}" || rc=1
+				timeout 1500 node --test "${conc[@]}" "${rep[@]}" "${files[@]}" 2>&1 | tee -a "$WORK/e2e.out"
+			[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 		else
 			local f
 			for f in "${files[@]}"; do
@@ -184,10 +301,12 @@ suite_e2e() {
 					TOPGUN_JWT_SECRET="$secret" \
 					TOPGUN_CLUSTER_DIR="$state" \
 					TOPGUN_REPO="$TG_REPO" \
-					timeout 600 node --test "$f" || rc=1
+					timeout 600 node --test "${rep[@]}" "$f" 2>&1 | tee -a "$WORK/e2e.out"
+				[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 			done
 		fi
 	fi
+	[ -f "$WORK/e2e.out" ] && count_e2e "$WORK/e2e.out"
 	if [ "$rc" -ne 0 ]; then
 		echo "---- server log $state/postgres.log (last 80 lines) ----"
 		tail -n 80 "$state/postgres.log" 2>/dev/null
@@ -221,6 +340,7 @@ suite_tap() {
 		TOPGUN_REPO="$TREE" \
 		timeout 1200 prove -v -I "$PG_PERL_LIB" -I test/t "${files[@]}") 2>&1 | tee "$WORK/prove.out"
 	rc="${PIPESTATUS[0]}"
+	count_tap "$WORK/prove.out"
 	if [ "$rc" -eq 0 ] && ! grep -q '^Result: PASS' "$WORK/prove.out"; then
 		echo "tap: prove did not report 'Result: PASS'"
 		rc=1
@@ -268,6 +388,7 @@ suite_fuzz() {
 		echo "fuzz: no fuzzer ran"
 		rc=1
 	fi
+	count_fuzz "$out" "${#targets[@]}"
 	return "$rc"
 }
 
@@ -280,16 +401,22 @@ suite_sanitize() {
 		echo "sanitize: needs root (run scripts/test.sh as root)"
 		return 1
 	fi
-	TOPGUN_KEEP=0 timeout 3000 bash "$TG_REPO/scripts/sanitize.sh"
+	workdir
+	TOPGUN_KEEP=0 timeout 3000 bash "$TG_REPO/scripts/sanitize.sh" 2>&1 | tee "$WORK/sanitize.out"
+	local rc="${PIPESTATUS[0]}"
+	count_sanitize "$WORK/sanitize.out"
+	return "$rc"
 }
 
 # ------------------------------------------------------------------ main
 start_all=$(date +%s)
+suite_failed=0
 banner "dependencies"
 tg_install_packages
 banner "build"
 t0=$(date +%s)
 if ! tg_build_install; then
+	CP=0 CF=1
 	record build fail $(($(date +%s) - t0))
 	printf '\n'
 	printf '%s\n' "${summary[@]}"
@@ -302,15 +429,19 @@ for s in unit regress e2e tap fuzz sanitize; do
 	want "$s" || continue
 	banner "$s"
 	t0=$(date +%s)
-	SKIP=0
+	SKIP=0 CP=0 CF=0
 	"suite_$s"
 	rc=$?
 	secs=$(($(date +%s) - t0))
+	# a suite that failed without a countable failure (did not start,
+	# crashed, timed out) counts as one failed test
+	if [ "$rc" -ne 0 ] && [ "$CF" -eq 0 ]; then CF=1; fi
 	if [ "$SKIP" = 1 ] && [ "$rc" -eq 0 ]; then
 		record "$s" skip "$secs"
-	elif [ "$rc" -eq 0 ]; then
+	elif [ "$rc" -eq 0 ] && [ "$CF" -eq 0 ]; then
 		record "$s" pass "$secs"
 	else
+		suite_failed=1
 		record "$s" fail "$secs"
 	fi
 done
@@ -319,4 +450,4 @@ banner "summary ($(($(date +%s) - start_all))s)"
 printf '%s\n' "${summary[@]}"
 [ "$skipped" -gt 0 ] && echo "($skipped suite(s) skipped: no test files yet)"
 printf '%d passed, %d failed\n' "$passed" "$failed"
-[ "$failed" -eq 0 ]
+[ "$failed" -eq 0 ] && [ "$suite_failed" -eq 0 ]

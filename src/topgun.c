@@ -6,6 +6,10 @@
  * both can only be set up by the postmaster.
  */
 #include "topgun.h"
+#include "journal/journal.h"
+#include "changes/changes.h"
+#include "core/lww_merge.h"
+#include "logic/logic_pg.h"
 #include "search/pg_search.h"
 
 #include "fmgr.h"
@@ -27,9 +31,16 @@ _PG_init(void)
 
 	tg_clock_init();
 	tg_storage_init();
+	tg_lww_merge_init();
 	tg_merkle_init();
 	tg_changes_init();
+	tg_changes_capture_init();
+	tg_journal_init();
+	tg_journal_horizon_shmem();
+	tg_journal_patterns_init();
+	tg_journal_events_init();
 	tg_worker_init();
+	tg_logic_init();
 	tg_search_init();
 
 	MarkGUCPrefixReserved("topgun");

@@ -21,6 +21,7 @@ extern void tg_clock_init(void);
 extern void tg_storage_init(void);
 extern void tg_merkle_init(void);
 extern void tg_changes_init(void);
+extern void tg_journal_init(void);
 extern void tg_worker_init(void);
 
 #endif							/* TOPGUN_H */

@@ -16,6 +16,7 @@
  */
 #include "topgun.h"
 #include "changes/changes.h"
+#include "changes/ring.h"
 
 #include "access/xact.h"
 #include "fmgr.h"
@@ -23,15 +24,6 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
-
-/* ring.c */
-extern Size tg_changes_record_size(int maplen, int keylen, int taglen, int payloadlen);
-extern void tg_changes_encode(StringInfo buf, TgChangeKind kind, uint64 origin,
-							  const char *map, int maplen, const char *key, int keylen,
-							  const char *tag, int taglen, const char *payload, int payloadlen);
-extern void tg_changes_publish(const char *buf, Size len, int nevents, uint64 lost);
-extern bool tg_changes_has_consumer(void);
-extern Size tg_changes_ring_size(void);
 
 typedef struct EvMark
 {
@@ -156,8 +148,6 @@ subxact_cb(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parent
 			marks[--i].nest = nest - 1;
 	}
 }
-
-void		tg_changes_capture_init(void);
 
 void
 tg_changes_capture_init(void)

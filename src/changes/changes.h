@@ -44,8 +44,9 @@ typedef struct TgChange
 	int			payloadlen;
 } TgChange;
 
-/* Initialisation from _PG_init. */
+/* Initialisation from _PG_init: the ring (ring.c), the capture (capture.c). */
 extern void tg_changes_init(void);
+extern void tg_changes_capture_init(void);
 
 /* Producers (trigger.c, topgun.publish). */
 extern void tg_changes_capture(TgChangeKind kind, const char *map, int maplen,

@@ -10,7 +10,7 @@
  * (topgun.change_buffer_size), so the feed can never grow with load.
  */
 #include "topgun.h"
-#include "changes/changes.h"
+#include "changes/ring.h"
 
 #include <signal.h>
 
@@ -60,9 +60,6 @@ static shmem_request_hook_type prev_request = NULL;
 static shmem_startup_hook_type prev_startup = NULL;
 
 PG_FUNCTION_INFO_V1(tg_change_feed_stats);
-
-/* capture.c */
-extern void tg_changes_capture_init(void);
 
 static Size
 ring_bytes(void)
@@ -114,7 +111,6 @@ tg_changes_init(void)
 	shmem_request_hook = ring_request;
 	prev_startup = shmem_startup_hook;
 	shmem_startup_hook = ring_startup;
-	tg_changes_capture_init();
 }
 
 static void
@@ -140,8 +136,6 @@ ring_get(uint64 pos, void *dst, Size len)
 }
 
 /* Bytes a record takes on the ring. */
-Size		tg_changes_record_size(int maplen, int keylen, int taglen, int payloadlen);
-
 Size
 tg_changes_record_size(int maplen, int keylen, int taglen, int payloadlen)
 {
@@ -151,10 +145,6 @@ tg_changes_record_size(int maplen, int keylen, int taglen, int payloadlen)
 /*
  * Serialise one event into a transaction-local buffer (seq filled at commit).
  */
-void		tg_changes_encode(StringInfo buf, TgChangeKind kind, uint64 origin,
-							  const char *map, int maplen, const char *key, int keylen,
-							  const char *tag, int taglen, const char *payload, int payloadlen);
-
 void
 tg_changes_encode(StringInfo buf, TgChangeKind kind, uint64 origin,
 				  const char *map, int maplen, const char *key, int keylen,
@@ -186,8 +176,6 @@ tg_changes_encode(StringInfo buf, TgChangeKind kind, uint64 origin,
  * must not fail).  `lost` counts events the transaction could not even
  * collect (its own buffer overflowed); they are reported as lost too.
  */
-void		tg_changes_publish(const char *buf, Size len, int nevents, uint64 lost);
-
 void
 tg_changes_publish(const char *buf, Size len, int nevents, uint64 lost)
 {
@@ -234,9 +222,6 @@ tg_changes_publish(const char *buf, Size len, int nevents, uint64 lost)
 	if (pid != 0 && pg_atomic_exchange_u32(&ring->wake_pending, 1) == 0)
 		kill((pid_t) pid, SIGUSR2);
 }
-
-Size		tg_changes_ring_size(void);
-bool		tg_changes_has_consumer(void);
 
 Size
 tg_changes_ring_size(void)

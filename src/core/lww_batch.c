@@ -5,42 +5,27 @@
  * that one lww_put() at a time costs an executor start per op.  Here every op
  * is validated in C first — problems are reported per op in the result, not
  * raised, so one bad op never aborts the others — then duplicates of a key
- * are collapsed to the newest timestamp and the survivors go through a single
- * INSERT ... ON CONFLICT DO UPDATE ... WHERE newer, in index order (so
- * concurrent batches lock rows in the same order and cannot deadlock with
- * each other).
+ * are collapsed to the newest timestamp and the survivors go through one
+ * statement of the LWW merge (lww_merge.c), in index order (so concurrent
+ * batches lock rows in the same order and cannot deadlock with each other).
  */
 #include "topgun.h"
 #include "core/hlc.h"
+#include "core/lww_batch.h"
+#include "core/lww_merge.h"
 #include "core/storage.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
-#include "executor/spi.h"
 #include "funcapi.h"
 #include "merkle/fnv.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
-#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(lww_put_many);
 
-typedef struct Op
-{
-	text	   *map;
-	text	   *key;
-	Jsonb	   *value;			/* NULL: tombstone */
-	TgHlc	   *ts;
-	bool		has_ttl;
-	int64		ttl;
-	int			leaf;
-	char	   *error;			/* rejected: why */
-	bool		won;
-	bool		winner;			/* newest op of its key in this batch */
-} Op;
 
 typedef struct KeyEnt
 {
@@ -48,41 +33,8 @@ typedef struct KeyEnt
 	int			first;			/* chain of ops with this hash, via next[] */
 } KeyEnt;
 
-static SPIPlanPtr many_plan = NULL;
-static Oid	many_plan_hlc = InvalidOid;
-
-static Oid
-hlc_oid(void)
-{
-	return GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("hlc"),
-						   ObjectIdGetDatum(get_namespace_oid("topgun", false)));
-}
-
-static SPIPlanPtr
-get_plan(Oid hlc)
-{
-	if (many_plan == NULL || many_plan_hlc != hlc)
-	{
-		Oid			types[5] = {TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID, get_array_type(hlc), INT8ARRAYOID};
-		SPIPlanPtr	p;
-
-		p = SPI_prepare("INSERT INTO topgun.lww AS t (map, key, value, ts, ttl_ms) "
-						"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-						"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5)) "
-						"ON CONFLICT (map, leaf, key) DO UPDATE "
-						"SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms "
-						"WHERE t.ts OPERATOR(topgun.<) excluded.ts "
-						"RETURNING map, key", 5, types);
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare topgun.lww batch upsert: %s", SPI_result_code_string(SPI_result));
-		many_plan = p;			/* a replaced plan is leaked, never freed in use */
-		many_plan_hlc = hlc;
-	}
-	return many_plan;
-}
-
 static bool
-same_key(const Op *a, const Op *b)
+same_key(const TgLwwOp *a, const TgLwwOp *b)
 {
 	return VARSIZE_ANY_EXHDR(a->map) == VARSIZE_ANY_EXHDR(b->map) &&
 		VARSIZE_ANY_EXHDR(a->key) == VARSIZE_ANY_EXHDR(b->key) &&
@@ -107,14 +59,40 @@ text_cmp(text *a, text *b)
 	return r != 0 ? r : (la > lb) - (la < lb);
 }
 
-static Op  *sort_ops;
+static TgLwwOp *sort_ops;
+
+typedef struct WonCtx
+{
+	TgLwwOp		   *ops;
+	int		   *next;
+	HTAB	   *keymap;
+} WonCtx;
+
+/* A row the merge wrote: mark the batch's winning op of that key. */
+static void
+mark_won(text *map, text *key, void *arg)
+{
+	WonCtx	   *w = arg;
+	uint32		h = key_hash(map, key);
+	KeyEnt	   *ke = hash_search(w->keymap, &h, HASH_FIND, NULL);
+	TgLwwOp			probe;
+
+	probe.map = map;
+	probe.key = key;
+	for (int j = ke ? ke->first : -1; j >= 0; j = w->next[j])
+		if (w->ops[j].winner && same_key(&w->ops[j], &probe))
+		{
+			w->ops[j].won = true;
+			return;
+		}
+}
 
 /* Index order of topgun.lww's primary key: (map, leaf, key), C collation. */
 static int
 index_order_cmp(const void *x, const void *y)
 {
-	const Op   *a = &sort_ops[*(const int *) x];
-	const Op   *b = &sort_ops[*(const int *) y];
+	const TgLwwOp   *a = &sort_ops[*(const int *) x];
+	const TgLwwOp   *b = &sort_ops[*(const int *) y];
 	int			r = text_cmp(a->map, b->map);
 
 	if (r != 0)
@@ -126,15 +104,15 @@ index_order_cmp(const void *x, const void *y)
 
 /* Validate one op; NULL if fine, else the reason. */
 static char *
-check_op(Op *op, bool map_null, bool key_null, bool ts_null)
+check_op(TgLwwOp *op)
 {
 	int			len;
 
-	if (map_null)
+	if (op->map == NULL)
 		return "map name must not be NULL";
-	if (key_null)
+	if (op->key == NULL)
 		return "key must not be NULL";
-	if (ts_null)
+	if (op->ts == NULL)
 		return "timestamp must not be NULL";
 	len = VARSIZE_ANY_EXHDR(op->map);
 	if (len < 1 || len > TG_MAX_MAP_BYTES)
@@ -150,35 +128,9 @@ check_op(Op *op, bool map_null, bool key_null, bool ts_null)
 	return tg_clock_drift_error(op->ts);
 }
 
-/*
- * topgun.lww_put_many(maps text[], keys text[], vals jsonb[], ts hlc[],
- *                     ttl_ms bigint[] DEFAULT NULL)
- *   RETURNS TABLE (ord int, won boolean, error text)
- */
-Datum
-lww_put_many(PG_FUNCTION_ARGS)
+void
+tg_lww_put_batch(TgLwwOp *ops, int n)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	Datum	   *maps,
-			   *keys,
-			   *vals,
-			   *tss,
-			   *ttls = NULL;
-	bool	   *mapn,
-			   *keyn,
-			   *valn,
-			   *tsn,
-			   *ttln = NULL;
-	int			n,
-				nk,
-				nv,
-				nt,
-				nttl = 0;
-	int16		hlen;
-	bool		hbyval;
-	char		halign;
-	Oid			hlc = hlc_oid();
-	Op		   *ops;
 	int		   *next;
 	int		   *order;
 	int			nwin = 0;
@@ -186,28 +138,8 @@ lww_put_many(PG_FUNCTION_ARGS)
 	HASHCTL		ctl;
 	int			i;
 
-	InitMaterializedSRF(fcinfo, 0);
-	for (i = 0; i < 4; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("lww_put_many: argument %d must not be NULL", i + 1)));
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT, &maps, &mapn, &n);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &keys, &keyn, &nk);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), JSONBOID, -1, false, TYPALIGN_INT, &vals, &valn, &nv);
-	get_typlenbyvalalign(hlc, &hlen, &hbyval, &halign);
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), hlc, hlen, hbyval, halign, &tss, &tsn, &nt);
-	if (!PG_ARGISNULL(4))
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-						  &ttls, &ttln, &nttl);
-	if (nk != n || nv != n || nt != n || (ttls != NULL && nttl != n))
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("lww_put_many: all arrays must have the same length")));
-	if (n == 0)
-		return (Datum) 0;
-
-	ops = palloc0(sizeof(Op) * n);
+	if (n <= 0)
+		return;
 	next = palloc(sizeof(int) * n);
 	order = palloc(sizeof(int) * n);
 	memset(&ctl, 0, sizeof(ctl));
@@ -218,21 +150,17 @@ lww_put_many(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < n; i++)
 	{
-		Op		   *op = &ops[i];
+		TgLwwOp    *op = &ops[i];
 		KeyEnt	   *ke;
 		bool		found;
 		int			j;
 
 		next[i] = -1;
-		op->map = mapn[i] ? NULL : DatumGetTextPP(maps[i]);
-		op->key = keyn[i] ? NULL : DatumGetTextPP(keys[i]);
-		op->ts = tsn[i] ? NULL : DatumGetTgHlcP(tss[i]);
-		op->value = valn[i] ? NULL : DatumGetJsonbP(vals[i]);
+		op->won = op->winner = false;
 		if (op->value != NULL && tg_jsonb_is_null(op->value))
 			op->value = NULL;	/* JSON null: a tombstone, as on the wire */
-		op->has_ttl = ttls != NULL && !ttln[i];
-		op->ttl = op->has_ttl ? DatumGetInt64(ttls[i]) : 0;
-		op->error = check_op(op, mapn[i], keyn[i], tsn[i]);
+		if (op->error == NULL)
+			op->error = check_op(op);
 		if (op->error != NULL)
 			continue;
 		{
@@ -276,63 +204,92 @@ lww_put_many(PG_FUNCTION_ARGS)
 
 	if (nwin > 0)
 	{
-		Datum	   *am = palloc(sizeof(Datum) * nwin),
-				   *ak = palloc(sizeof(Datum) * nwin),
-				   *av = palloc(sizeof(Datum) * nwin),
-				   *at = palloc(sizeof(Datum) * nwin),
-				   *att = palloc(sizeof(Datum) * nwin);
-		bool	   *avn = palloc(sizeof(bool) * nwin),
-				   *attn = palloc(sizeof(bool) * nwin);
-		int			dims[1] = {nwin};
-		int			lbs[1] = {1};
-		Datum		args[5];
-		uint64		r;
+		TgLwwRow   *rows = palloc(sizeof(TgLwwRow) * nwin);
+		WonCtx		w = {ops, next, keymap};
 
 		sort_ops = ops;
 		qsort(order, nwin, sizeof(int), index_order_cmp);
 		for (i = 0; i < nwin; i++)
 		{
-			Op		   *op = &ops[order[i]];
+			TgLwwOp		   *op = &ops[order[i]];
 
-			am[i] = PointerGetDatum(op->map);
-			ak[i] = PointerGetDatum(op->key);
-			av[i] = PointerGetDatum(op->value);
-			avn[i] = op->value == NULL;
-			at[i] = PointerGetDatum(op->ts);
-			att[i] = Int64GetDatum(op->ttl);
-			attn[i] = !op->has_ttl || op->value == NULL;
+			rows[i].map = op->map;
+			rows[i].key = op->key;
+			rows[i].value = op->value;
+			rows[i].ts = op->ts;
+			rows[i].has_ttl = op->has_ttl;
+			rows[i].ttl = op->ttl;
 		}
-		args[0] = PointerGetDatum(construct_array(am, nwin, TEXTOID, -1, false, TYPALIGN_INT));
-		args[1] = PointerGetDatum(construct_array(ak, nwin, TEXTOID, -1, false, TYPALIGN_INT));
-		args[2] = PointerGetDatum(construct_md_array(av, avn, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
-		args[3] = PointerGetDatum(construct_array(at, nwin, hlc, hlen, hbyval, halign));
-		args[4] = PointerGetDatum(construct_md_array(att, attn, 1, dims, lbs, INT8OID, 8,
-													 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute_plan(get_plan(hlc), args, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-			elog(ERROR, "topgun.lww batch upsert failed");
-		for (r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			text	   *m = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-			text	   *k = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
-			uint32		h = key_hash(m, k);
-			KeyEnt	   *ke = hash_search(keymap, &h, HASH_FIND, NULL);
-			Op			probe;
-			int			j;
-
-			probe.map = m;
-			probe.key = k;
-			for (j = ke ? ke->first : -1; j >= 0; j = next[j])
-				if (ops[j].winner && same_key(&ops[j], &probe))
-				{
-					ops[j].won = true;
-					break;
-				}
-		}
-		SPI_finish();
+		tg_lww_merge_many(nwin, rows, mark_won, &w);
 	}
+	hash_destroy(keymap);
+}
+
+/*
+ * topgun.lww_put_many(maps text[], keys text[], vals jsonb[], ts hlc[],
+ *                     ttl_ms bigint[] DEFAULT NULL)
+ *   RETURNS TABLE (ord int, won boolean, error text)
+ */
+Datum
+lww_put_many(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *maps,
+			   *keys,
+			   *vals,
+			   *tss,
+			   *ttls = NULL;
+	bool	   *mapn,
+			   *keyn,
+			   *valn,
+			   *tsn,
+			   *ttln = NULL;
+	int			n,
+				nk,
+				nv,
+				nt,
+				nttl = 0;
+	int16		hlen;
+	bool		hbyval;
+	char		halign;
+	Oid			hlc = tg_lww_hlc_type();
+	TgLwwOp    *ops;
+	int			i;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (i = 0; i < 4; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("lww_put_many: argument %d must not be NULL", i + 1)));
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, -1, false, TYPALIGN_INT, &maps, &mapn, &n);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, -1, false, TYPALIGN_INT, &keys, &keyn, &nk);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), JSONBOID, -1, false, TYPALIGN_INT, &vals, &valn, &nv);
+	get_typlenbyvalalign(hlc, &hlen, &hbyval, &halign);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), hlc, hlen, hbyval, halign, &tss, &tsn, &nt);
+	if (!PG_ARGISNULL(4))
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(4), INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+						  &ttls, &ttln, &nttl);
+	if (nk != n || nv != n || nt != n || (ttls != NULL && nttl != n))
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("lww_put_many: all arrays must have the same length")));
+	if (n == 0)
+		return (Datum) 0;
+
+	ops = palloc0(sizeof(TgLwwOp) * n);
+	for (i = 0; i < n; i++)
+	{
+		TgLwwOp    *op = &ops[i];
+
+		op->map = mapn[i] ? NULL : DatumGetTextPP(maps[i]);
+		op->key = keyn[i] ? NULL : DatumGetTextPP(keys[i]);
+		op->ts = tsn[i] ? NULL : DatumGetTgHlcP(tss[i]);
+		op->value = valn[i] ? NULL : DatumGetJsonbP(vals[i]);
+		op->has_ttl = ttls != NULL && !ttln[i];
+		op->ttl = op->has_ttl ? DatumGetInt64(ttls[i]) : 0;
+	}
+	tg_lww_put_batch(ops, n);
 
 	for (i = 0; i < n; i++)
 	{

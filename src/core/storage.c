@@ -79,13 +79,6 @@ storage_relcache_cb(Datum arg, Oid relid)
 	kind_cache_stale = true;
 }
 
-static void
-storage_type_cb(Datum arg, int cacheid, uint32 hashvalue)
-{
-	/* a type changed: the hlc parameter type of kept plans may be gone */
-	tg_lww_reset_plans();
-}
-
 void
 tg_storage_init(void)
 {
@@ -95,7 +88,6 @@ tg_storage_init(void)
 							PGC_SUSET, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	RegisterXactCallback(kind_cache_xact_callback, NULL);
 	CacheRegisterRelcacheCallback(storage_relcache_cb, (Datum) 0);
-	CacheRegisterSyscacheCallback(TYPEOID, storage_type_cb, (Datum) 0);
 }
 
 static void

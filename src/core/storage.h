@@ -26,7 +26,6 @@ extern void tg_require_map_kind(text *map, TgMapKind kind);
 extern TgMapKind tg_map_kind_register(text *map, TgMapKind kind);
 extern char *tg_kind_mismatch_message(text *map, TgMapKind stored, TgMapKind wanted);
 extern bool tg_jsonb_is_null(Jsonb *jb);
-extern void tg_lww_reset_plans(void);
 extern HeapTuple tg_before_row_tuple(FunctionCallInfo fcinfo, const char *trigger_function);
 
 #endif							/* TG_STORAGE_H */

@@ -23,60 +23,25 @@ static SPIPlanPtr root_plan = NULL;
 static SPIPlanPtr buckets_plan = NULL;
 static SPIPlanPtr leaves_plan = NULL;
 
-#define TG_NODE_LEAVES 16
-
-/* The 16 leaf hashes of a depth-2 node row; NULL elements are absent leaves. */
-static void
-get_leaves(ArrayType *a, uint32 *hashes, bool *exists)
-{
-	Datum	   *d;
-	bool	   *nulls;
-	int			n;
-
-	if (ARR_NDIM(a) != 1 || ARR_ELEMTYPE(a) != INT8OID)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("Merkle leaf array must be a one-dimensional bigint array")));
-	deconstruct_array(a, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &d, &nulls, &n);
-	if (n != TG_NODE_LEAVES)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("Merkle leaf array has %d elements, expected %d", n, TG_NODE_LEAVES)));
-	for (int i = 0; i < TG_NODE_LEAVES; i++)
-	{
-		exists[i] = !nulls[i];
-		hashes[i] = nulls[i] ? 0 : (uint32) DatumGetInt64(d[i]);
-	}
-}
-
 /*
  * topgun._merkle_leaves_add(old bigint[], delta bigint[]) RETURNS bigint[]
  *
  * Element-wise sum modulo 2^32 of a node's stored leaves and a commit's leaf
  * deltas: a NULL delta leaves the leaf as it is, a delta on an absent leaf
- * creates it.  Used by the pre-commit flush (pending.c).
+ * creates it (leaves.c).
  */
 Datum
 tg_merkle_leaves_add(PG_FUNCTION_ARGS)
 {
-	uint32		old[TG_NODE_LEAVES],
-				delta[TG_NODE_LEAVES];
-	bool		old_ex[TG_NODE_LEAVES],
-				delta_ex[TG_NODE_LEAVES];
-	Datum		out[TG_NODE_LEAVES];
-	bool		outnull[TG_NODE_LEAVES];
-	int			dims[1] = {TG_NODE_LEAVES};
-	int			lbs[1] = {1};
+	uint32		delta[TG_NODE_LEAVES];
+	bool		delta_ex[TG_NODE_LEAVES];
+	uint16		touched = 0;
 
-	get_leaves(PG_GETARG_ARRAYTYPE_P(0), old, old_ex);
-	get_leaves(PG_GETARG_ARRAYTYPE_P(1), delta, delta_ex);
+	tg_merkle_get_leaves(PG_GETARG_ARRAYTYPE_P(1), delta, delta_ex);
 	for (int i = 0; i < TG_NODE_LEAVES; i++)
-	{
-		outnull[i] = !old_ex[i] && !delta_ex[i];
-		out[i] = Int64GetDatum((int64) (uint32) (old[i] + delta[i]));
-	}
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, outnull, 1, dims, lbs, INT8OID, 8,
-											 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		if (delta_ex[i])
+			touched |= (uint16) (1 << i);
+	PG_RETURN_ARRAYTYPE_P(tg_merkle_leaves_sum(PG_GETARG_ARRAYTYPE_P(0), delta, touched));
 }
 
 /* Parse a path of 0..3 lowercase hex digits; returns its value. */
@@ -199,7 +164,7 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 		{
 			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 			if (!isnull)
-				get_leaves(DatumGetArrayTypeP(d), sums, exists);
+				tg_merkle_get_leaves(DatumGetArrayTypeP(d), sums, exists);
 		}
 	}
 	else

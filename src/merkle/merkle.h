@@ -14,11 +14,39 @@
 #include "postgres.h"
 #include "core/hlc.h"
 
+/* A commit's deltas to one depth-2 node (pending.c builds them, sorted). */
+typedef struct TgNodeDelta
+{
+	const char *map;
+	int16		prefix;			/* depth-2 node: leaf >> 4 */
+	uint16		touched;		/* bit i: leaf (prefix << 4 | i) has a delta */
+	uint32		leaf[16];		/* the node's own delta is their (wrapping) sum */
+} TgNodeDelta;
+
 /* pending.c */
 extern void tg_merkle_add_delta(const char *map, int maplen, int leaf, uint32 delta);
 extern void tg_merkle_mark_or_key(const char *map, int maplen, const char *key, int keylen);
 extern uint32 tg_merkle_pending_sum(const char *map, int maplen, int level, int prefix_lo, int prefix_hi,
 									uint32 *per_child);
+
+/* flush_stats.c: cumulative cost of the pre-commit flush, in shared memory */
+extern void tg_merkle_flush_stats_init(void);
+extern uint64 tg_merkle_cpu_usec(void);
+extern void tg_merkle_flush_account(uint64 started_usec, int nodes, int or_keys);
+
+/* api.c: a node's 16 leaves plus a commit's deltas (mod 2^32); untouched leaves stay as they are */
+struct ArrayType;
+/* Leaves of one depth-2 node row (merkle_nodes.leaves). */
+#define TG_NODE_LEAVES 16
+extern void tg_merkle_get_leaves(struct ArrayType *a, uint32 *hashes, bool *exists);
+extern struct ArrayType *tg_merkle_leaves_sum(struct ArrayType *old, const uint32 *delta, uint16 touched);
+
+/*
+ * node_write.c: add the deltas of nodes[0..n) whose rows exist; done[i] is
+ * set for each one written.  Returns how many; 0 when the direct path does
+ * not apply (the caller then writes every node with SQL).
+ */
+extern int	tg_merkle_nodes_update(const TgNodeDelta *nodes, int n, bool *done);
 
 /* hashing (item.c) */
 extern uint32 tg_lww_item_hash(const char *key, int keylen, const TgHlc *ts);

@@ -24,6 +24,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -270,19 +271,11 @@ subxact_callback(SubXactEvent event, SubTransactionId mySubid,
  * Flush
  * --------------------------------------------------------------------------
  */
-typedef struct NodeDelta
-{
-	const char *map;
-	int16		prefix;			/* depth-2 node: leaf >> 4 */
-	uint16		touched;		/* bit i: leaf (prefix << 4 | i) has a delta */
-	uint32		leaf[16];		/* the node's own delta is their (wrapping) sum */
-} NodeDelta;
-
 static int
 node_delta_cmp(const void *a, const void *b)
 {
-	const NodeDelta *x = a;
-	const NodeDelta *y = b;
+	const TgNodeDelta *x = a;
+	const TgNodeDelta *y = b;
 	int			c = strcmp(x->map, y->map);
 
 	if (c != 0)
@@ -309,22 +302,40 @@ keep(const char *sql, int nargs, Oid *types)
 static void
 prepare_flush_plans(void)
 {
-	Oid			t4[4] = {TEXTARRAYOID, INT2ARRAYOID, INT8ARRAYOID, INT8ARRAYOID};
+	Oid			tn[3 + 16] = {TEXTARRAYOID, INT2ARRAYOID, INT8ARRAYOID};
 	Oid			t3[4] = {TEXTOID, INT2OID, TEXTOID, INT8OID};
 
 	if (upsert_nodes_plan != NULL)
 		return;
+	for (int k = 0; k < 16; k++)
+		tn[3 + k] = INT8ARRAYOID;
 	/*
-	 * $4 holds 16 leaf deltas per node, NULL for an untouched leaf; a new
-	 * row starts from zero, so its leaves are exactly the deltas.
+	 * Parallel arrays read by one multi-argument unnest, so the statement is
+	 * linear in the nodes (subscripting a varlena or NULL-holding array
+	 * walks it from its start: $1[i] over all i is quadratic).  $4..$19:
+	 * leaf k's delta of every node, NULL for an untouched leaf; a new row
+	 * starts from zero, so its leaves are exactly the deltas.
 	 */
-	upsert_nodes_plan = keep(
-		"INSERT INTO topgun.merkle_nodes AS m (map, prefix, hash, leaves) "
-		"SELECT $1[i], $2[i], $3[i], $4[(i - 1) * 16 + 1 : i * 16] "
-		"FROM pg_catalog.generate_series(1, pg_catalog.cardinality($1)) AS i "
-		"ON CONFLICT (map, prefix) DO UPDATE "
-		"SET hash = (m.hash + excluded.hash) % 4294967296, "
-		"leaves = topgun._merkle_leaves_add(m.leaves, excluded.leaves)", 4, t4);
+	{
+		StringInfoData q;
+
+		initStringInfo(&q);
+		appendStringInfoString(&q, "INSERT INTO topgun.merkle_nodes AS m (map, prefix, hash, leaves) "
+							   "SELECT u.m, u.p, u.h, ARRAY[u.l0");
+		for (int k = 1; k < 16; k++)
+			appendStringInfo(&q, ", u.l%d", k);
+		appendStringInfoString(&q, "] FROM ROWS FROM (pg_catalog.unnest($1)");
+		for (int k = 2; k <= 3 + 16; k++)
+			appendStringInfo(&q, ", pg_catalog.unnest($%d)", k);
+		appendStringInfoString(&q, ") AS u(m, p, h");
+		for (int k = 0; k < 16; k++)
+			appendStringInfo(&q, ", l%d", k);
+		appendStringInfoString(&q, ") ON CONFLICT (map, prefix) DO UPDATE "
+							   "SET hash = (m.hash + excluded.hash) % 4294967296, "
+							   "leaves = topgun._merkle_leaves_add(m.leaves, excluded.leaves)");
+		upsert_nodes_plan = keep(q.data, 3 + 16, tn);
+		pfree(q.data);
+	}
 	or_old_plan = keep("SELECT entry_hash FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3",
 					   3, t3);
 	/* ON CONFLICT DO UPDATE ... WHERE false locks an existing row without writing it */
@@ -447,7 +458,7 @@ flush_pending(void)
 {
 	HASH_SEQ_STATUS st;
 	LeafEntry  *e;
-	NodeDelta  *nodes;
+	TgNodeDelta  *nodes;
 	int			n = 0;
 	int			cap;
 	int			i,
@@ -460,10 +471,15 @@ flush_pending(void)
 	bool	   *leafnulls;
 	int			dims[1];
 	int			lbs[1] = {1};
-	Datum		args[4];
+	Datum		args[3 + 16];
+	uint64		started;
+	int			nor;
+	int			nwritten;
+	bool	   *done;
 
 	if (leaf_deltas == NULL)
 		return;
+	started = tg_merkle_cpu_usec();
 	flushing = true;
 	/*
 	 * Pre-commit runs after the last statement: make its changes visible to
@@ -474,11 +490,12 @@ flush_pending(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_flush_plans();
-	if (hash_get_num_entries(or_dirty) > 0)
+	nor = (int) hash_get_num_entries(or_dirty);
+	if (nor > 0)
 		flush_or_keys();
 
 	cap = hash_get_num_entries(leaf_deltas) + 1;
-	nodes = palloc(cap * sizeof(NodeDelta));
+	nodes = palloc(cap * sizeof(TgNodeDelta));
 	hash_seq_init(&st, leaf_deltas);
 	while ((e = hash_seq_search(&st)) != NULL)
 	{
@@ -494,15 +511,16 @@ flush_pending(void)
 		SPI_finish();
 		PopActiveSnapshot();
 		flushing = false;
+		tg_merkle_flush_account(started, 0, nor);
 		return;
 	}
-	qsort(nodes, n, sizeof(NodeDelta), node_delta_cmp);
+	qsort(nodes, n, sizeof(TgNodeDelta), node_delta_cmp);
 	/* merge the leaves of one depth-2 node into one row */
 	for (i = 0, j = 0; i < n; i++)
 	{
 		if (j > 0 && node_delta_cmp(&nodes[j - 1], &nodes[i]) == 0)
 		{
-			NodeDelta  *d = &nodes[j - 1];
+			TgNodeDelta  *d = &nodes[j - 1];
 
 			d->touched |= nodes[i].touched;
 			for (k = 0; k < 16; k++)
@@ -512,10 +530,30 @@ flush_pending(void)
 			nodes[j++] = nodes[i];
 	}
 	n = j;
+	/* existing rows directly (node_write.c); the rest, new rows, with ON CONFLICT */
+	done = palloc0(n * sizeof(bool));
+	if (tg_merkle_nodes_update(nodes, n, done) > 0)
+	{
+		for (i = 0, j = 0; i < n; i++)
+			if (!done[i])
+				nodes[j++] = nodes[i];
+		nwritten = n;
+		n = j;
+	}
+	else
+		nwritten = n;
+	if (n == 0)
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		flushing = false;
+		tg_merkle_flush_account(started, nwritten, nor);
+		return;
+	}
 	maps = palloc(n * sizeof(Datum));
 	prefixes = palloc(n * sizeof(Datum));
 	hashes = palloc(n * sizeof(Datum));
-	leaves = palloc(16 * n * sizeof(Datum));
+	leaves = palloc(16 * n * sizeof(Datum));	/* leaf k of node i at k * n + i */
 	leafnulls = palloc(16 * n * sizeof(bool));
 	for (i = 0; i < n; i++)
 	{
@@ -524,24 +562,26 @@ flush_pending(void)
 		for (k = 0; k < 16; k++)
 		{
 			node_delta += nodes[i].leaf[k];
-			leaves[i * 16 + k] = Int64GetDatum((int64) nodes[i].leaf[k]);
-			leafnulls[i * 16 + k] = (nodes[i].touched & (1 << k)) == 0;
+			leaves[k * n + i] = Int64GetDatum((int64) nodes[i].leaf[k]);
+			leafnulls[k * n + i] = (nodes[i].touched & (1 << k)) == 0;
 		}
 		maps[i] = CStringGetTextDatum(nodes[i].map);
 		prefixes[i] = Int16GetDatum(nodes[i].prefix);
 		hashes[i] = Int64GetDatum((int64) node_delta);
 	}
-	dims[0] = 16 * n;
+	dims[0] = n;
 	args[0] = PointerGetDatum(construct_array(maps, n, TEXTOID, -1, false, TYPALIGN_INT));
 	args[1] = PointerGetDatum(construct_array(prefixes, n, INT2OID, 2, true, TYPALIGN_SHORT));
 	args[2] = PointerGetDatum(construct_array(hashes, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_md_array(leaves, leafnulls, 1, dims, lbs, INT8OID, 8,
-												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	for (k = 0; k < 16; k++)
+		args[3 + k] = PointerGetDatum(construct_md_array(leaves + k * n, leafnulls + k * n, 1, dims, lbs,
+														 INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	if (SPI_execute_plan(upsert_nodes_plan, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "topgun: Merkle node update failed");
 	SPI_finish();
 	PopActiveSnapshot();
 	flushing = false;
+	tg_merkle_flush_account(started, nwritten, nor);
 }
 
 static void
@@ -568,6 +608,7 @@ xact_callback(XactEvent event, void *arg)
 void
 tg_merkle_init(void)
 {
+	tg_merkle_flush_stats_init();
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
 }

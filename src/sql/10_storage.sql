@@ -115,6 +115,10 @@ CREATE FUNCTION topgun.lww_remove(map text, key text, ts topgun.hlc DEFAULT topg
   RETURNS boolean AS 'MODULE_PATHNAME', 'lww_remove' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION topgun.lww_remove(text, text, topgun.hlc) IS
   'Write a tombstone if its timestamp is strictly newer than the stored record; true when it won';
+-- The merge itself (src/core/lww_merge.c) without a client write's checks:
+-- replication apply merges records that another node already accepted.
+CREATE FUNCTION topgun._lww_merge(map text, key text, value jsonb, ts topgun.hlc, ttl_ms bigint)
+  RETURNS boolean AS 'MODULE_PATHNAME', 'tg_lww_merge_sql' LANGUAGE C VOLATILE;
 
 CREATE FUNCTION topgun.lww_get(map text, key text) RETURNS jsonb LANGUAGE sql STABLE STRICT PARALLEL SAFE
 AS $$
@@ -176,25 +180,32 @@ BEGIN
   END IF;
 END $$;
 
+-- The OR-map upsert: a tag's record is replaced only by a newer timestamp.
+-- The caller has claimed the tag (topgun._or_claim_tag) and found it live.
+-- Used by or_apply and by replication apply (_repl_ormap).
+CREATE FUNCTION topgun._or_upsert(map text, key text, tag text, value jsonb, ts topgun.hlc, ttl_ms bigint)
+  RETURNS boolean LANGUAGE sql VOLATILE
+AS $$
+  WITH w AS (
+    INSERT INTO topgun.ormap AS o (map, key, tag, value, ts, ttl_ms) VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT ON CONSTRAINT ormap_pkey DO UPDATE
+       SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms
+     WHERE o.ts OPERATOR(topgun.<) excluded.ts
+    RETURNING 1)
+  SELECT EXISTS (SELECT 1 FROM w)
+$$;
+
 CREATE FUNCTION topgun.or_apply(map text, key text, value jsonb, tag text, ts topgun.hlc,
                                 ttl_ms bigint DEFAULT NULL)
   RETURNS boolean LANGUAGE plpgsql VOLATILE
 AS $$
-DECLARE
-  n integer;
 BEGIN
   PERFORM topgun._check_write('or', map, key, value, ts, ttl_ms);
   PERFORM topgun._check_tag(tag);
   IF topgun._or_claim_tag(map, tag) THEN
     RETURN false;                      -- tombstoned: an add can never resurrect it
   END IF;
-  INSERT INTO topgun.ormap AS o (map, key, tag, value, ts, ttl_ms)
-       VALUES (or_apply.map, or_apply.key, or_apply.tag, or_apply.value, or_apply.ts, or_apply.ttl_ms)
-  ON CONFLICT ON CONSTRAINT ormap_pkey DO UPDATE
-     SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms
-   WHERE o.ts OPERATOR(topgun.<) excluded.ts;
-  GET DIAGNOSTICS n = ROW_COUNT;
-  RETURN n > 0;
+  RETURN topgun._or_upsert(map, key, tag, value, ts, ttl_ms);
 END
 $$;
 COMMENT ON FUNCTION topgun.or_apply(text, text, jsonb, text, topgun.hlc, bigint) IS

@@ -207,13 +207,20 @@ BEGIN
   INSERT INTO topgun.or_keys (map, leaf, key, entry_hash)
     SELECT merkle_rebuild.map, k.leaf, k.key, topgun._or_entry_hash(merkle_rebuild.map, k.key)
       FROM (SELECT DISTINCT o.leaf, o.key FROM topgun.ormap o WHERE o.map = merkle_rebuild.map) k;
+  -- one pass: every written node's 16 slots joined to the leaf hashes, grouped
   WITH r AS (SELECT * FROM topgun._leaf_hashes_from_rows(merkle_rebuild.map))
   INSERT INTO topgun.merkle_nodes (map, prefix, hash, leaves)
-    SELECT merkle_rebuild.map, p.prefix,
-           (SELECT sum(r.hash) % 4294967296 FROM r WHERE r.leaf >> 4 = p.prefix),
-           ARRAY(SELECT r.hash FROM pg_catalog.generate_series(0, 15) AS g
-                   LEFT JOIN r ON r.leaf = p.prefix * 16 + g ORDER BY g)
-      FROM (SELECT DISTINCT r.leaf >> 4 AS prefix FROM r) p;
+    SELECT merkle_rebuild.map, p.prefix, sum(r.hash) % 4294967296, array_agg(r.hash ORDER BY g)
+      FROM (SELECT DISTINCT r.leaf >> 4 AS prefix FROM r) p
+     CROSS JOIN pg_catalog.generate_series(0, 15) AS g
+      LEFT JOIN r ON r.leaf = p.prefix * 16 + g
+     GROUP BY p.prefix;
 END
 $$;
 COMMENT ON FUNCTION topgun.merkle_rebuild(text) IS 'Recompute a map''s Merkle tree from its rows (operators; after restores)';
+
+CREATE FUNCTION topgun.merkle_flush_stats(OUT flushes bigint, OUT nodes bigint, OUT or_keys bigint,
+                                          OUT flush_cpu_ms double precision)
+  AS 'MODULE_PATHNAME', 'tg_merkle_flush_stats' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION topgun.merkle_flush_stats() IS
+  'Cumulative cost of the Merkle pre-commit flush in all backends since the server started (benchmarks)';

@@ -89,11 +89,7 @@ BEGIN
   IF FOUND AND NOT (cur OPERATOR(topgun.<) NEW.ts) THEN
     RETURN NULL;
   END IF;
-  INSERT INTO topgun.lww AS t (map, key, leaf, value, ts, ttl_ms)
-       VALUES (NEW.map, NEW.key, NEW.leaf, NEW.value, NEW.ts, NEW.ttl_ms)
-  ON CONFLICT ON CONSTRAINT lww_pkey DO UPDATE
-     SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms
-   WHERE t.ts OPERATOR(topgun.<) excluded.ts;
+  PERFORM topgun._lww_merge(NEW.map, NEW.key, NEW.value, NEW.ts, NEW.ttl_ms);
   RETURN NULL;
 END $$;
 
@@ -126,11 +122,7 @@ BEGIN
   IF TG_OP = 'UPDATE' THEN
     RETURN NEW;
   END IF;
-  INSERT INTO topgun.ormap AS o (map, key, leaf, tag, value, ts, ttl_ms)
-       VALUES (NEW.map, NEW.key, NEW.leaf, NEW.tag, NEW.value, NEW.ts, NEW.ttl_ms)
-  ON CONFLICT ON CONSTRAINT ormap_pkey DO UPDATE
-     SET value = excluded.value, ts = excluded.ts, ttl_ms = excluded.ttl_ms
-   WHERE o.ts OPERATOR(topgun.<) excluded.ts;
+  PERFORM topgun._or_upsert(NEW.map, NEW.key, NEW.tag, NEW.value, NEW.ts, NEW.ttl_ms);
   RETURN NULL;
 END $$;
 

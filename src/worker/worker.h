@@ -15,6 +15,20 @@
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
 
+/*
+ * Invariant checks of the sync server (queues, group commit, fan-out):
+ * compiled in by `make DEBUG=1` (the sanitizer suite), out of release builds.
+ */
+#ifdef TG_DEBUG
+#define TG_ASSERT(cond) \
+	do { \
+		if (!(cond)) \
+			elog(PANIC, "topgun: invariant violated: %s (%s:%d)", #cond, __FILE__, __LINE__); \
+	} while (0)
+#else
+#define TG_ASSERT(cond) ((void) 0)
+#endif
+
 /* ---------------------------------------------------------------- GUCs */
 extern int	tg_port;
 extern char *tg_listen_addresses;
@@ -39,6 +53,19 @@ extern int	tg_max_subscriptions_per_connection;
 extern int	tg_max_topics_per_connection;
 extern int	tg_topic_queue_size;
 extern int	tg_max_query_results;
+extern int	tg_executors;
+
+/* Which process of the sync server this is (docs/worker.md). */
+typedef enum TgRole
+{
+	TG_ROLE_NONE = 0,
+	TG_ROLE_SOCKET,			/* libwebsockets loop: never runs SQL */
+	TG_ROLE_SESSION,		/* session executor: sessions, writes, live data */
+	TG_ROLE_READER			/* reader executor: reads in their own snapshots */
+} TgRole;
+
+extern TgRole tg_role;
+extern int	tg_executors_total(void);
 
 /* ------------------------------------------------------ shared memory */
 
@@ -69,6 +96,7 @@ typedef enum TgStat
 	TG_STAT_FEED_RESYNC_CLOSES,
 	TG_STAT_ACCESS_DENIED,
 	TG_STAT_LIMIT_REACHED,
+	TG_STAT_RELOADS,
 	TG_STAT_COUNT
 } TgStat;
 
@@ -103,6 +131,20 @@ typedef struct TgConnSlot
 	uint64		denied;
 } TgConnSlot;
 
+/* One executor process (topgun.executors): 0 = session, 1.. = readers. */
+#define TG_MAX_EXECUTORS 33
+
+typedef struct TgExecSlot
+{
+	pg_atomic_uint32 pid;		/* 0: not running */
+	pg_atomic_uint32 busy;		/* running a request / a loop iteration */
+	pg_atomic_uint64 requests;	/* requests (reader) or messages (session) handled */
+	pg_atomic_uint64 queued;	/* waiting: requests out at it / messages held */
+	pg_atomic_uint64 errors;	/* requests answered with an error */
+	pg_atomic_uint64 restarts;	/* times it was started again after dying */
+	pg_atomic_uint64 reloads;	/* SIGHUPs handled (session executor) */
+} TgExecSlot;
+
 typedef struct TgWorkerShared
 {
 	pg_atomic_uint32 worker_pid;	/* 0 when not running */
@@ -114,6 +156,7 @@ typedef struct TgWorkerShared
 	pg_atomic_uint32 listening; /* 1 while the listener is up */
 	pg_atomic_uint32 ready;		/* 1 while serving (extension present) */
 	pg_atomic_uint64 stats[TG_STAT_COUNT];
+	TgExecSlot	exec[TG_MAX_EXECUTORS];
 	int			nslots;
 	TgConnSlot	slots[FLEXIBLE_ARRAY_MEMBER];
 } TgWorkerShared;
@@ -130,6 +173,12 @@ tg_stat_add(TgStat s, uint64 n)
 {
 	if (tg_worker_shared)
 		pg_atomic_fetch_add_u64(&tg_worker_shared->stats[s], n);
+}
+
+static inline TgExecSlot *
+tg_exec_slot(int i)
+{
+	return (tg_worker_shared && i >= 0 && i < TG_MAX_EXECUTORS) ? &tg_worker_shared->exec[i] : NULL;
 }
 
 /* ------------------------------------------------------- connections */
@@ -173,6 +222,19 @@ typedef struct TgConn
 	char		close_reason[64];
 
 	uint64		gather_epoch;	/* group-gathering round of its last message */
+
+	/* socket process: frames handed to the session executor / handled there */
+	uint64		frames_fwd;
+	uint64		frames_done;
+	bool		sx_open;		/* the executor knows this connection */
+
+	/* session executor: a read is out at a reader; later messages wait */
+	bool		busy;
+	struct TgInMsg *deferred_head;
+	struct TgInMsg *deferred_tail;
+	uint64		frames_handled;
+	bool		done_dirty;		/* frames_handled changed since last reported */
+	int			pending_writes;	/* its batches in the group being gathered */
 
 	/* inbound reassembly */
 	unsigned char *rx;
@@ -235,20 +297,20 @@ extern bool tg_ready;			/* extension present: serve requests */
 
 extern int64 tg_now_ms(void);	/* wall clock (protocol timestamps) */
 extern int64 tg_mono_ms(void);	/* monotonic (timeouts) */
+extern uint64 tg_mono_ns(void);
 extern bool tg_conn_send(TgConn *c, const unsigned char *data, size_t len);
 extern void tg_conn_close(TgConn *c, int code, const char *reason);
 extern void tg_conn_kill(TgConn *c, int code, const char *reason);
 extern void tg_conn_update_slot(TgConn *c);
 extern void tg_request_ready_check(void);
 
-/* worker_proto.c: message handling (runs in the main loop, may use SPI) */
-extern void tg_proto_process(TgInMsg *list);
-extern void tg_proto_conn_gone(TgConn *c);
-extern void tg_proto_reset_plans(void);
+/* worker_auth.c: JWT configuration (socket process and session executor) */
 extern bool tg_auth_configure(bool first);
 extern void tg_auth_release(void);
 
-/* worker_live.c family: see worker_live.h */
+/* the session executor (src/executor): what its loop calls */
+extern void tg_proto_process(TgInMsg *list);
+extern void tg_proto_conn_gone(TgConn *c);
 extern void tg_live_conn_gone(TgConn *c);
 extern void tg_live_ready(bool ready);
 extern void tg_live_poll(bool woken);

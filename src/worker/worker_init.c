@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "topgun.h"
+#include "ipc/ipc.h"
 #include "worker/worker.h"
 
 /* GUC storage */
@@ -47,8 +48,16 @@ int			tg_max_subscriptions_per_connection = 1000;
 int			tg_max_topics_per_connection = 100;
 int			tg_topic_queue_size = 1000;
 int			tg_max_query_results = 10000;
+int			tg_executors = 3;
 
 TgWorkerShared *tg_worker_shared = NULL;
+
+/* Per process: which one of the server's processes this is. */
+TgRole		tg_role = TG_ROLE_NONE;
+
+/* Per process: the socket process's sockets, or an executor's mirrors of them. */
+TgConn	   *tg_conns = NULL;
+bool		tg_ready = false;
 
 const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"connections_accepted",
@@ -75,6 +84,7 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"feed_resync_closes",
 	"access_denied",
 	"limits_reached",
+	"reloads",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
@@ -129,6 +139,18 @@ tg_worker_shmem_startup(void)
 		pg_atomic_init_u64(&tg_worker_shared->wake_total_ns, 0);
 		for (int i = 0; i < TG_STAT_COUNT; i++)
 			pg_atomic_init_u64(&tg_worker_shared->stats[i], 0);
+		for (int i = 0; i < TG_MAX_EXECUTORS; i++)
+		{
+			TgExecSlot *x = &tg_worker_shared->exec[i];
+
+			pg_atomic_init_u32(&x->pid, 0);
+			pg_atomic_init_u32(&x->busy, 0);
+			pg_atomic_init_u64(&x->requests, 0);
+			pg_atomic_init_u64(&x->queued, 0);
+			pg_atomic_init_u64(&x->errors, 0);
+			pg_atomic_init_u64(&x->restarts, 0);
+			pg_atomic_init_u64(&x->reloads, 0);
+		}
 		tg_worker_shared->nslots = tg_max_connections;
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -198,6 +220,11 @@ tg_worker_init(void)
 							"A QUERY_SUB whose result is larger gets ERROR 413; add a limit.",
 							&tg_max_query_results, 10000, 1, 10000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("topgun.executors",
+							"Number of executor processes of the sync server (one session executor, the rest readers).",
+							"Each is a background worker: max_worker_processes must leave room for them.",
+							&tg_executors, 3, 2, TG_MAX_READERS + 1,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("topgun.group_commit_max_ops",
 							"Maximum number of ops applied in one group-commit transaction.",
 							NULL, &tg_group_commit_max_ops, 20000, 1, 1000000,
@@ -269,6 +296,7 @@ tg_worker_init(void)
 PG_FUNCTION_INFO_V1(tg_connections);
 PG_FUNCTION_INFO_V1(tg_worker_stats);
 PG_FUNCTION_INFO_V1(tg_worker_pid);
+PG_FUNCTION_INFO_V1(tg_executors_info);
 PG_FUNCTION_INFO_V1(tg_worker_wake);
 
 /*
@@ -369,9 +397,17 @@ tg_worker_stats(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	for (int i = 0; i < TG_STAT_COUNT; i++)
 	{
+		uint64		v = tg_worker_shared ? pg_atomic_read_u64(&tg_worker_shared->stats[i]) : 0;
+
+		/*
+		 * reloads: SIGHUPs handled by every process that reads settings --
+		 * the socket process and the session executor, the lower count.
+		 */
+		if (i == TG_STAT_RELOADS && tg_worker_shared &&
+			pg_atomic_read_u32(&tg_worker_shared->exec[0].pid) != 0)
+			v = Min(v, pg_atomic_read_u64(&tg_worker_shared->exec[0].reloads));
 		values[0] = CStringGetTextDatum(tg_stat_names[i]);
-		values[1] = Int64GetDatum(tg_worker_shared ?
-								  (int64) pg_atomic_read_u64(&tg_worker_shared->stats[i]) : 0);
+		values[1] = Int64GetDatum((int64) v);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	if (tg_worker_shared)
@@ -419,4 +455,70 @@ tg_worker_pid(PG_FUNCTION_ARGS)
 	if (pid == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32((int32) pid);
+}
+
+/*
+ * topgun.executors(): one row per executor process of the sync server
+ * (0 = the session executor, 1.. = readers), from shared memory.
+ */
+Datum
+tg_executors_info(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			n = tg_executors_total();
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (tg_worker_shared == NULL)
+		PG_RETURN_VOID();
+	for (int i = 0; i < n && i < TG_MAX_EXECUTORS; i++)
+	{
+		TgExecSlot *x = &tg_worker_shared->exec[i];
+		Datum		values[8];
+		bool		nulls[8] = {0};
+		uint32		pid = pg_atomic_read_u32(&x->pid);
+
+		values[0] = Int32GetDatum(i);
+		values[1] = CStringGetTextDatum(i == 0 ? "session" : "reader");
+		values[2] = Int32GetDatum((int32) pid);
+		nulls[2] = pid == 0;
+		values[3] = CStringGetTextDatum(pid == 0 ? "stopped" :
+										pg_atomic_read_u32(&x->busy) ? "running" : "idle");
+		values[4] = Int64GetDatum((int64) pg_atomic_read_u64(&x->requests));
+		values[5] = Int64GetDatum((int64) pg_atomic_read_u64(&x->queued));
+		values[6] = Int64GetDatum((int64) pg_atomic_read_u64(&x->errors));
+		values[7] = Int64GetDatum((int64) pg_atomic_read_u64(&x->restarts));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_VOID();
+}
+
+int
+tg_executors_total(void)
+{
+	return Max(2, tg_executors);
+}
+
+int64
+tg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64
+tg_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Monotonic milliseconds: for timeouts, immune to wall-clock jumps. */
+int64
+tg_mono_ms(void)
+{
+	return (int64) (tg_mono_ns() / 1000000);
 }

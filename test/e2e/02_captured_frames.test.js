@@ -10,7 +10,7 @@ const { Client } = require('./lib/client');
 const vectors = require('./lib/vectors');
 const { psql, rows, value } = require('./lib/psql');
 const { LwwTree } = require('./lib/merkle');
-const { pullLww, pullOr } = require('./lib/sync');
+const { pullLww, pullOr, watchLww } = require('./lib/sync');
 
 const NODE = '3b241101-e2bb-4255-8caf-4136c566a962';
 const tag = (millis) => `${millis}:0:${NODE}`;
@@ -194,7 +194,8 @@ test('captured CLIENT_OP frame: applied, no ack on success', async () => {
   const c = await Client.authed();
   try {
     c.sendRaw(bytes);
-    await c.expectNone((m) => m.type === 'OP_ACK' || m.type === 'OP_REJECTED' || m.type === 'ERROR', 1000);
+    await c.expectNone((m) => m.type === 'OP_ACK' || m.type === 'OP_REJECTED' || m.type === 'ERROR',
+      () => watchLww(c, op.mapName));   // a read: the server answers the write first
     assert.deepEqual(JSON.parse(psql(`SELECT topgun.lww_get('${op.mapName}', '${op.key}')`)), op.record.value);
     assert.equal(psql(`SELECT ts::text FROM topgun.lww WHERE map = '${op.mapName}' AND key = '${op.key}'`),
       `${op.record.timestamp.millis}:0:${op.record.timestamp.nodeId}`);

@@ -12,6 +12,7 @@ const { pack } = require('./lib/codec');
 const hlc = require('./lib/hlc');
 const { psql, rows, lit } = require('./lib/psql');
 const server = require('./lib/server');
+const { until, stat } = require('./lib/barrier');
 
 // A numeric GUC in base units (bytes for memory units), or dflt if undefined.
 function setting(name, dflt) {
@@ -212,13 +213,18 @@ test('a client that never reads is disconnected while the server keeps pushing',
   const perRound = 16 * 60800;
   const rounds = 120; // ~115 MB of responses requested, far beyond any sane buffer
   const slow = await Client.authed({ name: 'slow', ping: false });
+  const slowBefore = stat('slow_clients_closed');
   try {
     slow.pause();
     for (let r = 0; r < rounds; r++) {
       for (const p of paths) slow.send({ type: 'MERKLE_REQ_BUCKET', payload: { mapName: map, path: p } });
     }
-    // Give the server time to notice the full queue; the good client keeps working meanwhile.
-    await new Promise((res) => setTimeout(res, 8000));
+    // The server notices the full outbound queue and kills the socket (the
+    // good client keeps working meanwhile); resume once it counted the kill.
+    await until(() => stat('slow_clients_closed') > slowBefore, 'the server closes the client that does not read', 60000);
+    // and serves the others meanwhile: the good client keeps being acked
+    const acks = goodState.acks;
+    await until(() => goodState.acks >= acks + 3, 'the good client is acked while a client does not read', 30000);
     slow.resume();
     const closed = await slow.waitClose(30000);
     assert.ok(closed.code !== 1000, `disconnected by the server (close ${closed.code})`);
@@ -232,7 +238,7 @@ test('during all of the above the well-behaved client kept working and no other 
   await goodState.done;
   {
     assert.deepEqual(goodState.failures, [], 'the well-behaved client never missed an ack');
-    assert.ok(goodState.acks >= 20, `the well-behaved client kept writing (${goodState.acks} acks)`);
+    assert.ok(goodState.acks > 0, `the well-behaved client kept writing (${goodState.acks} acks)`);
     for (const [key, value] of goodState.written) {
       assert.deepEqual(JSON.parse(psql(`SELECT topgun.lww_get(${lit(goodMap)}, ${lit(key)})`)), value, `good ${key}`);
     }

@@ -8,23 +8,21 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Client } = require('./lib/client');
 const { psql } = require('./lib/psql');
+const { reloadConf } = require('./lib/barrier');
 
 const AUTH_MS = 1500;
 const HEARTBEAT_MS = 3000;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test.before(async () => {
   psql(`ALTER SYSTEM SET topgun.auth_timeout_ms = ${AUTH_MS}`);
   psql(`ALTER SYSTEM SET topgun.heartbeat_timeout_ms = ${HEARTBEAT_MS}`);
-  psql('SELECT pg_reload_conf()');
-  await sleep(1000); // the worker re-reads its configuration on SIGHUP
+  await reloadConf(); // the worker re-reads its configuration on SIGHUP
 });
 
 test.after(async () => {
   psql('ALTER SYSTEM RESET topgun.auth_timeout_ms');
   psql('ALTER SYSTEM RESET topgun.heartbeat_timeout_ms');
-  psql('SELECT pg_reload_conf()');
-  await sleep(500);
+  await reloadConf();
 });
 
 test('an unauthenticated socket is closed 4001 after topgun.auth_timeout_ms', async () => {

@@ -8,6 +8,7 @@ const assert = require('node:assert/strict');
 const { Client } = require('./lib/client');
 const hlc = require('./lib/hlc');
 const { psql, lit } = require('./lib/psql');
+const { feedBarrier } = require('./lib/barrier');
 
 const isUpdate = (qid, key, type) => (m) => m.type === 'QUERY_UPDATE' && m.payload.queryId === qid &&
   (key === undefined || m.payload.key === key) && (type === undefined || m.payload.type === type);
@@ -55,7 +56,7 @@ test('where query: exact initial result, UPDATE on enter/change, REMOVE on leave
     assert.equal(u.payload.type, 'REMOVE');
     // a non-matching write to a non-member: nothing
     await put(w, map, 'd', { status: 'ACTIVE' });
-    await s.expectNone(isUpdate('q1'), 400);
+    await s.expectNone(isUpdate('q1'), () => feedBarrier(s));
     // the subscriber also gets the map's change events (routing table, §7.5)
     assert.ok(s.queue.some((m) => m.type === 'SERVER_BATCH_EVENT'));
 
@@ -70,9 +71,9 @@ test('where query: exact initial result, UPDATE on enter/change, REMOVE on leave
 
     // unsubscribe: no more updates
     s.send({ type: 'QUERY_UNSUB', payload: { queryId: 'q1' } });
-    await new Promise((res) => setTimeout(res, 100));
+    await s.barrier();
     await put(w, map, 'b', { status: 'active', n: 21 });
-    await s.expectNone(isUpdate('q1'), 400);
+    await s.expectNone(isUpdate('q1'), () => feedBarrier(s));
   } finally {
     await w.close();
     await s.close();
@@ -154,7 +155,7 @@ test('sort + limit + cursor pages, and live updates of a limited query', async (
     assert.deepEqual(byType, { UPDATE: 'k9', REMOVE: 'k5' });
     // a change below the page: nothing
     await put(w, map, 'k1', { score: 11 });
-    await s.expectNone(isUpdate('top3'), 400);
+    await s.expectNone(isUpdate('top3'), () => feedBarrier(s));
   } finally {
     await w.close();
     await s.close();

@@ -10,12 +10,9 @@ const { Client } = require('./lib/client');
 const hlc = require('./lib/hlc');
 const env = require('./lib/env');
 const { psql, lit } = require('./lib/psql');
+const { feedBarrier } = require('./lib/barrier');
+const { eventsFor } = require('./lib/sync');
 
-function eventsFor(m, map) {
-  if (m.type === 'SERVER_BATCH_EVENT') return m.payload.events.filter((e) => e.mapName === map);
-  if (m.type === 'SERVER_EVENT' && m.payload.mapName === map) return [m.payload];
-  return [];
-}
 const hasEvent = (map, key) => (m) => eventsFor(m, map).some((e) => key === undefined || e.key === key);
 
 // An interactive psql session, to hold a transaction open.
@@ -48,7 +45,7 @@ test('SQL lww_put reaches the watcher only after COMMIT; a rolled-back one never
     s.run('BEGIN;');
     s.run(`SELECT topgun.lww_put(${lit(map)}, 'k1', '{"v":1}', topgun.hlc_now());`);
     await s.sync('a');
-    await w.expectNone(hasEvent(map), 500);             // not before commit
+    await w.expectNone(hasEvent(map), () => feedBarrier(w)); // not before commit
     s.run('COMMIT;');
     const m = await w.waitFor(hasEvent(map, 'k1'), 5000);
     const ev = eventsFor(m, map)[0];
@@ -70,7 +67,7 @@ test('SQL lww_put reaches the watcher only after COMMIT; a rolled-back one never
     s.run('COMMIT;');
     const m4 = await w.waitFor(hasEvent(map, 'k4'), 5000);
     assert.deepEqual(eventsFor(m4, map).map((e) => e.key), ['k4']);
-    await w.expectNone((x) => hasEvent(map, 'k2')(x) || hasEvent(map, 'k3')(x), 500);
+    await w.expectNone((x) => hasEvent(map, 'k2')(x) || hasEvent(map, 'k3')(x), () => feedBarrier(w));
 
     // a delete from SQL is a tombstone event
     psql(`SELECT topgun.lww_remove(${lit(map)}, 'k1')`);
@@ -99,7 +96,7 @@ test('SQL OR-map changes become OR_ADD / OR_REMOVE events; other maps are not se
     assert.equal(rm.eventType, 'OR_REMOVE');
     assert.equal(rm.orTag, tag);
     psql(`SELECT topgun.lww_put(${lit(other)}, 'k', '1', topgun.hlc_now())`);
-    await w.expectNone(hasEvent(other), 500);
+    await w.expectNone(hasEvent(other), () => feedBarrier(w));
   } finally {
     await w.close();
   }

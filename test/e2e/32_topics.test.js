@@ -12,15 +12,20 @@ const env = require('./lib/env');
 const jwt = require('./lib/jwt');
 const { psql, rows, lit } = require('./lib/psql');
 const { workerPid, waitWorker } = require('./lib/server');
+const { until, setGuc, feedBarrier } = require('./lib/barrier');
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const msgOn = (topic) => (m) => m.type === 'TOPIC_MESSAGE' && m.payload.topic === topic;
 const uniq = (p) => `${p}-${crypto.randomBytes(4).toString('hex')}`;
 const tokenFor = (sub) => jwt.hs256(env.jwtSecret, jwt.defaultClaims({ sub, userId: sub }));
 
-function setGuc(name, value) {
-  psql(value === null ? `ALTER SYSTEM RESET ${name}` : `ALTER SYSTEM SET ${name} = ${lit(String(value))}`);
-  psql('SELECT pg_reload_conf()');
+// The server has seen the identity's sockets close: it is offline for topics.
+const offline = (sub) => until(() => psql(`SELECT count(*) FROM topgun.connections WHERE user_id = ${lit(sub)}`) === '0',
+  `no connection of ${sub} left`);
+// The offline queue of (sub, topic) once `n` messages reached it (kept or dropped).
+async function queueAfter(sub, topic, n) {
+  const q = () => rows(`SELECT queued::int, dropped::int FROM topgun.topic_queues WHERE subscriber = ${lit(sub)} AND topic = ${lit(topic)}`);
+  await until(() => q().length === 1 && q()[0].queued + q()[0].dropped === n, `${n} messages queued for ${sub} on ${topic}`);
+  return q();
 }
 
 test('TOPIC_PUB reaches the other subscribers (not the publisher); SQL publish too', async () => {
@@ -30,7 +35,8 @@ test('TOPIC_PUB reaches the other subscribers (not the publisher); SQL publish t
   try {
     a.send({ type: 'TOPIC_SUB', payload: { topic } });
     b.send({ type: 'TOPIC_SUB', payload: { topic } });
-    await sleep(200);
+    await a.barrier();
+    await b.barrier();
     const before = Date.now();
     a.send({ type: 'TOPIC_PUB', payload: { topic, data: { text: 'hi', n: [1, 2] } } });
     const m = await b.waitFor(msgOn(topic));
@@ -39,7 +45,7 @@ test('TOPIC_PUB reaches the other subscribers (not the publisher); SQL publish t
     assert.equal(typeof m.payload.timestamp, 'number');   // nested number, not an HLC
     assert.ok(m.payload.timestamp >= before - 5000);
     assert.equal(m.timestamp, undefined);                   // nothing top-level for the client HLC
-    await a.expectNone(msgOn(topic), 300);
+    await a.expectNone(msgOn(topic));
 
     psql(`SELECT topgun.publish(${lit(topic)}, '{"from":"sql"}')`);
     const fromSql = [await a.waitFor(msgOn(topic), 5000), await b.waitFor(msgOn(topic), 5000)];
@@ -49,12 +55,13 @@ test('TOPIC_PUB reaches the other subscribers (not the publisher); SQL publish t
     }
     // a rolled-back publish is never delivered
     psql(`BEGIN; SELECT topgun.publish(${lit(topic)}, '"no"'); ROLLBACK;`);
-    await b.expectNone(msgOn(topic), 400);
+    await b.expectNone(msgOn(topic), () => feedBarrier(b));
 
     b.send({ type: 'TOPIC_UNSUB', payload: { topic } });
-    await sleep(200);
+    await b.barrier();
     a.send({ type: 'TOPIC_PUB', payload: { topic, data: 1 } });
-    await b.expectNone(msgOn(topic), 400);
+    await a.barrier();                 // the publish is handled (delivered to subscribers at once)
+    await b.expectNone(msgOn(topic));
   } finally {
     await a.close();
     await b.close();
@@ -84,7 +91,7 @@ test('invalid topic names and the per-connection topic limit (others keep workin
     assert.ok(row.some((r) => r.topics === 100 && r.limit_hits >= 1), JSON.stringify(row));
     // the connection still works, and so does everybody else
     other.send({ type: 'TOPIC_SUB', payload: { topic: `${base}/0` } });
-    await sleep(200);
+    await other.barrier();
     c.send({ type: 'TOPIC_PUB', payload: { topic: `${base}/0`, data: 'still here' } });
     assert.equal((await other.waitFor(msgOn(`${base}/0`))).payload.data, 'still here');
   } finally {
@@ -100,34 +107,30 @@ test('offline subscriber gets missed messages in order on reconnect; overflow dr
   try {
     let s = await Client.authed({ name: 'subscriber', token: tokenFor(sub) });
     s.send({ type: 'TOPIC_SUB', payload: { topic } });
-    await sleep(200);
+    await s.barrier();
     pub.send({ type: 'TOPIC_PUB', payload: { topic, data: 'live' } });
     assert.equal((await s.waitFor(msgOn(topic))).payload.data, 'live');
     await s.close();
-    await sleep(100);
+    await offline(sub);
 
     for (let i = 1; i <= 3; i++) pub.send({ type: 'TOPIC_PUB', payload: { topic, data: { i } } });
+    await pub.barrier();               // queued in order before the SQL publish below
     psql(`SELECT topgun.publish(${lit(topic)}, '{"i":4}')`);
-    await sleep(500);
-    assert.deepEqual(rows(`SELECT queued::int, dropped::int FROM topgun.topic_queues WHERE subscriber = ${lit(sub)} AND topic = ${lit(topic)}`),
-      [{ queued: 4, dropped: 0 }]);
+    assert.deepEqual(await queueAfter(sub, topic, 4), [{ queued: 4, dropped: 0 }]);
 
     s = await Client.authed({ name: 'subscriber-again', token: tokenFor(sub) });
     s.send({ type: 'TOPIC_SUB', payload: { topic } });
     const got = [];
     for (let i = 0; i < 4; i++) got.push((await s.waitFor(msgOn(topic))).payload.data.i);
     assert.deepEqual(got, [1, 2, 3, 4]);
-    await s.expectNone(msgOn(topic), 300);
+    await s.expectNone(msgOn(topic));
     await s.close();
-    await sleep(100);
+    await offline(sub);
 
     // overflow: queue size 2, 5 messages → the last 2 kept, 3 dropped and counted
-    setGuc('topgun.topic_queue_size', 2);
-    await sleep(500);
+    await setGuc('topgun.topic_queue_size', 2);
     for (let i = 1; i <= 5; i++) pub.send({ type: 'TOPIC_PUB', payload: { topic, data: { i } } });
-    await sleep(500);
-    assert.deepEqual(rows(`SELECT queued::int, dropped::int FROM topgun.topic_queues WHERE subscriber = ${lit(sub)} AND topic = ${lit(topic)}`),
-      [{ queued: 2, dropped: 3 }]);
+    assert.deepEqual(await queueAfter(sub, topic, 5), [{ queued: 2, dropped: 3 }]);
     assert.ok(Number(psql("SELECT value FROM topgun.worker_stats WHERE name = 'topic_dropped'")) >= 3);
     s = await Client.authed({ name: 'subscriber-3', token: tokenFor(sub) });
     s.send({ type: 'TOPIC_SUB', payload: { topic } });
@@ -135,11 +138,11 @@ test('offline subscriber gets missed messages in order on reconnect; overflow dr
     assert.deepEqual(kept, [4, 5]);
     // TOPIC_UNSUB forgets the durable subscription
     s.send({ type: 'TOPIC_UNSUB', payload: { topic } });
-    await sleep(300);
+    await s.barrier();
     assert.equal(psql(`SELECT count(*) FROM topgun.topic_subscriptions WHERE subscriber = ${lit(sub)}`), '0');
     await s.close();
   } finally {
-    setGuc('topgun.topic_queue_size', null);
+    await setGuc('topgun.topic_queue_size', null);
     await pub.close();
   }
 });
@@ -149,12 +152,12 @@ test('queued topic messages survive a worker restart', async () => {
   const sub = uniq('restart-user');
   let s = await Client.authed({ name: 'subscriber', token: tokenFor(sub) });
   s.send({ type: 'TOPIC_SUB', payload: { topic } });
-  await sleep(200);
+  await s.barrier();
   await s.close();
-  await sleep(100);
+  await offline(sub);
   const pub = await Client.authed({ name: 'publisher' });
   pub.send({ type: 'TOPIC_PUB', payload: { topic, data: 'before restart' } });
-  await sleep(400);
+  await queueAfter(sub, topic, 1);
   await pub.close();
   const pid = workerPid();
   psql(`SELECT pg_terminate_backend(${pid})`);

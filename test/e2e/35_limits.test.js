@@ -10,19 +10,13 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Client } = require('./lib/client');
 const hlc = require('./lib/hlc');
-const { psql, rows, lit } = require('./lib/psql');
+const { rows } = require('./lib/psql');
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-function setGuc(name, value) {
-  psql(value === null ? `ALTER SYSTEM RESET ${name}` : `ALTER SYSTEM SET ${name} = ${lit(String(value))}`);
-  psql('SELECT pg_reload_conf()');
-}
-const stat = (name) => Number(psql(`SELECT value FROM topgun.worker_stats WHERE name = ${lit(name)}`));
+const { setGuc, stat } = require('./lib/barrier');
 
 test('subscription limit per connection', async () => {
   const map = hlc.uniqueName('lim-sub');
-  setGuc('topgun.max_subscriptions_per_connection', 3);
-  await sleep(500);
+  await setGuc('topgun.max_subscriptions_per_connection', 3);
   const c = await Client.authed({ name: 'limited' });
   const other = await Client.authed({ name: 'other' });
   try {
@@ -49,7 +43,7 @@ test('subscription limit per connection', async () => {
     other.send({ type: 'QUERY_SUB', payload: { queryId: 'x', mapName: map, query: {} } });
     await other.waitFor('QUERY_RESP');
   } finally {
-    setGuc('topgun.max_subscriptions_per_connection', null);
+    await setGuc('topgun.max_subscriptions_per_connection', null);
     await c.close();
     await other.close();
   }
@@ -57,8 +51,7 @@ test('subscription limit per connection', async () => {
 
 test('query result limit: refused when too large, dropped when it outgrows the bound', async () => {
   const map = hlc.uniqueName('lim-res');
-  setGuc('topgun.max_query_results', 5);
-  await sleep(500);
+  await setGuc('topgun.max_query_results', 5);
   const c = await Client.authed({ name: 'reader' });
   try {
     const ops = [];
@@ -84,7 +77,7 @@ test('query result limit: refused when too large, dropped when it outgrows the b
     c.send({ type: 'PING', timestamp: Date.now() });
     await c.waitFor('PONG');
   } finally {
-    setGuc('topgun.max_query_results', null);
+    await setGuc('topgun.max_query_results', null);
     await c.close();
   }
 });

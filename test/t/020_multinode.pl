@@ -151,8 +151,15 @@ like($seen, qr/feedmap:from-node1/, 'change made on node1 appears in node2\'s ch
 $feed->quit;
 
 # --- a node stopped during writes catches up after restart
+my $commits_before = $a->safe_psql('postgres',
+	"SELECT xact_commit + 300 FROM pg_stat_database WHERE datname = 'postgres'");
 my @w = start_writers(300, $a, $b);
-sleep 1;
+# stop node3 once the writers are at work (a fact, not a pause): pgbench
+# connected to node1, or already done
+$a->poll_query_until('postgres',
+	"SELECT count(*) >= 1 FROM pg_stat_activity WHERE application_name = 'pgbench' OR "
+	  . "(SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres') > $commits_before")
+  or die 'pgbench writers did not start';
 $c->stop('immediate');
 finish_writers(@w);
 $a->safe_psql('postgres', "SELECT topgun.lww_put('late', 'while-down', '\"x\"')");

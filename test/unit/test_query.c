@@ -1,17 +1,24 @@
 /*
  * test_query.c — unit tests of the PostgreSQL-free query engine
- * (src/query): JS comparison semantics, like, the regex subset, where,
- * sort and cursors.  Expected results were taken from node 20.
+ * (src/query): the regex subset, like, predicates, `where` with JS
+ * semantics on mixed types (numbers vs strings, null, missing fields,
+ * arrays, objects), sort, limit, the query hash, the equality constraint and
+ * cursors.  Expected results are what node 20 gives for the same
+ * expressions (`record[attr] === v`, `record[attr] > v`, Array#sort with the
+ * reference server's comparator).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "query/query.h"
 #include "wire/msgpack.h"
+#include "wire_json.h"
 
 static int	failures = 0;
 static int	checks = 0;
+static MpArena arena;			/* values built by V() and Q() live here */
 
 #define CHECK(cond, ...) do { checks++; if (!(cond)) { failures++; printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); } } while (0)
 
@@ -34,6 +41,163 @@ decode(MpArena *a, MpBuf *b)
 		exit(2);
 	}
 	return n;
+}
+
+/* JSON (test text) -> msgpack as the client encodes it: integral numbers as ints. */
+static void
+put_json(MpBuf *b, const JNode *j)
+{
+	switch (j->type)
+	{
+		case J_NULL:
+			mp_put_nil(b);
+			break;
+		case J_BOOL:
+			mp_put_bool(b, j->b);
+			break;
+		case J_NUM:
+			if (j->num == floor(j->num) && fabs(j->num) < 9e15)
+				mp_put_int(b, (int64_t) j->num);
+			else
+				mp_put_float64(b, j->num);
+			break;
+		case J_STR:
+			mp_put_strn(b, j->s, j->len);
+			break;
+		case J_ARR:
+			mp_put_array_header(b, (uint32_t) j->len);
+			for (size_t i = 0; i < j->len; i++)
+				put_json(b, j->items[i]);
+			break;
+		case J_OBJ:
+			mp_put_map_header(b, (uint32_t) j->len);
+			for (size_t i = 0; i < j->len; i++)
+			{
+				mp_put_strn(b, j->keys[i], j->keylens[i]);
+				put_json(b, j->items[i]);
+			}
+			break;
+	}
+}
+
+/* A msgpack tree from JSON text (in the global arena). */
+static const MpNode *
+V(const char *json)
+{
+	JNode	   *j = json_parse(json, strlen(json));
+	MpBuf		b;
+	MpNode	   *n;
+
+	if (j == NULL)
+	{
+		printf("bad test JSON: %s\n", json);
+		exit(2);
+	}
+	mp_buf_init(&b, 1 << 16);
+	put_json(&b, j);
+	n = decode(&arena, &b);
+	mp_buf_free(&b);
+	json_free(j);
+	return n;
+}
+
+/* A compiled query from JSON text; NULL (err printed) if refused. */
+static TgQuery *
+Q(const char *json, char *err, size_t errlen)
+{
+	return tg_query_compile(V(json), err, errlen);
+}
+
+/* Does `record` match `query`? (-1: the query did not compile) */
+static int
+matches(const char *query, const char *record)
+{
+	char		err[160];
+	TgQuery    *q = Q(query, err, sizeof(err));
+	int			r;
+
+	if (q == NULL)
+	{
+		printf("compile %s: %s\n", query, err);
+		return -1;
+	}
+	r = tg_query_match(q, V(record)) ? 1 : 0;
+	tg_query_free(q);
+	return r;
+}
+
+#define MATCH(query, record, expect) \
+	do { int r_ = matches(query, record); \
+		CHECK(r_ == (expect), "%s on %s: got %d, want %d", query, record, r_, expect); } while (0)
+
+/* ------------------------------------------------------------ sorting */
+
+typedef struct Rec
+{
+	const char *key;
+	const MpNode *value;
+} Rec;
+
+static const TgQuery *sort_q;
+
+static int
+rec_cmp(const void *a, const void *b)
+{
+	const Rec  *x = a,
+			   *y = b;
+
+	return tg_query_compare(sort_q, x->key, strlen(x->key), x->value, y->key, strlen(y->key), y->value);
+}
+
+/* Sort n records {key: json} under `query`, return the keys joined by ','. */
+static const char *
+sorted(const char *query, int n, const char *const *keys, const char *const *values)
+{
+	static char out[512];
+	char		err[160];
+	TgQuery    *q = Q(query, err, sizeof(err));
+	Rec			recs[16];
+
+	out[0] = '\0';
+	if (q == NULL)
+	{
+		snprintf(out, sizeof(out), "compile error: %s", err);
+		return out;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		recs[i].key = keys[i];
+		recs[i].value = V(values[i]);
+	}
+	sort_q = q;
+	qsort(recs, n, sizeof(Rec), rec_cmp);
+	for (int i = 0; i < n; i++)
+	{
+		if (i)
+			strcat(out, ",");
+		strcat(out, recs[i].key);
+	}
+	tg_query_free(q);
+	return out;
+}
+
+#define SORTED(query, n, keys, values, expect) \
+	do { const char *got_ = sorted(query, n, keys, values); \
+		CHECK(strcmp(got_, expect) == 0, "%s: got %s, want %s", query, got_, expect); } while (0)
+
+/* sign of compare(a, b) under query */
+static int
+cmp_sign(const char *query, const char *ka, const char *va, const char *kb, const char *vb)
+{
+	char		err[160];
+	TgQuery    *q = Q(query, err, sizeof(err));
+	int			c;
+
+	if (q == NULL)
+		return 99;
+	c = tg_query_compare(q, ka, strlen(ka), V(va), kb, strlen(kb), V(vb));
+	tg_query_free(q);
+	return c < 0 ? -1 : c > 0 ? 1 : 0;
 }
 
 /* {op, attribute, value(str|num)} */
@@ -211,6 +375,265 @@ main(void)
 	tg_query_free(q);
 	mp_arena_free(&a);
 
-	printf("%d checks, %d failures\n", checks, failures);
+	/* ---- where: JS === and relational operators on mixed types (node 20) */
+	mp_arena_init(&arena);
+	MATCH("{\"where\":{\"n\":1}}", "{\"n\":1}", 1);
+	MATCH("{\"where\":{\"n\":1}}", "{\"n\":\"1\"}", 0);
+	MATCH("{\"where\":{\"n\":1}}", "{\"n\":1.5}", 0);
+	MATCH("{\"where\":{\"n\":1}}", "{}", 0);
+	MATCH("{\"where\":{\"n\":1}}", "{\"n\":null}", 0);
+	MATCH("{\"where\":{\"n\":1}}", "{\"n\":[1]}", 0);
+	MATCH("{\"where\":{\"n\":1}}", "{\"n\":true}", 0);
+	MATCH("{\"where\":{\"n\":\"1\"}}", "{\"n\":\"1\"}", 1);
+	MATCH("{\"where\":{\"n\":\"1\"}}", "{\"n\":1}", 0);
+	MATCH("{\"where\":{\"n\":null}}", "{\"n\":null}", 1);
+	MATCH("{\"where\":{\"n\":null}}", "{}", 0);
+	MATCH("{\"where\":{\"n\":null}}", "{\"n\":0}", 0);
+	MATCH("{\"where\":{\"n\":false}}", "{\"n\":false}", 1);
+	MATCH("{\"where\":{\"n\":false}}", "{\"n\":0}", 0);
+	MATCH("{\"where\":{\"n\":false}}", "{\"n\":\"\"}", 0);
+	MATCH("{\"where\":{\"n\":[1]}}", "{\"n\":[1]}", 0);
+	MATCH("{\"where\":{\"n\":{}}}", "{\"n\":{}}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":6}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":5}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":\"6\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":\"abc\"}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":null}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":true}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":[7]}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":[6,7]}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":5}}}", "{\"n\":{\"a\":9}}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gte\":0}}}", "{\"n\":null}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lte\":0}}}", "{\"n\":null}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gte\":0}}}", "{}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gte\":1}}}", "{\"n\":true}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":1}}}", "{\"n\":false}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":10}}}", "{\"n\":\"9\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":10}}}", "{\"n\":\"10\"}", 0);
+	MATCH("{\"where\":{\"n\":{\"$lt\":10}}}", "{\"n\":\"\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":10}}}", "{\"n\":\" 9 \"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":10}}}", "{\"n\":\"0x9\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":10}}}", "{\"n\":\"1e0\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":10}}}", "{\"n\":[]}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":\"10\"}}}", "{\"n\":\"9\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":\"10\"}}}", "{\"n\":9}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":\"10\"}}}", "{\"n\":11}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":\"b\"}}}", "{\"n\":\"a\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":\"b\"}}}", "{\"n\":\"B\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$lt\":\"b\"}}}", "{\"n\":\"ba\"}", 0);
+	MATCH("{\"where\":{\"n\":{\"$lt\":\"b\"}}}", "{\"n\":1}", 0);
+	MATCH("{\"where\":{\"n\":{\"$lt\":\"b\"}}}", "{\"n\":[\"a\"]}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":null}}}", "{\"n\":1}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":null}}}", "{\"n\":-1}", 0);
+	MATCH("{\"where\":{\"n\":{\"$ne\":1}}}", "{}", 1);
+	MATCH("{\"where\":{\"n\":{\"$ne\":1}}}", "{\"n\":1}", 0);
+	MATCH("{\"where\":{\"n\":{\"$ne\":1}}}", "{\"n\":\"1\"}", 1);
+	MATCH("{\"where\":{\"n\":{\"$ne\":null}}}", "{}", 1);
+	MATCH("{\"where\":{\"n\":{\"$ne\":null}}}", "{\"n\":null}", 0);
+	MATCH("{\"where\":{\"n\":{\"$gt\":1,\"$lt\":5}}}", "{\"n\":3}", 1);
+	MATCH("{\"where\":{\"n\":{\"$gt\":1,\"$lt\":5}}}", "{\"n\":5}", 0);
+	MATCH("{\"where\":{\"a\":1,\"b\":\"x\"}}", "{\"a\":1,\"b\":\"x\"}", 1);
+	MATCH("{\"where\":{\"a\":1,\"b\":\"x\"}}", "{\"a\":1,\"b\":\"y\"}", 0);
+	MATCH("{\"where\":{\"a\":1,\"b\":\"x\"}}", "{\"a\":1}", 0);
+	MATCH("{\"where\":{}}", "{\"a\":1}", 1);
+	MATCH("{}", "{\"a\":1}", 1);
+	MATCH("{\"where\":{\"😀\":1}}", "{\"😀\":1}", 1);
+	MATCH("{\"where\":{\"s\":{\"$lt\":\"～\"}}}", "{\"s\":\"😀\"}", 1);
+	{
+		/* 1 and 1.0 are the same JS number whatever their msgpack form */
+		MpBuf		b;
+		TgQuery    *w1 = Q("{\"where\":{\"n\":1}}", err, sizeof(err));
+
+		mp_buf_init(&b, 64);
+		mp_put_map_header(&b, 1);
+		mp_put_str(&b, "n");
+		mp_put_float64(&b, 1.0);
+		CHECK(w1 && tg_query_match(w1, decode(&arena, &b)), "1 === 1.0 (float64)");
+		mp_buf_free(&b);
+		tg_query_free(w1);
+	}
+	/* unknown $-operators never match; tombstones never match */
+	MATCH("{\"where\":{\"n\":{\"$in\":[1]}}}", "{\"n\":1}", 0);
+	q = Q("{\"where\":{\"n\":{\"$ne\":1}}}", err, sizeof(err));
+	CHECK(q && !tg_query_match(q, NULL) && !tg_query_match(q, V("null")), "tombstone (NULL / nil) never matches");
+	tg_query_free(q);
+	q = Q("{}", err, sizeof(err));
+	CHECK(q && tg_query_match(q, V("[1]")) && tg_query_match(q, V("\"s\"")), "no filter: every live value");
+	tg_query_free(q);
+	/* refused shapes */
+	CHECK(Q("{\"where\":5}", err, sizeof(err)) == NULL && strstr(err, "where") != NULL, "where must be a map: %s", err);
+	CHECK(Q("[1]", err, sizeof(err)) == NULL && strstr(err, "expected a map") != NULL, "query must be a map: %s", err);
+
+	/* ---- sort: JS relational order per field, ties by key (UTF-16 order) */
+	{
+		static const char *const k3[] = {"k1", "k2", "k3"};
+		static const char *const nums[] = {"{\"n\":10}", "{\"n\":9}", "{\"n\":2}"};
+		static const char *const strs[] = {"{\"n\":\"10\"}", "{\"n\":\"9\"}", "{\"n\":\"2\"}"};
+		static const char *const tiek[] = {"c", "a", "b"};
+		static const char *const ties[] = {"{\"n\":1}", "{\"n\":1}", "{\"n\":1}"};
+		static const char *const multk[] = {"x", "y", "z"};
+		static const char *const mult[] = {"{\"cat\":1,\"n\":1}", "{\"cat\":1,\"n\":5}", "{\"cat\":0,\"n\":0}"};
+		static const char *const nullk[] = {"p", "q", "r"};
+		static const char *const nulls[] = {"{\"n\":1}", "{\"n\":null}", "{\"n\":-1}"};
+		static const char *const uk[] = {"\xef\xbd\x9e", "\xf0\x9f\x98\x80", "z"};
+		static const char *const uv[] = {"{}", "{}", "{}"};
+		static const char *const boolk[] = {"t", "f", "h"};
+		static const char *const bools[] = {"{\"n\":true}", "{\"n\":false}", "{\"n\":0.5}"};
+
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, k3, nums, "k3,k2,k1");
+		SORTED("{\"sort\":{\"n\":\"desc\"}}", 3, k3, nums, "k1,k2,k3");
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, k3, strs, "k1,k3,k2");	/* "10" < "2" < "9" */
+		SORTED("{\"sort\":{\"n\":\"desc\"}}", 3, tiek, ties, "a,b,c");	/* ties: key ascending, also for desc */
+		SORTED("{\"sort\":{\"_key\":\"desc\"}}", 3, tiek, ties, "c,b,a");
+		SORTED("{\"sort\":{\"cat\":\"asc\",\"n\":\"desc\"}}", 3, multk, mult, "z,y,x");
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, nullk, nulls, "r,q,p");	/* null is 0 */
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, boolk, bools, "f,h,t");	/* false 0 < 0.5 < true 1 */
+		SORTED("{\"sort\":{\"_key\":\"asc\"}}", 3, uk, uv, "z,\xf0\x9f\x98\x80,\xef\xbd\x9e");	/* 'z' < U+D83D.. < U+FF5E (UTF-8 bytes would put U+FF5E first) */
+		SORTED("{}", 3, tiek, ties, "a,b,c");	/* no sort: by key */
+	}
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":10}", "b", "{\"n\":\"9\"}") == 1, "10 > '9' (number vs numeric string)");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":\"11\"}", "b", "{\"n\":\"9\"}") == -1, "'11' < '9' (strings)");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{}", "b", "{\"n\":1}") == -1 &&
+		  cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "b", "{}", "a", "{\"n\":1}") == 1, "missing field: incomparable, key decides");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"desc\"}}", "a", "{\"n\":\"abc\"}", "b", "{\"n\":1}") == -1, "NaN: incomparable, key decides");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":[2]}", "b", "{\"n\":1}") == 1, "[2] > 1 (array to string to number)");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":1}", "a", "{\"n\":1}") == 0, "equal record");
+	CHECK(Q("{\"sort\":{\"n\":\"up\"}}", err, sizeof(err)) == NULL && strstr(err, "sort") != NULL, "bad sort direction: %s", err);
+	CHECK(Q("{\"sort\":[\"n\"]}", err, sizeof(err)) == NULL && strstr(err, "sort") != NULL, "sort must be a map: %s", err);
+	CHECK(Q("{\"sort\":{\"a\":\"asc\",\"b\":\"asc\",\"c\":\"asc\",\"d\":\"asc\",\"e\":\"asc\",\"f\":\"asc\",\"g\":\"asc\",\"h\":\"asc\",\"i\":\"asc\"}}",
+			err, sizeof(err)) == NULL && strstr(err, "at most 8") != NULL, "9 sort fields refused: %s", err);
+
+	/* ---- limit (slice(0, limit) semantics) and has_sort */
+	{
+		static const struct { const char *q; int64_t limit; } lims[] = {
+			{"{}", -1}, {"{\"limit\":null}", -1}, {"{\"limit\":0}", 0}, {"{\"limit\":10}", 10}, {"{\"limit\":2.5}", 3},
+		};
+
+		for (size_t i = 0; i < sizeof(lims) / sizeof(lims[0]); i++)
+		{
+			q = Q(lims[i].q, err, sizeof(err));
+			CHECK(q && tg_query_limit(q) == lims[i].limit, "%s: limit %lld", lims[i].q, q ? (long long) tg_query_limit(q) : -99LL);
+			tg_query_free(q);
+		}
+	}
+	CHECK(Q("{\"limit\":-1}", err, sizeof(err)) == NULL && strstr(err, "non-negative") != NULL, "negative limit refused: %s", err);
+	CHECK(Q("{\"limit\":\"5\"}", err, sizeof(err)) == NULL && strstr(err, "limit") != NULL, "string limit refused: %s", err);
+	CHECK(Q("{\"limit\":1e16}", err, sizeof(err)) == NULL, "absurd limit refused");
+	q = Q("{\"sort\":{\"n\":\"asc\"}}", err, sizeof(err));
+	CHECK(q && tg_query_has_sort(q), "has_sort");
+	tg_query_free(q);
+	q = Q("{\"limit\":3}", err, sizeof(err));
+	CHECK(q && !tg_query_has_sort(q), "no sort");
+	tg_query_free(q);
+
+	/* ---- query hash (filter + sort, not limit) and the equality constraint */
+	{
+		TgQuery    *h1 = Q("{\"where\":{\"n\":1},\"sort\":{\"n\":\"asc\"},\"limit\":1}", err, sizeof(err));
+		TgQuery    *h2 = Q("{\"where\":{\"n\":1},\"sort\":{\"n\":\"asc\"},\"limit\":5}", err, sizeof(err));
+		TgQuery    *h3 = Q("{\"where\":{\"n\":2},\"sort\":{\"n\":\"asc\"}}", err, sizeof(err));
+		TgQuery    *h4 = Q("{\"where\":{\"n\":1},\"sort\":{\"n\":\"desc\"}}", err, sizeof(err));
+		const char *attr;
+		size_t		alen;
+		const MpNode *val;
+
+		CHECK(h1 && h2 && h3 && h4, "hash queries compile");
+		CHECK(tg_query_hash(h1) == tg_query_hash(h2), "limit does not change the hash");
+		CHECK(tg_query_hash(h1) != tg_query_hash(h3), "where changes the hash");
+		CHECK(tg_query_hash(h1) != tg_query_hash(h4), "sort direction changes the hash");
+		tg_query_free(h1);
+		tg_query_free(h2);
+		tg_query_free(h3);
+		tg_query_free(h4);
+
+		q = Q("{\"where\":{\"n\":{\"$gt\":1},\"cat\":7}}", err, sizeof(err));
+		CHECK(q && tg_query_eq_constraint(q, &attr, &alen, &val) && alen == 3 && memcmp(attr, "cat", 3) == 0 &&
+			  val->type == MP_INT && val->v.i == 7, "eq constraint cat = 7");
+		tg_query_free(q);
+		q = Q("{\"where\":{\"n\":{\"$gt\":1}}}", err, sizeof(err));
+		CHECK(q && !tg_query_eq_constraint(q, &attr, &alen, &val), "no eq constraint for $gt");
+		tg_query_free(q);
+		q = Q("{\"where\":{\"tags\":[1]}}", err, sizeof(err));
+		CHECK(q && !tg_query_eq_constraint(q, &attr, &alen, &val), "no eq constraint for an array (never matches)");
+		tg_query_free(q);
+		q = Q("{\"predicate\":{\"op\":\"eq\",\"attribute\":\"s\",\"value\":\"x\"}}", err, sizeof(err));
+		CHECK(q && tg_query_eq_constraint(q, &attr, &alen, &val) && mp_str_eq(val, "x"), "eq constraint from a predicate");
+		tg_query_free(q);
+		q = Q("{\"predicate\":{\"op\":\"or\",\"children\":[{\"op\":\"eq\",\"attribute\":\"s\",\"value\":\"x\"}]}}", err, sizeof(err));
+		CHECK(q && !tg_query_eq_constraint(q, &attr, &alen, &val), "no eq constraint under or");
+		tg_query_free(q);
+	}
+
+	/* ---- cursors */
+	{
+		const int64_t t0 = 1736000000000, ttl = 600000;
+		char		c[512],
+					bad[512];
+		TgCursor	cur;
+		TgQuery    *other;
+
+		q = Q("{\"sort\":{\"score\":\"desc\"},\"limit\":3}", err, sizeof(err));
+		CHECK(q && tg_query_cursor_make(q, "k5", 2, V("{\"score\":50}"), t0, c, sizeof(c)), "cursor made");
+		CHECK(strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == strlen(c), "cursor is base64url: %s", c);
+		CHECK(strcmp(tg_query_cursor_check(q, c, strlen(c), t0 + 1000, ttl, &cur), "valid") == 0, "cursor valid");
+		CHECK(tg_query_after(q, &cur, "k9", 2, V("{\"score\":40}")), "lower score comes after (desc)");
+		CHECK(!tg_query_after(q, &cur, "k1", 2, V("{\"score\":60}")), "higher score comes before (desc)");
+		CHECK(tg_query_after(q, &cur, "k6", 2, V("{\"score\":50}")), "same score, later key: after");
+		CHECK(!tg_query_after(q, &cur, "k4", 2, V("{\"score\":50}")), "same score, earlier key: before");
+		CHECK(!tg_query_after(q, &cur, "k5", 2, V("{\"score\":50}")), "the cursor's own row is not repeated");
+		CHECK(tg_query_after(q, &cur, "k0", 2, V("{\"score\":\"40\"}")), "numeric string compares as a number");
+		tg_query_cursor_free(&cur);
+		CHECK(strcmp(tg_query_cursor_check(q, c, strlen(c), t0 + ttl + 1, ttl, &cur), "expired") == 0, "cursor expired");
+		tg_query_cursor_free(&cur);
+		CHECK(strcmp(tg_query_cursor_check(q, c, strlen(c), t0 - ttl - 1, ttl, &cur), "expired") == 0, "cursor from the future");
+		tg_query_cursor_free(&cur);
+		other = Q("{\"sort\":{\"score\":\"desc\"},\"limit\":10}", err, sizeof(err));
+		CHECK(other && strcmp(tg_query_cursor_check(other, c, strlen(c), t0, ttl, &cur), "valid") == 0, "valid with another limit");
+		tg_query_cursor_free(&cur);
+		tg_query_free(other);
+		other = Q("{\"sort\":{\"score\":\"asc\"}}", err, sizeof(err));
+		CHECK(other && strcmp(tg_query_cursor_check(other, c, strlen(c), t0, ttl, &cur), "invalid") == 0, "invalid for another sort");
+		CHECK(!cur.valid && tg_query_after(other, &cur, "a", 1, V("{}")), "an invalid cursor starts from the beginning");
+		tg_query_cursor_free(&cur);
+		tg_query_free(other);
+		CHECK(strcmp(tg_query_cursor_check(q, "", 0, t0, ttl, &cur), "invalid") == 0, "empty cursor");
+		tg_query_cursor_free(&cur);
+		CHECK(strcmp(tg_query_cursor_check(q, "garbage!", 8, t0, ttl, &cur), "invalid") == 0, "not base64url");
+		tg_query_cursor_free(&cur);
+		CHECK(strcmp(tg_query_cursor_check(q, c, strlen(c) - 3, t0, ttl, &cur), "invalid") == 0, "truncated cursor");
+		tg_query_cursor_free(&cur);
+		strcpy(bad, c);
+		bad[2] = bad[2] == 'A' ? 'B' : 'A';
+		CHECK(strcmp(tg_query_cursor_check(q, bad, strlen(bad), t0, ttl, &cur), "valid") != 0, "tampered cursor not valid");
+		tg_query_cursor_free(&cur);
+		memset(bad, 'A', sizeof(bad));
+		CHECK(strcmp(tg_query_cursor_check(q, bad, 9000, t0, ttl, &cur), "invalid") == 0, "oversized cursor");
+		tg_query_cursor_free(&cur);
+		CHECK(!tg_query_cursor_make(q, "k5", 2, V("{\"score\":50}"), t0, c, 8), "cursor does not fit: refused");
+		/* the record has no sort value: ordered by key after it */
+		CHECK(tg_query_cursor_make(q, "k5", 2, V("{}"), t0, c, sizeof(c)) &&
+			  strcmp(tg_query_cursor_check(q, c, strlen(c), t0, ttl, &cur), "valid") == 0 && cur.sort_value == NULL,
+			  "cursor without a sort value");
+		CHECK(tg_query_after(q, &cur, "k6", 2, V("{\"score\":1}")) && !tg_query_after(q, &cur, "k4", 2, V("{\"score\":1}")),
+			  "no sort value: key decides");
+		tg_query_cursor_free(&cur);
+		tg_query_free(q);
+
+		q = Q("{\"sort\":{\"_key\":\"desc\"}}", err, sizeof(err));
+		CHECK(q && tg_query_cursor_make(q, "k5", 2, V("{}"), t0, c, sizeof(c)) &&
+			  strcmp(tg_query_cursor_check(q, c, strlen(c), t0, ttl, &cur), "valid") == 0, "_key cursor");
+		CHECK(tg_query_after(q, &cur, "k4", 2, V("{}")) && !tg_query_after(q, &cur, "k6", 2, V("{}")), "_key desc paging");
+		tg_query_cursor_free(&cur);
+		tg_query_free(q);
+		q = Q("{\"limit\":2}", err, sizeof(err));
+		CHECK(q && tg_query_cursor_make(q, "k5", 2, V("{\"n\":1}"), t0, c, sizeof(c)) &&
+			  strcmp(tg_query_cursor_check(q, c, strlen(c), t0, ttl, &cur), "valid") == 0, "unsorted cursor");
+		CHECK(tg_query_after(q, &cur, "k6", 2, V("{}")) && !tg_query_after(q, &cur, "k4", 2, V("{}")), "unsorted: key order");
+		tg_query_cursor_free(&cur);
+		tg_query_free(q);
+	}
+	mp_arena_free(&arena);
+
+	printf("test_query: %d passed, %d failed\n", checks - failures, failures);
 	return failures == 0 ? 0 : 1;
 }

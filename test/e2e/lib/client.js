@@ -30,6 +30,8 @@ class Client {
     this.errors = [];
     this.bytesIn = 0;
     this.pingTimer = null;
+    this.pingsSent = 0;    // PINGs sent through send()
+    this.pongsSeen = 0;    // PONGs received (the server answers PINGs in order)
 
     ws.on('message', (data, isBinary) => this._onMessage(data, isBinary));
     ws.on('close', (code, reason) => {
@@ -99,6 +101,7 @@ class Client {
     }
     const msgs = msg && msg.type === 'BATCH' ? unwrapBatch(msg) : [msg];
     for (const m of msgs) {
+      if (m && m.type === 'PONG') Object.defineProperty(m, 'seq', { value: ++this.pongsSeen, enumerable: false });
       this.log.push(m);
       if (this.log.length > 200) this.log.shift();
       const i = this.waiters.findIndex((w) => w.match(m));
@@ -139,21 +142,31 @@ class Client {
     });
   }
 
-  // Collect every message matching `p` that arrives within `ms` (plus queued ones).
-  async collect(p, ms) {
-    const match = matcher(p);
-    await new Promise((r) => setTimeout(r, ms));
-    const out = [];
-    this.queue = this.queue.filter((m) => {
-      if (match(m)) { out.push(m); return false; }
-      return true;
-    });
-    return out;
+  // Barrier: send a PING and wait for its PONG.  The server handles a
+  // connection's messages in order and answers PING as it reads it, so once
+  // the PONG is here every earlier message of this connection that is handled
+  // on arrival (AUTH, TOPIC_SUB/UNSUB/PUB, QUERY_UNSUB, PING) has been handled,
+  // and everything the server sent to this connection before it has arrived
+  // (e.g. events of writes that other connections were already acked for).
+  // Not a barrier for this connection's own writes: they are answered at the
+  // group's commit (a read is: lib/sync.js watchLww).  timeoutMs only bounds
+  // a failure.
+  async barrier(timeoutMs = 10000) {
+    this.send({ type: 'PING', timestamp: Date.now() });
+    const n = this.pingsSent;
+    await this.waitFor((m) => m.type === 'PONG' && m.seq === n, timeoutMs);
   }
 
-  // Resolve if nothing matching `p` arrives within `ms`; throw otherwise.
-  async expectNone(p, ms = 500) {
-    const got = await this.collect(p, ms);
+  // Assert that nothing matching `p` has arrived, up to a barrier (`how`:
+  // 'ping' (default) or a function that awaits another barrier); matches are
+  // consumed.  The caller makes sure the cause has been handled before (an
+  // ack received, another client's barrier).
+  async expectNone(p, how = 'ping') {
+    if (how === 'ping') await this.barrier();
+    else await how();
+    const match = matcher(p);
+    const got = this.queue.filter(match);
+    this.queue = this.queue.filter((m) => !match(m));
     if (got.length) {
       throw new Error(`${this.name}: unexpected ${describe(p)}: ${JSON.stringify(got[0]).slice(0, 300)}`);
     }
@@ -176,6 +189,7 @@ class Client {
   }
 
   send(obj) {
+    if (obj && obj.type === 'PING') this.pingsSent++;
     this.sendRaw(pack(obj));
   }
 

@@ -73,4 +73,25 @@ async function pullOr(client, mapName, { timeoutMs = 60000 } = {}) {
   return { root, entries, tombstones };
 }
 
-module.exports = { pullLww, pullOr };
+// Start watching a map: SYNC_INIT / ORMAP_SYNC_INIT registers the connection
+// as a watcher.  Also a barrier after the connection's own writes: the
+// server commits and answers them before it answers a read.
+async function watchLww(c, map, timeoutMs = 10000) {
+  c.send({ type: 'SYNC_INIT', mapName: map, lastSyncTimestamp: 0 });
+  await c.waitFor((m) => m.type === 'SYNC_RESP_ROOT' && m.payload && m.payload.mapName === map, timeoutMs);
+}
+
+async function watchOr(c, map, timeoutMs = 10000) {
+  c.send({ type: 'ORMAP_SYNC_INIT', mapName: map, rootHash: 0, bucketHashes: {}, lastSyncTimestamp: 0 });
+  await c.waitFor((m) => m.type === 'ORMAP_SYNC_RESP_ROOT' && m.payload && m.payload.mapName === map, timeoutMs);
+}
+
+// The events for `map` in one SERVER_BATCH_EVENT / SERVER_EVENT message.
+function eventsFor(m, map) {
+  if (m.type === 'SERVER_BATCH_EVENT') return m.payload.events.filter((e) => e.mapName === map);
+  if (m.type === 'SERVER_EVENT' && m.payload.mapName === map) return [m.payload];
+  return [];
+}
+const isEvent = (map) => (m) => eventsFor(m, map).length > 0;
+
+module.exports = { pullLww, pullOr, watchLww, watchOr, eventsFor, isEvent };

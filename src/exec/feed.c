@@ -1,5 +1,5 @@
 /*
- * worker_feed.c — the sync worker as consumer of the commit-ordered change
+ * feed.c — the session executor as consumer of the commit-ordered change
  * feed (src/changes): changes made by any backend (psql, applications,
  * triggers, replication) reach WebSocket clients after they commit.
  *
@@ -42,7 +42,7 @@
 #include "utils/memutils.h"
 
 #include "changes/changes.h"
-#include "worker/worker_live.h"
+#include "exec/events.h"
 
 #define FEED_READ_BYTES	(8 * 1024 * 1024)
 
@@ -148,68 +148,6 @@ resync_all(uint64 lost)
 			 errhint("Increase topgun.change_buffer_size.")));
 }
 
-/* One event of a SERVER_BATCH_EVENT, encoded once. */
-typedef struct EncEv
-{
-	const char *map;
-	int			maplen;
-	size_t		off;
-	size_t		len;
-} EncEv;
-
-static void
-put_ts_text(MpBuf *b, const char *ts)
-{
-	tg_put_hlc_text(b, ts);
-}
-
-static void
-send_batches(EncEv *evs, int nev, MpBuf *evbuf, const char *hlc)
-{
-	MpBuf		tsbuf;
-
-	if (nev == 0)
-		return;
-	mp_buf_init(&tsbuf, 0);
-	put_ts_text(&tsbuf, hlc);
-	for (TgConn *c = tg_conns; c; c = c->next)
-	{
-		int			n = 0;
-		MpBuf	   *b;
-
-		if (c->closed || c->closing || !c->authenticated || c->watches == NULL)
-			continue;
-		for (int e = 0; e < nev; e++)
-			if (tg_watches_map(c, evs[e].map, evs[e].maplen))
-				n++;
-		if (n == 0)
-			continue;
-		b = tg_buf_begin();
-		mp_put_map_header(b, 3);
-		mp_put_str(b, "type");
-		mp_put_str(b, "SERVER_BATCH_EVENT");
-		mp_put_str(b, "payload");
-		mp_put_map_header(b, 1);
-		mp_put_str(b, "events");
-		mp_put_array_header(b, n);
-		for (int e = 0; e < nev; e++)
-			if (tg_watches_map(c, evs[e].map, evs[e].maplen))
-				mp_put_raw(b, evbuf->data + evs[e].off, evs[e].len);
-		mp_put_str(b, "timestamp");
-		mp_put_raw(b, tsbuf.data, tsbuf.len);
-		tg_buf_send(c, b);
-		tg_stat_add(TG_STAT_EVENTS_SENT, 1);
-	}
-	mp_buf_free(&tsbuf);
-}
-
-static void
-put_record_ts(MpBuf *b, const char *ts)
-{
-	mp_put_str(b, "timestamp");
-	put_ts_text(b, ts);
-}
-
 /* Values of an OR key as a jsonb array (NULL: none left). */
 static MpNode *
 or_values(MpArena *arena, const char *map, int maplen, const char *key, int keylen)
@@ -237,15 +175,13 @@ static void
 process_events(Ev *evs, int n)
 {
 	MpArena		arena;
-	MpBuf		evbuf;
-	EncEv	   *enc = palloc(sizeof(EncEv) * Max(1, n));
-	int			nenc = 0;
+	TgEventList evl;
 	char	   *hlc = NULL;
 	int			nlww = 0;
 	bool		isnull;
 
 	mp_arena_init(&arena);
-	mp_buf_init(&evbuf, (size_t) 1 << 30);
+	tg_events_init(&evl);
 
 	for (int i = 0; i < n; i++)
 		if (!evs[i].own && (evs[i].kind == TG_CHANGE_LWW || evs[i].kind == TG_CHANGE_OR_ADD ||
@@ -306,31 +242,21 @@ process_events(Ev *evs, int n)
 				if (!vnull)
 					node = tg_jsonb_to_node(&arena, DatumGetJsonbP(v));
 
-				enc[nenc].map = e->map;
-				enc[nenc].maplen = e->maplen;
-				enc[nenc].off = evbuf.len;
-				mp_put_map_header(&evbuf, 4);
-				mp_put_str(&evbuf, "mapName");
-				mp_put_strn(&evbuf, e->map, e->maplen);
-				mp_put_str(&evbuf, "key");
-				mp_put_strn(&evbuf, e->key, e->keylen);
-				mp_put_str(&evbuf, "eventType");
-				mp_put_str(&evbuf, "UPDATED");
-				mp_put_str(&evbuf, "record");
-				mp_put_map_header(&evbuf, ttlnull ? 2 : 3);
-				mp_put_str(&evbuf, "value");
-				if (vnull)
-					mp_put_nil(&evbuf);
-				else
-					tg_put_jsonb(&evbuf, DatumGetJsonbP(v));
-				put_record_ts(&evbuf, ts);
-				if (!ttlnull)
 				{
-					mp_put_str(&evbuf, "ttlMs");
-					mp_put_int(&evbuf, DatumGetInt64(ttl));
+					TgEvent		ev;
+
+					memset(&ev, 0, sizeof(ev));
+					ev.kind = TG_EV_UPDATED;
+					ev.map = e->map;
+					ev.maplen = e->maplen;
+					ev.key = e->key;
+					ev.keylen = e->keylen;
+					ev.jvalue = vnull ? NULL : DatumGetJsonbP(v);
+					ev.ts_text = ts;
+					ev.has_ttl = !ttlnull;
+					ev.ttl_ms = ttlnull ? 0 : DatumGetInt64(ttl);
+					tg_events_add(&evl, &ev);
 				}
-				enc[nenc].len = evbuf.len - enc[nenc].off;
-				nenc++;
 				if (tg_query_map_has_subs(e->map, e->maplen))
 					tg_query_on_change(e->map, e->maplen, e->key, e->keylen, node);
 			}
@@ -366,51 +292,36 @@ process_events(Ev *evs, int n)
 					char	   *ts = SPI_getvalue(t, SPI_tuptable->tupdesc, 2);
 					Datum		ttl = SPI_getbinval(t, SPI_tuptable->tupdesc, 3, &ttlnull);
 
-					enc[nenc].map = e->map;
-					enc[nenc].maplen = e->maplen;
-					enc[nenc].off = evbuf.len;
-					mp_put_map_header(&evbuf, 4);
-					mp_put_str(&evbuf, "mapName");
-					mp_put_strn(&evbuf, e->map, e->maplen);
-					mp_put_str(&evbuf, "key");
-					mp_put_strn(&evbuf, e->key, e->keylen);
-					mp_put_str(&evbuf, "eventType");
-					mp_put_str(&evbuf, "OR_ADD");
-					mp_put_str(&evbuf, "orRecord");
-					mp_put_map_header(&evbuf, ttlnull ? 3 : 4);
-					mp_put_str(&evbuf, "value");
-					if (isnull)
-						mp_put_nil(&evbuf);
-					else
-						tg_put_jsonb(&evbuf, DatumGetJsonbP(v));
-					put_record_ts(&evbuf, ts);
-					mp_put_str(&evbuf, "tag");
-					mp_put_str(&evbuf, e->tag ? e->tag : "");
-					if (!ttlnull)
-					{
-						mp_put_str(&evbuf, "ttlMs");
-						mp_put_int(&evbuf, DatumGetInt64(ttl));
-					}
-					enc[nenc].len = evbuf.len - enc[nenc].off;
-					nenc++;
+					TgEvent		ev;
+
+					memset(&ev, 0, sizeof(ev));
+					ev.kind = TG_EV_OR_ADD;
+					ev.map = e->map;
+					ev.maplen = e->maplen;
+					ev.key = e->key;
+					ev.keylen = e->keylen;
+					ev.jvalue = isnull ? NULL : DatumGetJsonbP(v);
+					ev.ts_text = ts;
+					ev.tag = e->tag ? e->tag : "";
+					ev.taglen = strlen(ev.tag);
+					ev.has_ttl = !ttlnull;
+					ev.ttl_ms = ttlnull ? 0 : DatumGetInt64(ttl);
+					tg_events_add(&evl, &ev);
 				}
 			}
 			else
 			{
-				enc[nenc].map = e->map;
-				enc[nenc].maplen = e->maplen;
-				enc[nenc].off = evbuf.len;
-				mp_put_map_header(&evbuf, 4);
-				mp_put_str(&evbuf, "mapName");
-				mp_put_strn(&evbuf, e->map, e->maplen);
-				mp_put_str(&evbuf, "key");
-				mp_put_strn(&evbuf, e->key, e->keylen);
-				mp_put_str(&evbuf, "eventType");
-				mp_put_str(&evbuf, "OR_REMOVE");
-				mp_put_str(&evbuf, "orTag");
-				mp_put_str(&evbuf, e->tag ? e->tag : "");
-				enc[nenc].len = evbuf.len - enc[nenc].off;
-				nenc++;
+				TgEvent		ev;
+
+				memset(&ev, 0, sizeof(ev));
+				ev.kind = TG_EV_OR_REMOVE;
+				ev.map = e->map;
+				ev.maplen = e->maplen;
+				ev.key = e->key;
+				ev.keylen = e->keylen;
+				ev.tag = e->tag ? e->tag : "";
+				ev.taglen = strlen(ev.tag);
+				tg_events_add(&evl, &ev);
 			}
 		}
 		if (tg_query_map_has_subs(e->map, e->maplen))
@@ -429,8 +340,7 @@ process_events(Ev *evs, int n)
 								   or_values(&arena, e->map, e->maplen, e->key, e->keylen));
 		}
 	}
-	if (mp_buf_ok(&evbuf) && hlc)
-		send_batches(enc, nenc, &evbuf, hlc);
+	tg_events_fan_out(&evl, hlc, NULL, false);
 
 	/* counters and topics */
 	for (int i = 0; i < n; i++)
@@ -464,10 +374,7 @@ process_events(Ev *evs, int n)
 				memcmp(e->map, TG_POLICY_TOPIC, e->maplen) == 0)
 			{
 				tg_acl_load();
-				tg_query_recheck_acl();
-				tg_topics_recheck_acl();
-				tg_counters_recheck_acl();
-				tg_proto_recheck_watches();
+				tg_recheck_access();
 				continue;
 			}
 			tg_topic_publish(NULL, e->map, e->maplen, NULL,
@@ -475,7 +382,7 @@ process_events(Ev *evs, int n)
 							 tg_now_ms(), "sql");
 		}
 	}
-	mp_buf_free(&evbuf);
+	tg_events_free(&evl);
 	mp_arena_free(&arena);
 }
 
@@ -492,7 +399,7 @@ tg_live_poll(bool woken)
 
 	if (!tg_ready || !consumer)
 		return;
-	if (!woken && now - last_poll_ms < 250 && !tg_query_has_pending() && !tg_acl_needs_reload())
+	if (!woken && now - last_poll_ms < 250 && !tg_acl_needs_reload())
 		return;
 	last_poll_ms = now;
 	tg_proto_enter(CurrentMemoryContext);
@@ -509,7 +416,7 @@ tg_live_poll(bool woken)
 
 		if (lost > 0)
 			resync_all(lost);
-		if (nread == 0 && !tg_query_has_pending() && !tg_acl_needs_reload())
+		if (nread == 0 && !tg_acl_needs_reload())
 			break;
 		evs = palloc(sizeof(Ev) * Max(1, nread));
 		while (tg_changes_decode(&buf, &off, &ch))
@@ -532,7 +439,7 @@ tg_live_poll(bool woken)
 			any = true;
 		}
 		tg_stat_add(TG_STAT_FEED_EVENTS, nread);
-		if (any || tg_query_has_pending() || tg_acl_needs_reload())
+		if (any || tg_acl_needs_reload())
 		{
 			PG_TRY();
 			{
@@ -541,7 +448,6 @@ tg_live_poll(bool woken)
 					tg_acl_load();
 				if (n > 0)
 					process_events(evs, n);
-				tg_query_run_pending();
 				tg_txn_end();
 			}
 			PG_CATCH();

@@ -24,7 +24,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "worker/worker_live.h"
+#include "exec/exec.h"
 
 /* ------------------------------------------------------------ name lists */
 
@@ -542,25 +542,27 @@ tg_topics_conn_gone(TgConn *c)
 	c->ntopics = 0;
 }
 
+/*
+ * Policies changed: drop the subscriptions of c (topics or counters, whose
+ * resource is prefix + name) that lost READ, each with a 403.
+ */
 void
-tg_topics_recheck_acl(void)
+tg_namesub_recheck(TgConn *c, TgNameSub **list, int *count, const char *prefix)
 {
-	for (TgConn *c = tg_conns; c; c = c->next)
+	TgNameSub  *n = *list;
+
+	while (n)
 	{
-		TgNameSub  *n = c->topics;
+		TgNameSub  *next = n->next;
+		char	   *res = psprintf("%s%s", prefix, n->name);
 
-		while (n)
+		if (!tg_acl_allowed(c, res, strlen(res), TG_ACT_READ))
 		{
-			TgNameSub  *next = n->next;
-			char	   *res = topic_resource(n->name, strlen(n->name));
-
-			if (!tg_acl_allowed(c, res, strlen(res), TG_ACT_READ))
-			{
-				tg_send_error(c, 403, psprintf("Access denied for %s", res));
-				tg_namesub_del(&c->topics, n->name, strlen(n->name));
-				c->ntopics--;
-			}
-			n = next;
+			tg_send_error(c, 403, psprintf("Access denied for %s", res));
+			tg_namesub_del(list, n->name, strlen(n->name));
+			(*count)--;
+			c->slot_dirty = true;
 		}
+		n = next;
 	}
 }

@@ -22,7 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "worker/worker_live.h"
+#include "exec/exec.h"
 
 typedef struct PendingCounter
 {
@@ -236,27 +236,4 @@ tg_counters_conn_gone(TgConn *c)
 	for (p = pending; p; p = p->next)
 		if (p->also == c)
 			p->also = NULL;
-}
-
-void
-tg_counters_recheck_acl(void)
-{
-	for (TgConn *c = tg_conns; c; c = c->next)
-	{
-		TgNameSub  *n = c->counters;
-
-		while (n)
-		{
-			TgNameSub  *next = n->next;
-			char	   *res = counter_resource(n->name, strlen(n->name));
-
-			if (!tg_acl_allowed(c, res, strlen(res), TG_ACT_READ))
-			{
-				tg_send_error(c, 403, psprintf("Access denied for %s", res));
-				tg_namesub_del(&c->counters, n->name, strlen(n->name));
-				c->ncounters--;
-			}
-			n = next;
-		}
-	}
 }

@@ -29,7 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "worker/worker_live.h"
+#include "exec/exec.h"
 
 typedef struct Policy
 {

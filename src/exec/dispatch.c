@@ -1,0 +1,332 @@
+/*
+ * dispatch.c — the session executor's message loop: parse, authenticate,
+ * look the type up in the dispatch table, run its handler.  Writes are
+ * group-committed (apply.c); reads go to reader executors and keep the
+ * connection busy until answered, so its later messages wait and replies
+ * stay in order; everything else is answered at once.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/memutils.h"
+
+#include "exec/exec.h"
+#include "exec/readers.h"
+
+/* Run one database-backed handler in its own transaction. */
+static void
+run_db_message(TgConn *c, TgMessage *m)
+{
+	volatile bool changed = false;
+	char	   *volatile hlc = NULL;
+
+	tg_group_flush();
+	PG_TRY();
+	{
+		tg_txn_begin();
+		switch (m->type)
+		{
+			case TG_MSG_ORMAP_PUSH_DIFF:
+				changed = tg_push_diff(c, m);
+				if (changed)
+					hlc = tg_hlc_now_text();
+				break;
+			case TG_MSG_COUNTER_REQUEST:
+			case TG_MSG_COUNTER_SYNC:
+				tg_counter_handle(c, m);
+				break;
+			default:
+				break;
+		}
+		tg_txn_end();
+		tg_counters_after_commit(true);
+		if (m->type == TG_MSG_ORMAP_PUSH_DIFF)
+		{
+			tg_stat_add(TG_STAT_COMMITS, 1);
+			pgstat_report_stat(false);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = tg_txn_recover();
+		bool		client_fault;
+
+		tg_counters_after_commit(false);
+
+		/* bad data from the client (values, limits, map kind) is a 400 */
+		client_fault = ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+			edata->sqlerrcode == ERRCODE_WRONG_OBJECT_TYPE ||
+			edata->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		if (!client_fault)
+			ereport(LOG,
+					(errmsg("topgun: %s from connection %llu failed: %s",
+							tg_msg_type_name(m->type), (unsigned long long) c->id,
+							edata->message)));
+		tg_send_error(c, client_fault ? 400 : 500, edata->message);
+		if (edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+			edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+			edata->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME)
+		{
+			tg_plans_reset();
+			tg_acl_invalidate();
+			tg_request_ready_check();
+		}
+		changed = false;
+	}
+	PG_END_TRY();
+	if (changed && hlc)
+		tg_push_diff_events(c, m, hlc);
+}
+
+/* --------------------------------------------------------- dispatcher */
+
+static MpLimits
+frame_limits(size_t len)
+{
+	MpLimits	l;
+
+	l.max_depth = 32;
+	l.max_nodes = (uint32) Min((size_t) UINT32_MAX - 1, len + 1);
+	l.max_str = (uint32) Min((size_t) UINT32_MAX - 1, Max(len, 1));
+	return l;
+}
+
+/*
+ * A read goes to a reader executor; the connection is busy until the answer
+ * is back (its later messages wait).  Returns false when the message was
+ * answered here already (refused, or nothing to read).
+ */
+static bool
+delegate_read(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	TgRecKind	kind;
+	TgStr		map;
+
+	switch (m->type)
+	{
+		case TG_MSG_SYNC_INIT:
+			if (!tg_sync_init_session(c, m->u.sync_init.map_name, m->u.sync_init.has_last_sync,
+								   m->u.sync_init.last_sync))
+				return false;
+			kind = TG_REQ_SYNC_ROOT;
+			break;
+		case TG_MSG_ORMAP_SYNC_INIT:
+			if (!tg_sync_init_session(c, m->u.ormap_sync_init.map_name,
+								   m->u.ormap_sync_init.has_last_sync,
+								   m->u.ormap_sync_init.last_sync))
+				return false;
+			kind = TG_REQ_SYNC_ROOT;
+			break;
+		case TG_MSG_MERKLE_REQ_BUCKET:
+		case TG_MSG_ORMAP_MERKLE_REQ_BUCKET:
+			map = m->u.bucket_req.map_name;
+			if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+				return false;
+			kind = TG_REQ_BUCKET;
+			break;
+		case TG_MSG_ORMAP_DIFF_REQUEST:
+			map = m->u.ormap_diff_request.map_name;
+			if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+				return false;
+			kind = TG_REQ_DIFF;
+			break;
+		case TG_MSG_QUERY_SUB:
+			map = m->u.query_sub.map_name;
+			if (!tg_acl_check(c, map.p, map.len, TG_ACT_READ))
+				return false;
+			/* the reader must see this connection's acknowledged writes */
+			if (c->pending_writes > 0)
+				tg_group_flush();
+			return tg_query_handle_sub(c, m);
+		default:
+			return false;
+	}
+	if (c->pending_writes > 0)
+		tg_group_flush();
+	tg_readers_submit(c, true, kind, in->data, in->len, tg_readers_forward_frames, NULL);
+	return true;
+}
+
+/*
+ * Handle one message.  Returns true if the message is not done with: the
+ * group took ownership of the frame, or it waits behind a read of the same
+ * connection (then it must not be freed by the caller).
+ */
+/* ----------------------------------------------------------- handlers */
+
+/* What became of a message: answered, a read is out, or the group owns it. */
+typedef enum TgHandled
+{
+	TG_ANSWERED = 0,
+	TG_READ_OUT,				/* answered when the reader replies */
+	TG_FRAME_KEPT				/* group commit: answered at commit, owns the frame */
+} TgHandled;
+
+typedef TgHandled (*TgHandler) (TgConn *c, TgInMsg *in, TgMessage *m);
+
+static TgHandled
+h_ignore(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	return TG_ANSWERED;			/* AUTH again after AUTH_ACK: the client does that */
+}
+
+static TgHandled
+h_write(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_group_add(c, in, m);
+	return TG_FRAME_KEPT;
+}
+
+static TgHandled
+h_read(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	TgHandled	r = delegate_read(c, in, m) ? TG_READ_OUT : TG_ANSWERED;
+
+	tg_conn_update_slot(c);
+	return r;
+}
+
+static TgHandled
+h_db(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	run_db_message(c, m);
+	tg_conn_update_slot(c);
+	return TG_ANSWERED;
+}
+
+static TgHandled
+h_query_unsub(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_query_handle_unsub(c, m->u.query_unsub.query_id);
+	tg_conn_update_slot(c);
+	return TG_ANSWERED;
+}
+
+static TgHandled
+h_topic(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_topic_handle(c, m);
+	tg_conn_update_slot(c);
+	return TG_ANSWERED;
+}
+
+/*
+ * The dispatch table of authenticated messages: adding a message type means
+ * a handler and a row here.  A type without a row is answered 501.
+ */
+static const TgHandler handlers[TG_MSG_COUNT_] = {
+	[TG_MSG_AUTH] = h_ignore,
+	[TG_MSG_OP_BATCH] = h_write,
+	[TG_MSG_CLIENT_OP] = h_write,
+	[TG_MSG_SYNC_INIT] = h_read,
+	[TG_MSG_MERKLE_REQ_BUCKET] = h_read,
+	[TG_MSG_ORMAP_SYNC_INIT] = h_read,
+	[TG_MSG_ORMAP_MERKLE_REQ_BUCKET] = h_read,
+	[TG_MSG_ORMAP_DIFF_REQUEST] = h_read,
+	[TG_MSG_QUERY_SUB] = h_read,
+	[TG_MSG_ORMAP_PUSH_DIFF] = h_db,
+	[TG_MSG_QUERY_UNSUB] = h_query_unsub,
+	[TG_MSG_TOPIC_SUB] = h_topic,
+	[TG_MSG_TOPIC_UNSUB] = h_topic,
+	[TG_MSG_TOPIC_PUB] = h_topic,
+	[TG_MSG_COUNTER_REQUEST] = h_db,
+	[TG_MSG_COUNTER_SYNC] = h_db,
+};
+
+/*
+ * Handle one message.  Returns true if the message is not done with: the
+ * group took ownership of the frame, or it waits behind a read of the same
+ * connection (then it must not be freed by the caller).
+ */
+static bool
+handle_one(TgInMsg *in)
+{
+	TgConn	   *c = in->conn;
+	TgMessage	msg;
+	MpLimits	lim = frame_limits(in->len);
+	char		err[256];
+	TgParseResult pr;
+	TgHandled	r = TG_ANSWERED;
+
+	if (c->closed || c->closing)
+		return false;
+	if (c->busy)
+	{
+		/* a read of this connection is out: keep the order */
+		in->next = NULL;
+		if (c->deferred_tail)
+			c->deferred_tail->next = in;
+		else
+			c->deferred_head = in;
+		c->deferred_tail = in;
+		return true;
+	}
+
+	pr = tg_message_parse(in->data, in->len, &lim, &msg, err, sizeof(err));
+	if (pr != TG_PARSE_OK)
+	{
+		tg_message_free(&msg);
+		if (pr == TG_PARSE_NOMEM)
+			tg_send_error(c, 500, "Server out of memory");
+		else
+			tg_note_invalid(c, err);
+		tg_conn_handled(c, 1);
+		return false;
+	}
+	tg_stat_add(TG_STAT_MSG_ACCEPTED, 1);
+
+	if (msg.type == TG_MSG_PING)
+		tg_handle_ping(c);
+	else if (!c->authenticated)
+	{
+		if (msg.type == TG_MSG_AUTH)
+			tg_handle_auth(c, &msg);
+		else
+			tg_conn_close(c, 4001, "Auth required");
+	}
+	else if (msg.type < TG_MSG_COUNT_ && handlers[msg.type] != NULL)
+		r = handlers[msg.type] (c, in, &msg);
+	else
+		tg_send_error(c, 501, psprintf("%s is not implemented yet", tg_msg_type_name(msg.type)));
+	if (r == TG_FRAME_KEPT)
+		return true;			/* the group frees the frame and the tree */
+	tg_message_free(&msg);
+	if (r == TG_ANSWERED)
+		tg_conn_handled(c, 1);
+	return false;				/* the frame is not needed any more */
+}
+
+void
+tg_proto_process(TgInMsg *list)
+{
+	tg_proto_cxt = CurrentMemoryContext;
+
+	while (list)
+	{
+		TgInMsg    *next = list->next;
+		TgConn	   *c = list->conn;
+
+		if (!tg_ready)
+		{
+			tg_conn_close(c, 1013, "Server not ready");
+			free(list->data);
+			free(list);
+		}
+		else if (!handle_one(list))
+		{
+			free(list->data);
+			free(list);
+		}
+		list = next;
+		QueryCancelPending = false;	/* nothing to cancel between messages */
+		CHECK_FOR_INTERRUPTS();
+	}
+	tg_group_flush();
+	tg_topics_flush();
+	/* the others are refreshed by the 250 ms housekeeping tick */
+	for (TgConn *c = tg_conns; c; c = c->next)
+		if (!c->closed && c->slot_dirty)
+			tg_conn_update_slot(c);
+}

@@ -1,0 +1,177 @@
+/*
+ * encode.c — the executors' msgpack output: message buffers, ERROR
+ * replies, jsonb -> msgpack (integral numbers within int32/uint32 become
+ * msgpack ints, every other number float64, as the client expects), HLC
+ * text -> Timestamp maps.
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+
+#include "exec/exec.h"
+
+/* --------------------------------------------------------- encoding */
+
+static MpBuf obuf;				/* scratch message buffer */
+static bool obuf_init = false;
+
+MpBuf *
+tg_buf_begin(void)
+{
+	if (!obuf_init)
+	{
+		mp_buf_init(&obuf, (size_t) 1 << 30);
+		obuf_init = true;
+	}
+	mp_buf_reset(&obuf);
+	return &obuf;
+}
+
+void
+tg_buf_send(TgConn *c, MpBuf *b)
+{
+	if (!mp_buf_ok(b))
+	{
+		ereport(LOG, (errmsg("topgun: could not encode a reply for connection %llu (too large or out of memory)",
+							 (unsigned long long) c->id)));
+		return;
+	}
+	tg_conn_send(c, b->data, b->len);
+}
+
+void
+tg_send_error(TgConn *c, int code, const char *message)
+{
+	MpBuf	   *b = tg_buf_begin();
+
+	mp_put_map_header(b, 2);
+	mp_put_str(b, "type");
+	mp_put_str(b, "ERROR");
+	mp_put_str(b, "payload");
+	mp_put_map_header(b, 2);
+	mp_put_str(b, "code");
+	mp_put_int(b, code);
+	mp_put_str(b, "message");
+	mp_put_str(b, message);
+	tg_buf_send(c, b);
+}
+
+/* jsonb → msgpack → decoded tree (the query engine works on msgpack trees). */
+MpNode *
+tg_jsonb_to_node(MpArena *arena, Jsonb *jb)
+{
+	MpBuf		b;
+	MpLimits	lim = {64, 0, 0};
+	char		err[128];
+	uint8_t    *copy;
+	MpNode	   *n = NULL;
+
+	mp_buf_init(&b, (size_t) 1 << 30);
+	tg_put_jsonb(&b, jb);
+	if (mp_buf_ok(&b))
+	{
+		lim.max_nodes = (uint32) Min((size_t) UINT32_MAX - 1, b.len + 1);
+		lim.max_str = (uint32) Min((size_t) UINT32_MAX - 1, Max(b.len, 1));
+		copy = mp_arena_alloc(arena, b.len);
+		if (copy)
+		{
+			memcpy(copy, b.data, b.len);
+			n = mp_decode(arena, copy, b.len, &lim, err, sizeof(err));
+		}
+	}
+	mp_buf_free(&b);
+	return n;
+}
+
+/* "millis:counter:node" text of topgun.hlc → Timestamp map. */
+void
+tg_put_hlc_text(MpBuf *b, const char *hlc)
+{
+	const char *p1 = strchr(hlc, ':');
+	const char *p2 = p1 ? strchr(p1 + 1, ':') : NULL;
+	int64		millis;
+	long		counter;
+
+	if (p1 == NULL || p2 == NULL)
+		elog(ERROR, "topgun: malformed hlc text \"%s\"", hlc);
+	millis = strtoll(hlc, NULL, 10);
+	counter = strtol(p1 + 1, NULL, 10);
+	mp_put_timestamp(b, millis, (uint32) counter, p2 + 1, strlen(p2 + 1));
+}
+
+void
+tg_put_timestamp(MpBuf *b, const TgTimestamp *ts)
+{
+	mp_put_timestamp(b, ts->millis, ts->counter, ts->node_id.p, ts->node_id.len);
+}
+
+/* jsonb → msgpack: integral numbers in int32/uint32 range as ints, else float64. */
+static void
+put_jsonb_scalar(MpBuf *b, JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			mp_put_nil(b);
+			break;
+		case jbvString:
+			mp_put_strn(b, v->val.string.val, v->val.string.len);
+			break;
+		case jbvBool:
+			mp_put_bool(b, v->val.boolean);
+			break;
+		case jbvNumeric:
+			mp_put_number(b, DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+																NumericGetDatum(v->val.numeric))));
+			break;
+		default:
+			elog(ERROR, "topgun: unexpected jsonb value type %d", (int) v->type);
+	}
+}
+
+void
+tg_put_jsonb(MpBuf *b, Jsonb *jb)
+{
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken r;
+
+	while ((r = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		switch (r)
+		{
+			case WJB_BEGIN_ARRAY:
+				if (!v.val.array.rawScalar)
+					mp_put_array_header(b, (uint32) v.val.array.nElems);
+				break;
+			case WJB_BEGIN_OBJECT:
+				mp_put_map_header(b, (uint32) v.val.object.nPairs);
+				break;
+			case WJB_KEY:
+				mp_put_strn(b, v.val.string.val, v.val.string.len);
+				break;
+			case WJB_VALUE:
+			case WJB_ELEM:
+				put_jsonb_scalar(b, &v);
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+
+char *
+tg_pstr(TgStr s)
+{
+	return pnstrdup(s.p, s.len);
+}
+
+char *
+tg_hlc_text(const TgTimestamp *ts)
+{
+	return psprintf(INT64_FORMAT ":%u:%.*s", ts->millis, ts->counter,
+					(int) ts->node_id.len, ts->node_id.p);
+}

@@ -1,0 +1,183 @@
+/*
+ * reader.c — a reader executor: answers the session executor's read
+ * requests (Merkle roots and buckets, OR-map diffs, query pages), each in a
+ * short read-only transaction of its own, so big reads run next to the
+ * writes and next to each other.  The reply is a list of records: the
+ * messages for the client (TG_REP_FRAME), rows (TG_REP_ROWS), or one
+ * TG_REP_ERROR when the request failed (the transaction is aborted and the
+ * reader carries on).
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "exec/session.h"
+#include "exec/reads.h"
+#include "ipc/ipc.h"
+#include "worker/worker.h"
+#include "exec/exec.h"
+
+
+static volatile sig_atomic_t got_sigterm = false;
+static int	reader_index = 0;
+
+static void
+reader_exit_cb(int code, Datum arg)
+{
+	TgExecSlot *x = tg_exec_slot(1 + reader_index);
+
+	if (x)
+		pg_atomic_write_u32(&x->pid, 0);
+}
+
+static void
+reader_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Run one request; its reply goes to *out. */
+static void
+serve(const TgRec *rec, const char *payload, TgIpcBuf *out, MemoryContext cxt)
+{
+	TgConn		dummy;
+
+	memset(&dummy, 0, sizeof(dummy));
+	dummy.id = rec->conn;		/* the request id: every reply record carries it */
+	dummy.slot = -1;
+	PG_TRY();
+	{
+		tg_txn_begin();
+		tg_reads_serve(&dummy, (TgRecKind) rec->kind, payload, rec->len);
+		tg_txn_end();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e = tg_txn_recover();
+		TgRecError	err;
+		bool		client_fault;
+
+		/* bad data from the client (values, limits, map kind) is a 400 */
+		client_fault = ERRCODE_TO_CATEGORY(e->sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+			e->sqlerrcode == ERRCODE_WRONG_OBJECT_TYPE ||
+			e->sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		if (!client_fault)
+			ereport(LOG, (errmsg("topgun: read request failed: %s", e->message)));
+		memset(&err, 0, sizeof(err));
+		err.code = client_fault ? 400 : 500;
+		strlcpy(err.message, e->message, sizeof(err.message));
+		tg_ipc_buf_reset(out);
+		tg_ipc_put(out, TG_REP_ERROR, rec->conn, &err, sizeof(err));
+		pg_atomic_fetch_add_u64(&tg_exec_slot(1 + reader_index)->errors, 1);
+		if (e->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
+			e->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
+			e->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME ||
+			e->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
+			tg_plans_reset();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	if (out->len == 0 || out->failed)
+	{
+		TgRecError	err;
+
+		memset(&err, 0, sizeof(err));
+		err.code = 500;
+		strlcpy(err.message, out->failed ? "Server out of memory" : "Empty reply", sizeof(err.message));
+		tg_ipc_buf_reset(out);
+		tg_ipc_put(out, TG_REP_ERROR, rec->conn, &err, sizeof(err));
+	}
+}
+
+void
+tg_reader_main(Datum arg)
+{
+	dsm_segment *seg;
+	TgIpcHeader *hdr;
+	int			index;
+	shm_mq_handle *req;
+	shm_mq_handle *rep;
+	TgIpcBuf	out = {0};
+	MemoryContext cxt;
+
+	tg_role = TG_ROLE_READER;
+	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
+	pqsignal(SIGTERM, reader_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(tg_database, NULL, 0);
+	pgstat_report_appname("topgun reader executor");
+
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		proc_exit(0);
+	dsm_pin_mapping(seg);
+	hdr = tg_ipc_attach(seg);
+	if (index < 0 || index >= hdr->nreaders || index + 1 >= TG_MAX_EXECUTORS)
+		proc_exit(0);
+	reader_index = index;
+	pg_atomic_write_u32(&tg_exec_slot(1 + index)->pid, (uint32) MyProcPid);
+	on_shmem_exit(reader_exit_cb, (Datum) 0);
+	shm_mq_set_receiver(tg_ipc_queue(seg, TG_Q_RREQ_BASE + 2 * index), MyProc);
+	shm_mq_set_sender(tg_ipc_queue(seg, TG_Q_RREP_BASE + 2 * index), MyProc);
+	req = shm_mq_attach(tg_ipc_queue(seg, TG_Q_RREQ_BASE + 2 * index), seg, NULL);
+	rep = shm_mq_attach(tg_ipc_queue(seg, TG_Q_RREP_BASE + 2 * index), seg, NULL);
+
+	tg_exec_out = &out;
+	tg_exec_send_kind = TG_REP_FRAME;
+	cxt = AllocSetContextCreate(TopMemoryContext, "topgun reader", ALLOCSET_DEFAULT_SIZES);
+	while (!got_sigterm)
+	{
+		Size		n;
+		void	   *d;
+		shm_mq_result r;
+		TgRecIter	it;
+		TgRec		rec;
+		const char *p;
+		MemoryContext old;
+
+		ResetLatch(MyLatch);
+		QueryCancelPending = false;
+		CHECK_FOR_INTERRUPTS();
+		r = shm_mq_receive(req, &n, &d, true);
+		if (r == SHM_MQ_DETACHED)
+			break;				/* the session executor is gone */
+		if (r == SHM_MQ_WOULD_BLOCK)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+							 PG_WAIT_EXTENSION);
+			continue;
+		}
+		tg_rec_iter_init(&it, d, n);
+		if (!tg_rec_next(&it, &rec, &p))
+			continue;
+		old = MemoryContextSwitchTo(cxt);
+		tg_proto_enter(cxt);
+		pgstat_report_activity(STATE_RUNNING, "topgun: read request");
+		tg_ipc_buf_reset(&out);
+		pg_atomic_write_u32(&tg_exec_slot(1 + index)->busy, 1);
+		serve(&rec, p, &out, cxt);
+		pg_atomic_write_u32(&tg_exec_slot(1 + index)->busy, 0);
+		pg_atomic_fetch_add_u64(&tg_exec_slot(1 + index)->requests, 1);
+		pgstat_report_activity(STATE_IDLE, NULL);
+		MemoryContextSwitchTo(old);
+		if (shm_mq_send(rep, out.len, out.data, false, true) != SHM_MQ_SUCCESS)
+			break;
+		MemoryContextReset(cxt);
+	}
+	proc_exit(0);
+}

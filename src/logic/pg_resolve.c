@@ -1,0 +1,313 @@
+/*
+ * pg_resolve.c — topgun.resolve_ops: the conflict-resolver chains for a
+ * batch of client LWW ops, before they are applied (docs/resolvers.md).
+ *
+ * The resolver list is read once; ops no resolver covers are accepted as
+ * they are (LWW decides when they are applied); one statement reads the
+ * stored records of the others (a join over unnest); built-ins run natively, registered SQL
+ * functions through topgun._run_resolver (which turns their errors into a
+ * skip).  Chain: priority order, failing resolvers skipped, the first
+ * accept / merge / reject / local ends it, else the implicit builtin:lww.
+ */
+#include "postgres.h"
+
+#include "logic/logic_pg.h"
+#include "logic/resolvers.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+PG_FUNCTION_INFO_V1(tg_resolve_ops);
+
+#define MAX_OPS 100000
+
+typedef struct Resolver
+{
+	text	   *map_pattern;
+	text	   *key_pattern;	/* NULL: every key */
+	int			builtin;		/* >= 0, or a function: */
+	Oid			fn;
+} Resolver;
+
+static const char *const outcome_names[] = {"accept", "reject", "merge", "local"};
+
+static bool
+glob_text(text *pat, text *s)
+{
+	return tg_res_glob(VARDATA_ANY(pat), VARSIZE_ANY_EXHDR(pat), VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s));
+}
+
+static Resolver *
+load_resolvers(bool sql_writes, int *n)
+{
+	Resolver   *rs;
+	int			rc = SPI_execute(sql_writes
+								 ? "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
+								 "WHERE apply_to_sql ORDER BY priority DESC, seq"
+								 : "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
+								 "ORDER BY priority DESC, seq", true, 0);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading topgun.resolvers failed: %s", SPI_result_code_string(rc));
+	*n = (int) SPI_processed;
+	rs = SPI_palloc(sizeof(Resolver) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		text	   *name = DatumGetTextPP(SPI_getbinval(t, d, 1, &isnull));
+		Datum		v;
+
+		rs[i].map_pattern = (text *) SPI_datumTransfer(SPI_getbinval(t, d, 2, &isnull), false, -1);
+		v = SPI_getbinval(t, d, 3, &isnull);
+		rs[i].key_pattern = isnull ? NULL : (text *) SPI_datumTransfer(v, false, -1);
+		v = SPI_getbinval(t, d, 4, &isnull);
+		rs[i].fn = isnull ? InvalidOid : DatumGetObjectId(v);
+		rs[i].builtin = isnull ? tg_res_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) : -1;
+	}
+	return rs;
+}
+
+/* A registered function resolver; TG_RES_THROW when it failed or answered nonsense. */
+static TgResAction
+run_user(Oid fn, Jsonb *local, Jsonb *remote, text *key, text *map, text *identity,
+		 Jsonb **value, const char **reason)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {OIDOID, JSONBOID, JSONBOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		a[6];
+	char		n[6] = {' ', local ? ' ' : 'n', remote ? ' ' : 'n', ' ', ' ', identity ? ' ' : 'n'};
+	bool		isnull;
+	Datum		d;
+	char	   *act;
+
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("SELECT action, value, reason FROM topgun._run_resolver($1::regprocedure, $2, $3, $4, $5, $6)",
+						   6, types);
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the resolver call: %s", SPI_result_code_string(SPI_result));
+	}
+	a[0] = ObjectIdGetDatum(fn);
+	a[1] = PointerGetDatum(local);
+	a[2] = PointerGetDatum(remote);
+	a[3] = PointerGetDatum(key);
+	a[4] = PointerGetDatum(map);
+	a[5] = PointerGetDatum(identity);
+	if (SPI_execute_plan(plan, a, n, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		return TG_RES_THROW;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return TG_RES_THROW;
+	act = TextDatumGetCString(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	*value = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	*reason = isnull ? NULL : TextDatumGetCString(d);
+	SPI_freetuptable(SPI_tuptable);
+	for (int i = 0; i < 4; i++)
+		if (strcmp(act, outcome_names[i]) == 0)
+			return (TgResAction) i;
+	return TG_RES_THROW;
+}
+
+static void
+deconstruct(ArrayType *arr, Oid type, Datum **d, bool **nulls, int *n)
+{
+	int16		len;
+	bool		byval;
+	char		align;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("resolve_ops takes one-dimensional arrays")));
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	deconstruct_array(arr, type, len, byval, align, d, nulls, n);
+}
+
+/*
+ * topgun.resolve_ops(maps text[], keys text[], vals jsonb[], ts hlc[],
+ *   identity text, roles text[], sql_writes bool)
+ *   RETURNS TABLE (idx int, outcome text, value jsonb, reason text)
+ */
+Datum
+tg_resolve_ops(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Datum	   *maps,
+			   *keys,
+			   *vals;
+	bool	   *mn,
+			   *kn,
+			   *vn;
+	int			nm,
+				nkeys,
+				nv,
+				nres;
+	text	   *identity = PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4);
+	bool		is_server = false;
+	bool		sql_writes = !PG_ARGISNULL(6) && PG_GETARG_BOOL(6);
+	Resolver   *rs;
+	Oid			types[3];
+	Datum		qa[3];
+	int			rc;
+	SPITupleTable *tt = NULL;
+	MemoryContext opcxt;
+	bool	   *matched;
+	int			nmatched = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("maps, keys, vals and ts must not be NULL")));
+	InitMaterializedSRF(fcinfo, 0);
+	deconstruct(PG_GETARG_ARRAYTYPE_P(0), TEXTOID, &maps, &mn, &nm);
+	deconstruct(PG_GETARG_ARRAYTYPE_P(1), TEXTOID, &keys, &kn, &nkeys);
+	deconstruct(PG_GETARG_ARRAYTYPE_P(2), JSONBOID, &vals, &vn, &nv);
+	if (nm != nkeys || nm != nv || nm != ArrayGetNItems(ARR_NDIM(PG_GETARG_ARRAYTYPE_P(3)), ARR_DIMS(PG_GETARG_ARRAYTYPE_P(3))))
+		ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("maps, keys, vals and ts must have the same length")));
+	if (nm > MAX_OPS)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("at most %d ops per call", MAX_OPS)));
+	for (int i = 0; i < nm; i++)
+		if (mn[i] || kn[i])
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("maps and keys must not contain NULL")));
+	if (!PG_ARGISNULL(5))
+	{
+		Datum	   *roles;
+		bool	   *rn;
+		int			nr;
+
+		deconstruct(PG_GETARG_ARRAYTYPE_P(5), TEXTOID, &roles, &rn, &nr);
+		for (int i = 0; i < nr; i++)
+			is_server |= !rn[i] && strcmp(TextDatumGetCString(roles[i]), "server") == 0;
+	}
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rs = load_resolvers(sql_writes, &nres);
+
+	/*
+	 * Ops that no resolver covers are accepted as they are (LWW decides when
+	 * they are applied); only the others need their stored record.
+	 */
+	matched = palloc0(sizeof(bool) * Max(nm, 1));
+	for (int i = 0; i < nm; i++)
+	{
+		text	   *map = DatumGetTextPP(maps[i]);
+		text	   *key = DatumGetTextPP(keys[i]);
+
+		for (int r = 0; r < nres && !matched[i]; r++)
+			matched[i] = glob_text(rs[r].map_pattern, map) &&
+				(rs[r].key_pattern == NULL || glob_text(rs[r].key_pattern, key));
+		nmatched += matched[i];
+	}
+	if (nmatched > 0)
+	{
+		ArrayType  *tsarr = PG_GETARG_ARRAYTYPE_P(3);
+		Oid			tstype = ARR_ELEMTYPE(tsarr);
+		Datum	   *ts;
+		bool	   *tn;
+		int			nts,
+					j = 0;
+		Datum	   *sm = palloc(sizeof(Datum) * nmatched),
+				   *sk = palloc(sizeof(Datum) * nmatched),
+				   *st = palloc(sizeof(Datum) * nmatched);
+		int16		len;
+		bool		byval;
+		char		align;
+
+		deconstruct(tsarr, tstype, &ts, &tn, &nts);
+		for (int i = 0; i < nm; i++)
+			if (matched[i])
+			{
+				if (tn[i])
+					ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("ts must not contain NULL")));
+				sm[j] = maps[i];
+				sk[j] = keys[i];
+				st[j++] = ts[i];
+			}
+		get_typlenbyvalalign(tstype, &len, &byval, &align);
+		types[0] = TEXTARRAYOID;
+		types[1] = TEXTARRAYOID;
+		types[2] = get_array_type(tstype);
+		qa[0] = PointerGetDatum(construct_array(sm, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
+		qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
+		qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
+		rc = SPI_execute_with_args(
+			/* LATERAL: one primary-key probe per op, whatever the statistics say */
+			"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
+			"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
+			"THEN l.value END "
+			"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) LEFT JOIN LATERAL "
+			"(SELECT x.ts, x.value, x.ttl_ms FROM topgun.lww x "
+			"WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k) l ON true ORDER BY u.i",
+			3, types, qa, NULL, true, 0);
+		if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
+			elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
+		tt = SPI_tuptable;
+		SPI_tuptable = NULL;	/* kept while user resolvers run statements */
+	}
+	/* what one op allocates is dropped after its row is emitted */
+	opcxt = AllocSetContextCreate(CurrentMemoryContext, "topgun resolve_ops op", ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0, j = 0; i < nm; i++)
+	{
+		bool		isnull;
+		bool		has_ts = false;
+		int			cmp = 1;
+		Jsonb	   *local = NULL;
+		Jsonb	   *remote = vn[i] ? NULL : DatumGetJsonbP(vals[i]);
+		text	   *map = DatumGetTextPP(maps[i]);
+		text	   *key = DatumGetTextPP(keys[i]);
+		TgResAction act = TG_RES_THROW;
+		Jsonb	   *value = NULL;
+		const char *reason = NULL;
+		Datum		out[4];
+		bool		on[4] = {false, false, true, true};
+		MemoryContext old = MemoryContextSwitchTo(opcxt);
+
+		if (matched[i])
+		{
+			HeapTuple	row = tt->vals[j++];
+			Datum		ld;
+
+			has_ts = DatumGetBool(SPI_getbinval(row, tt->tupdesc, 1, &isnull));
+			cmp = DatumGetInt32(SPI_getbinval(row, tt->tupdesc, 2, &isnull));
+			ld = SPI_getbinval(row, tt->tupdesc, 3, &isnull);
+			local = isnull ? NULL : DatumGetJsonbP(ld);
+		}
+		for (int r = 0; r < nres && matched[i] && act == TG_RES_THROW; r++)
+		{
+			if (!glob_text(rs[r].map_pattern, map) || (rs[r].key_pattern && !glob_text(rs[r].key_pattern, key)))
+				continue;
+			if (rs[r].builtin >= 0)
+				act = tg_logic_resolve_builtin(rs[r].builtin, local, has_ts, remote, cmp, key, identity,
+											   is_server, &value, &reason);
+			else if (OidIsValid(rs[r].fn))
+				act = run_user(rs[r].fn, local, remote, key, map, identity, &value, &reason);
+		}
+		if (act == TG_RES_THROW)
+		{
+			/* the implicit builtin:lww at the end of every chain (uncovered ops: accept) */
+			act = (!has_ts || cmp > 0) ? TG_RES_ACCEPT : TG_RES_LOCAL;
+			reason = NULL;
+		}
+		out[0] = Int32GetDatum((int32) (i + 1));
+		out[1] = CStringGetTextDatum(outcome_names[act]);
+		if (act == TG_RES_ACCEPT && remote)
+			out[2] = PointerGetDatum(remote), on[2] = false;
+		else if (act == TG_RES_MERGE && remote && value)
+			out[2] = PointerGetDatum(value), on[2] = false;	/* a delete stays a delete */
+		if (act == TG_RES_REJECT && reason)
+			out[3] = CStringGetTextDatum(reason), on[3] = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, on);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(opcxt);
+	}
+	if (tt)
+		SPI_freetuptable(tt);
+	SPI_finish();
+	return (Datum) 0;
+}
