@@ -306,6 +306,6 @@ main(void)
 	test_stemmer();
 	test_bm25();
 	test_hostile();
-	printf("test_search: %d checks, %d failures\n", checks, failures);
+	printf("test_search: %d passed, %d failed\n", checks - failures, failures);
 	return failures ? 1 : 0;
 }
