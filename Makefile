@@ -26,7 +26,7 @@ REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check --load-
 
 PG_CPPFLAGS = -Isrc -DNDEBUG -DTG_EXTVERSION='"$(EXTVERSION)"' -std=gnu11 -Wall -Wextra -Werror \
 	-Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
-SHLIB_LINK = -lwebsockets -lssl -lcrypto
+SHLIB_LINK = -lwebsockets -lssl -lcrypto -licuuc
 
 # make DEBUG=1: assertion checks of the sync server's invariants (queues,
 # group commit, fan-out: TG_ASSERT in src/), off in release builds.  The
@@ -59,20 +59,20 @@ $(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/upgra
 
 # ---------------------------------------------------------------------------
 # PostgreSQL-free modules (wire codec, JWT, string hash): unit tests and fuzzers.
-PURE_SRCS = $(sort $(wildcard src/wire/*.c src/auth/*.c src/query/*.c) $(filter-out src/logic/pg_%.c,$(wildcard src/logic/*.c))) src/merkle/fnv.c src/core/hlc_parse.c
+PURE_SRCS = $(sort $(wildcard src/wire/*.c src/auth/*.c src/query/*.c) $(filter-out src/logic/pg_%.c,$(wildcard src/logic/*.c)) $(filter-out src/search/pg_%.c,$(wildcard src/search/*.c))) src/merkle/fnv.c src/core/hlc_parse.c
 PURE_CFLAGS = -Isrc -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare
 UNIT_TESTS = $(patsubst test/unit/%.c,build/unit/%,$(sort $(wildcard test/unit/test_*.c)))
 FUZZERS    = $(patsubst fuzz/%.c,build/fuzz/%,$(sort $(wildcard fuzz/fuzz_*.c)))
 FUZZ_SECONDS ?= 30
 
-build/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/wire/*.h src/auth/*.h src/query/*.h src/merkle/*.h src/core/hlc_parse.h src/logic/*.h test/unit/*.h)
+build/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/wire/*.h src/auth/*.h src/query/*.h src/merkle/*.h src/core/hlc_parse.h src/logic/*.h src/search/*.h test/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(PURE_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $< $(PURE_SRCS) -lssl -lcrypto -lm
+	$(CC) $(PURE_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $< $(PURE_SRCS) -lssl -lcrypto -licuuc -lm
 
 build/fuzz/%: fuzz/%.c $(PURE_SRCS)
 	@mkdir -p $(dir $@)
-	clang $(PURE_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $< $(PURE_SRCS) -lssl -lcrypto -lm
+	clang $(PURE_CFLAGS) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $< $(PURE_SRCS) -lssl -lcrypto -licuuc -lm
 
 .PHONY: unit fuzz
 # Every program runs even when an earlier one fails; each prints

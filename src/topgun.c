@@ -10,6 +10,7 @@
 #include "changes/changes.h"
 #include "core/lww_merge.h"
 #include "logic/logic_pg.h"
+#include "search/pg_search.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -40,6 +41,7 @@ _PG_init(void)
 	tg_journal_events_init();
 	tg_worker_init();
 	tg_logic_init();
+	tg_search_init();
 
 	MarkGUCPrefixReserved("topgun");
 }
