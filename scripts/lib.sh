@@ -20,12 +20,13 @@ TG_BUILD_LOCK="${TG_BUILD_LOCK:-/tmp/topgun-build.lock}"
 # because node may come from another Debian-format source (e.g. a newer
 # nodejs package that bundles npm), and installing Debian's npm on top of
 # that conflicts.
+# libicu-dev: the search tokenizer (src/search) segments words with ICU.
 # libclang-rt-14-dev (libFuzzer and sanitizer runtimes) is only a Recommends
 # of clang, and we install with --no-install-recommends; ca-certificates lets
 # npm reach the registry over https.
 TG_APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 	libwebsockets-dev libssl-dev libipc-run-perl build-essential clang
-	libclang-rt-14-dev openssl ca-certificates perl util-linux procps)
+	libclang-rt-14-dev openssl ca-certificates perl util-linux procps libicu-dev)
 
 tg_log() { printf '[topgun] %s\n' "$*" >&2; }
 tg_die() { printf '[topgun] ERROR: %s\n' "$*" >&2; exit 1; }
