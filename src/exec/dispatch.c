@@ -149,6 +149,13 @@ delegate_read(TgConn *c, TgInMsg *in, TgMessage *m)
 	return true;
 }
 
+/* The types of PROTOCOL-ADDENDUM (§A0): typed replies, ignored before auth. */
+static bool
+feature_type(TgMsgType t)
+{
+	return t >= TG_MSG_SEARCH && t < TG_MSG_COUNT_;
+}
+
 /*
  * Handle one message.  Returns true if the message is not done with: the
  * group took ownership of the frame, or it waits behind a read of the same
@@ -205,6 +212,27 @@ h_query_unsub(TgConn *c, TgInMsg *in, TgMessage *m)
 }
 
 static TgHandled
+h_feature(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	return tg_feature_request(c, in, m) ? TG_READ_OUT : TG_ANSWERED;
+}
+
+/* JOURNAL_SUBSCRIBE: no stream yet; the reference's "not enabled" answer (§A6.3) */
+static TgHandled
+h_journal_sub(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_send_error(c, 503, "Event journal subscriptions are not served yet; use JOURNAL_READ");
+	return TG_ANSWERED;
+}
+
+static TgHandled
+h_partition_map(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_partition_map(c, m);
+	return TG_ANSWERED;
+}
+
+static TgHandled
 h_lock(TgConn *c, TgInMsg *in, TgMessage *m)
 {
 	tg_lock_handle(c, m);
@@ -242,6 +270,21 @@ static const TgHandler handlers[TG_MSG_COUNT_] = {
 	[TG_MSG_COUNTER_SYNC] = h_db,
 	[TG_MSG_LOCK_REQUEST] = h_lock,
 	[TG_MSG_LOCK_RELEASE] = h_lock,
+	[TG_MSG_SEARCH] = h_feature,
+	[TG_MSG_SEARCH_SUB] = h_feature,	/* the snapshot; live updates: see docs/search.md */
+	[TG_MSG_SEARCH_UNSUB] = h_ignore,
+	[TG_MSG_ENTRY_PROCESS] = h_feature,
+	[TG_MSG_ENTRY_PROCESS_BATCH] = h_feature,
+	[TG_MSG_REGISTER_RESOLVER] = h_feature,
+	[TG_MSG_UNREGISTER_RESOLVER] = h_feature,
+	[TG_MSG_LIST_RESOLVERS] = h_feature,
+	[TG_MSG_JOURNAL_READ] = h_feature,
+	[TG_MSG_JOURNAL_SUBSCRIBE] = h_journal_sub,
+	[TG_MSG_JOURNAL_UNSUBSCRIBE] = h_ignore,
+	[TG_MSG_PARTITION_MAP_REQUEST] = h_partition_map,
+	/* hybrid queries (§A2): the client expects nothing back */
+	[TG_MSG_HYBRID_QUERY_SUBSCRIBE] = h_ignore,
+	[TG_MSG_HYBRID_QUERY_UNSUBSCRIBE] = h_ignore,
 };
 
 /*
@@ -276,11 +319,19 @@ handle_one(TgInMsg *in)
 	pr = tg_message_parse(in->data, in->len, &lim, &msg, err, sizeof(err));
 	if (pr != TG_PARSE_OK)
 	{
-		tg_message_free(&msg);
 		if (pr == TG_PARSE_NOMEM)
 			tg_send_error(c, 500, "Server out of memory");
+		else if (msg.known_type && msg.has_request_id && c->authenticated && feature_type(msg.type))
+		{
+			/* a request the client waits for: its own failure reply, not ERROR */
+			char	   *e = psprintf("Invalid message format: %s", err);
+
+			tg_send_typed_failure(c, msg.type, msg.request_id.p, msg.request_id.len, e);
+			tg_stat_add(TG_STAT_MSG_INVALID, 1);
+		}
 		else
 			tg_note_invalid(c, err);
+		tg_message_free(&msg);
 		tg_conn_handled(c, 1);
 		return false;
 	}
@@ -292,6 +343,10 @@ handle_one(TgInMsg *in)
 	{
 		if (msg.type == TG_MSG_AUTH)
 			tg_handle_auth(c, &msg);
+		else if (feature_type(msg.type))
+		{
+			/* sent before AUTH_ACK by some client helpers (§A0.1): ignored, not a close */
+		}
 		else
 			tg_conn_close(c, 4001, "Auth required");
 	}

@@ -201,6 +201,12 @@ extern void tg_counters_after_commit(bool committed);
 extern void tg_counter_push(const char *name, size_t len, Jsonb *state, TgConn *also);
 extern void tg_counters_conn_gone(TgConn *c);
 
+/* ------------------------------------------------------- requests.c, read_msgs.c */
+extern void tg_send_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, const char *error);
+extern bool tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m);
+extern void tg_partition_map(TgConn *c, TgMessage *m);
+extern void tg_read_message(TgConn *c, TgMessage *m);	/* reader */
+
 /* ------------------------------------------------------- locks.c */
 extern void tg_lock_handle(TgConn *c, TgMessage *m);
 extern void tg_locks_conn_gone(TgConn *c);

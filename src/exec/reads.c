@@ -42,6 +42,9 @@ tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_t len)
 			case TG_REQ_DIFF:
 				tg_read_diff(c, &msg);
 				break;
+			case TG_REQ_MESSAGE:
+				tg_read_message(c, &msg);
+				break;
 			default:
 				elog(ERROR, "topgun: unknown read request %d", (int) kind);
 		}

@@ -54,6 +54,7 @@ extern int	tg_max_topics_per_connection;
 extern int	tg_topic_queue_size;
 extern int	tg_max_query_results;
 extern int	tg_executors;
+extern char *tg_advertise_url;
 
 /* Which process of the sync server this is (docs/worker.md). */
 typedef enum TgRole

@@ -49,6 +49,7 @@ int			tg_max_topics_per_connection = 100;
 int			tg_topic_queue_size = 1000;
 int			tg_max_query_results = 10000;
 int			tg_executors = 3;
+char	   *tg_advertise_url = NULL;
 
 TgWorkerShared *tg_worker_shared = NULL;
 
@@ -225,6 +226,12 @@ tg_worker_init(void)
 							"Each is a background worker: max_worker_processes must leave room for them.",
 							&tg_executors, 3, 2, TG_MAX_READERS + 1,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("topgun.advertise_url",
+							   "WebSocket URL cluster-mode clients are told to dial (PARTITION_MAP).",
+							   "Empty: ws://<topgun.listen_addresses>:<topgun.port>.  Set it to the URL clients "
+							   "reach this node at (behind a proxy or a name); in a mesh each node advertises its own.",
+							   &tg_advertise_url, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("topgun.group_commit_max_ops",
 							"Maximum number of ops applied in one group-commit transaction.",
 							NULL, &tg_group_commit_max_ops, 20000, 1, 1000000,
