@@ -33,6 +33,7 @@ _PG_init(void)
 	tg_changes_init();
 	tg_changes_capture_init();
 	tg_journal_init();
+	tg_metrics_init();
 	tg_worker_init();
 
 	MarkGUCPrefixReserved("topgun");
