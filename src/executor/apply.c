@@ -24,6 +24,7 @@
 
 #include "core/lww_batch.h"
 #include "executor/events.h"
+#include "metrics/metrics.h"
 
 #define MAX_FULL_RETRIES 3
 
@@ -50,6 +51,7 @@ typedef struct GOp
 	int64		ttl;
 	GState		state;
 	char	   *error;
+	TgRejectReason reject;		/* why it was rejected (metrics) */
 	bool		denied;			/* refused by access control */
 } GOp;
 
@@ -71,9 +73,10 @@ static int	ngops = 0;
 static int	gops_cap = 0;
 
 static void
-gop_reject(GOp *g, const char *why)
+gop_reject(GOp *g, TgRejectReason reason, const char *why)
 {
 	g->state = GS_REJECTED;
+	g->reject = reason;
 	g->error = pstrdup(why);
 }
 
@@ -87,7 +90,7 @@ gop_prepare(GOp *g)
 
 	if (!op->valid)
 	{
-		gop_reject(g, op->error ? op->error : "invalid op");
+		gop_reject(g, TG_REJECT_INVALID, op->error ? op->error : "invalid op");
 		return;
 	}
 	g->map = tg_pstr(op->map_name);
@@ -124,7 +127,7 @@ gop_prepare(GOp *g)
 		if (!mp_value_to_json(value, &jb, err, sizeof(err)))
 		{
 			mp_buf_free(&jb);
-			gop_reject(g, psprintf("Invalid value: %s", err));
+			gop_reject(g, TG_REJECT_INVALID, psprintf("Invalid value: %s", err));
 			return;
 		}
 		g->json = pnstrdup((const char *) jb.data, jb.len);
@@ -240,6 +243,7 @@ lww_bulk_exec(int from, int to)
 		{
 			/* validated in C and reported, not raised: the others commit */
 			g->state = GS_REJECTED;
+			g->reject = TG_REJECT_INVALID;
 			g->error = MemoryContextStrdup(tg_proto_cxt, ops[j].error);
 		}
 		else
@@ -318,8 +322,9 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 					RollbackAndReleaseCurrentSubTransaction();
 					MemoryContextSwitchTo(oldcxt);
 					CurrentResourceOwner = oldowner;
-					gop_reject(&gops[i], e->message);
+					gop_reject(&gops[i], TG_REJECT_ERROR, e->message);
 					tg_stat_add(TG_STAT_GROUP_RETRIES, 1);
+					tg_metrics_inc(TG_M_GROUP_RETRIES, 0, 1);
 				}
 				PG_END_TRY();
 			}
@@ -499,6 +504,8 @@ ack_batch(GBatch *gb)
 	}
 	tg_buf_send(c, b);
 	tg_stat_add(TG_STAT_ACKS, 1);
+	tg_metrics_inc(TG_M_ACKS, 0, 1);
+	tg_metrics_observe(TG_M_ACK_SECONDS, tg_metrics_now_us() - gb->in->rx_us);
 }
 
 static void
@@ -523,6 +530,7 @@ tg_group_flush(void)
 	int			napplied = 0;
 	int			nrejected = 0;
 	bool		any = false;
+	uint64		t0 = tg_metrics_now_us();
 
 	if (ngbatches == 0)
 		return;
@@ -544,6 +552,7 @@ tg_group_flush(void)
 			break;
 		}
 		tg_stat_add(TG_STAT_GROUP_RETRIES, 1);
+		tg_metrics_inc(TG_M_GROUP_RETRIES, 0, 1);
 		if (bulk && bad < 0)
 		{
 			/* the bulk statement failed: find the culprit op by op */
@@ -557,7 +566,7 @@ tg_group_flush(void)
 					(errmsg("topgun: group commit failed: %s", edata->message)));
 			for (int i = 0; i < ngops; i++)
 				if (gops[i].state != GS_REJECTED)
-					gop_reject(&gops[i], edata->message);
+					gop_reject(&gops[i], TG_REJECT_ERROR, edata->message);
 			if (edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
 				edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 				edata->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME ||
@@ -569,7 +578,7 @@ tg_group_flush(void)
 			}
 			break;
 		}
-		gop_reject(&gops[bad], edata->message);
+		gop_reject(&gops[bad], TG_REJECT_ERROR, edata->message);
 		failures++;
 		any = false;
 		for (int i = 0; i < ngops; i++)
@@ -580,16 +589,26 @@ tg_group_flush(void)
 	if (committed)
 	{
 		tg_stat_add(TG_STAT_COMMITS, 1);
+		tg_metrics_inc(TG_M_COMMITS, 0, 1);
 		pgstat_report_stat(false);
 	}
 	for (int i = 0; i < ngops; i++)
 	{
 		if (gops[i].state == GS_REJECTED)
+		{
 			nrejected++;
+			tg_metrics_inc(TG_M_OPS_REJECTED, gops[i].reject, 1);
+		}
 		else
 			napplied++;
 	}
+	if (committed)
+	{
+		tg_metrics_observe(TG_M_GROUP_SIZE, napplied);
+		tg_metrics_observe(TG_M_COMMIT_SECONDS, tg_metrics_now_us() - t0);
+	}
 	tg_stat_add(TG_STAT_OPS_APPLIED, napplied);
+	tg_metrics_inc(TG_M_OPS_APPLIED, 0, napplied);
 	tg_stat_add(TG_STAT_OPS_REJECTED, nrejected);
 
 #ifdef TG_DEBUG
@@ -680,11 +699,12 @@ tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 			if (!tg_acl_allowed(c, op->map_name.p, op->map_name.len,
 								is_remove ? TG_ACT_REMOVE : TG_ACT_PUT))
 			{
-				gop_reject(g, "Access denied");
+				gop_reject(g, TG_REJECT_ACCESS_DENIED, "Access denied");
 				g->denied = true;
 				c->denied++;
 				c->slot_dirty = true;
 				tg_stat_add(TG_STAT_ACCESS_DENIED, 1);
+				tg_metrics_inc(TG_M_ACCESS_DENIED, 0, 1);
 			}
 		}
 	}

@@ -14,6 +14,7 @@
 
 #include "executor/executor.h"
 #include "executor/readers.h"
+#include "metrics/metrics.h"
 
 /* Run one database-backed handler in its own transaction. */
 static void
@@ -45,6 +46,7 @@ run_db_message(TgConn *c, TgMessage *m)
 		if (m->type == TG_MSG_ORMAP_PUSH_DIFF)
 		{
 			tg_stat_add(TG_STAT_COMMITS, 1);
+			tg_metrics_inc(TG_M_COMMITS, 0, 1);
 			pgstat_report_stat(false);
 		}
 	}
@@ -276,6 +278,7 @@ handle_one(TgInMsg *in)
 		return false;
 	}
 	tg_stat_add(TG_STAT_MSG_ACCEPTED, 1);
+	tg_metrics_inc(TG_M_MSG_RECEIVED, (int) msg.type, 1);
 
 	if (msg.type == TG_MSG_PING)
 		tg_handle_ping(c);

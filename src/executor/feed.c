@@ -43,6 +43,7 @@
 
 #include "changes/changes.h"
 #include "executor/events.h"
+#include "metrics/metrics.h"
 
 #define FEED_READ_BYTES	(8 * 1024 * 1024)
 
@@ -141,7 +142,10 @@ resync_all(uint64 lost)
 		closed++;
 	}
 	tg_stat_add(TG_STAT_FEED_LOST, lost);
+	tg_metrics_inc(TG_M_FEED_LOST, 0, lost);
+	tg_metrics_inc(TG_M_FEED_OVERFLOWS, 0, 1);
 	tg_stat_add(TG_STAT_FEED_RESYNC_CLOSES, closed);
+	tg_metrics_inc(TG_M_FEED_RESYNC_CLOSES, 0, closed);
 	ereport(LOG,
 			(errmsg("topgun: change feed overflow: " UINT64_FORMAT " events lost, %d connections asked to resynchronise",
 					lost, closed),
@@ -416,6 +420,7 @@ tg_live_poll(bool woken)
 
 		if (lost > 0)
 			resync_all(lost);
+		tg_metrics_set(TG_M_FEED_LAG_BYTES, 0, (int64) (tg_changes_head() - feed_cursor));
 		if (nread == 0 && !tg_acl_needs_reload())
 			break;
 		evs = palloc(sizeof(Ev) * Max(1, nread));
@@ -439,6 +444,7 @@ tg_live_poll(bool woken)
 			any = true;
 		}
 		tg_stat_add(TG_STAT_FEED_EVENTS, nread);
+		tg_metrics_inc(TG_M_FEED_EVENTS, 0, nread);
 		if (any || tg_acl_needs_reload())
 		{
 			PG_TRY();

@@ -9,6 +9,7 @@
 
 #include "executor/executor.h"
 #include "worker/worker_int.h"
+#include "metrics/metrics.h"
 
 static void
 send_simple(TgConn *c, const char *type)
@@ -40,6 +41,7 @@ tg_note_invalid(TgConn *c, const char *reason)
 	char		msg[600];
 
 	tg_stat_add(TG_STAT_MSG_INVALID, 1);
+	tg_metrics_inc(TG_M_MSG_INVALID, 0, 1);
 	c->invalid_total++;
 
 	if (now - c->log_window_start_ms >= 10000)
@@ -134,6 +136,7 @@ tg_handle_auth(TgConn *c, TgMessage *m)
 	if (r != TG_JWT_OK)
 	{
 		tg_stat_add(TG_STAT_AUTH_FAILED, 1);
+		tg_metrics_inc(TG_M_AUTH_FAILED, tg_jwt_key_ok ? (int) r - 1 : TG_AUTH_NOT_CONFIGURED, 1);
 		if (auth_log_allowed())
 			ereport(LOG,
 					(errmsg("topgun: authentication failed for connection %llu (%s): %s",
@@ -150,6 +153,7 @@ tg_handle_auth(TgConn *c, TgMessage *m)
 	}
 
 	tg_stat_add(TG_STAT_AUTH_OK, 1);
+	tg_metrics_inc(TG_M_AUTH_OK, 0, 1);
 	c->authenticated = true;
 	c->last_ping_ms = tg_mono_ms();
 	strlcpy(c->sub, claims.has_sub ? claims.sub : "", sizeof(c->sub));

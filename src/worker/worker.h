@@ -289,6 +289,7 @@ typedef struct TgInMsg
 	struct TgInMsg *next;
 	TgConn	   *conn;
 	size_t		len;
+	uint64		rx_us;			/* read off the session queue, tg_metrics_now_us() */
 	unsigned char *data;		/* malloc'd */
 } TgInMsg;
 
