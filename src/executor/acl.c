@@ -30,7 +30,6 @@
 #include "utils/memutils.h"
 
 #include "executor/executor.h"
-#include "metrics/metrics.h"
 
 typedef struct Policy
 {
@@ -225,7 +224,6 @@ tg_acl_check(TgConn *c, const char *resource, size_t len, TgAction act)
 	c->denied++;
 	c->slot_dirty = true;
 	tg_stat_add(TG_STAT_ACCESS_DENIED, 1);
-	tg_metrics_inc(TG_M_ACCESS_DENIED, 0, 1);
 	tg_send_error(c, 403, psprintf("Access denied for %.*s", (int) Min(len, 300), resource));
 	return false;
 }

@@ -324,7 +324,6 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 					CurrentResourceOwner = oldowner;
 					gop_reject(&gops[i], TG_REJECT_ERROR, e->message);
 					tg_stat_add(TG_STAT_GROUP_RETRIES, 1);
-					tg_metrics_inc(TG_M_GROUP_RETRIES, 0, 1);
 				}
 				PG_END_TRY();
 			}
@@ -504,7 +503,6 @@ ack_batch(GBatch *gb)
 	}
 	tg_buf_send(c, b);
 	tg_stat_add(TG_STAT_ACKS, 1);
-	tg_metrics_inc(TG_M_ACKS, 0, 1);
 	tg_metrics_observe(TG_M_ACK_SECONDS, tg_metrics_now_us() - gb->in->rx_us);
 }
 
@@ -552,7 +550,6 @@ tg_group_flush(void)
 			break;
 		}
 		tg_stat_add(TG_STAT_GROUP_RETRIES, 1);
-		tg_metrics_inc(TG_M_GROUP_RETRIES, 0, 1);
 		if (bulk && bad < 0)
 		{
 			/* the bulk statement failed: find the culprit op by op */
@@ -589,7 +586,6 @@ tg_group_flush(void)
 	if (committed)
 	{
 		tg_stat_add(TG_STAT_COMMITS, 1);
-		tg_metrics_inc(TG_M_COMMITS, 0, 1);
 		pgstat_report_stat(false);
 	}
 	for (int i = 0; i < ngops; i++)
@@ -608,7 +604,6 @@ tg_group_flush(void)
 		tg_metrics_observe(TG_M_COMMIT_SECONDS, tg_metrics_now_us() - t0);
 	}
 	tg_stat_add(TG_STAT_OPS_APPLIED, napplied);
-	tg_metrics_inc(TG_M_OPS_APPLIED, 0, napplied);
 	tg_stat_add(TG_STAT_OPS_REJECTED, nrejected);
 
 #ifdef TG_DEBUG
@@ -704,7 +699,6 @@ tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 				c->denied++;
 				c->slot_dirty = true;
 				tg_stat_add(TG_STAT_ACCESS_DENIED, 1);
-				tg_metrics_inc(TG_M_ACCESS_DENIED, 0, 1);
 			}
 		}
 	}

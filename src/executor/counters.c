@@ -23,7 +23,6 @@
 #include "utils/memutils.h"
 
 #include "executor/executor.h"
-#include "metrics/metrics.h"
 
 typedef struct PendingCounter
 {
@@ -126,7 +125,6 @@ tg_counter_push(const char *name, size_t len, Jsonb *state, TgConn *also)
 			continue;
 		send_state(c, "COUNTER_UPDATE", name, len, state);
 		tg_stat_add(TG_STAT_COUNTER_UPDATES, 1);
-		tg_metrics_inc(TG_M_COUNTER_UPDATES, 0, 1);
 	}
 }
 
@@ -153,7 +151,6 @@ subscribe(TgConn *c, const char *name, size_t len)
 		c->limit_hits++;
 		c->slot_dirty = true;
 		tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
-		tg_metrics_inc(TG_M_LIMITS_REACHED, 0, 1);
 		tg_send_error(c, 400, "Subscription limit reached");
 		return false;
 	}

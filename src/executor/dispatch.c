@@ -46,7 +46,6 @@ run_db_message(TgConn *c, TgMessage *m)
 		if (m->type == TG_MSG_ORMAP_PUSH_DIFF)
 		{
 			tg_stat_add(TG_STAT_COMMITS, 1);
-			tg_metrics_inc(TG_M_COMMITS, 0, 1);
 			pgstat_report_stat(false);
 		}
 	}

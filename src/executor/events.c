@@ -8,7 +8,6 @@
 #include "postgres.h"
 
 #include "executor/events.h"
-#include "metrics/metrics.h"
 
 void
 tg_events_init(TgEventList *l)
@@ -136,7 +135,6 @@ tg_events_fan_out(TgEventList *l, const char *hlc, TgConn *exclude, bool single)
 		mp_put_raw(b, tsbuf.data, tsbuf.len);
 		tg_buf_send(c, b);
 		tg_stat_add(TG_STAT_EVENTS_SENT, 1);
-		tg_metrics_inc(TG_M_EVENTS_SENT, 0, 1);
 	}
 	mp_buf_free(&tsbuf);
 }

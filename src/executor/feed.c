@@ -142,10 +142,8 @@ resync_all(uint64 lost)
 		closed++;
 	}
 	tg_stat_add(TG_STAT_FEED_LOST, lost);
-	tg_metrics_inc(TG_M_FEED_LOST, 0, lost);
 	tg_metrics_inc(TG_M_FEED_OVERFLOWS, 0, 1);
 	tg_stat_add(TG_STAT_FEED_RESYNC_CLOSES, closed);
-	tg_metrics_inc(TG_M_FEED_RESYNC_CLOSES, 0, closed);
 	ereport(LOG,
 			(errmsg("topgun: change feed overflow: " UINT64_FORMAT " events lost, %d connections asked to resynchronise",
 					lost, closed),
@@ -444,7 +442,6 @@ tg_live_poll(bool woken)
 			any = true;
 		}
 		tg_stat_add(TG_STAT_FEED_EVENTS, nread);
-		tg_metrics_inc(TG_M_FEED_EVENTS, 0, nread);
 		if (any || tg_acl_needs_reload())
 		{
 			PG_TRY();

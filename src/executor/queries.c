@@ -29,7 +29,6 @@
 #include "executor/executor.h"
 #include "executor/readers.h"
 #include "ipc/ipc.h"
-#include "metrics/metrics.h"
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)
 #define MAX_CHANGED		64
@@ -270,7 +269,6 @@ send_update(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *node,
 	mp_put_str(b, remove ? "REMOVE" : "UPDATE");
 	tg_buf_send(sub->conn, b);
 	tg_stat_add(TG_STAT_QUERY_UPDATES, 1);
-	tg_metrics_inc(TG_M_QUERY_UPDATES, 0, 1);
 }
 
 static void
@@ -281,7 +279,6 @@ drop_for_limit(TgQuerySub *sub)
 	c->limit_hits++;
 	c->slot_dirty = true;
 	tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
-	tg_metrics_inc(TG_M_LIMITS_REACHED, 0, 1);
 	tg_send_error(c, 413, psprintf("Query %s exceeds topgun.max_query_results (%d); subscription dropped",
 								   sub->query_id, tg_max_query_results));
 	conn_drop_sub(c, sub->query_id, strlen(sub->query_id));
@@ -512,7 +509,6 @@ apply_first(TgQuerySub *sub, const QPage *pg)
 		c->limit_hits++;
 		c->slot_dirty = true;
 		tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
-		tg_metrics_inc(TG_M_LIMITS_REACHED, 0, 1);
 		tg_send_error(c, 413, psprintf("Query result has %d records, more than topgun.max_query_results (%d); add a limit",
 									   pg->n, tg_max_query_results));
 		conn_drop_sub(c, sub->query_id, strlen(sub->query_id));
@@ -650,7 +646,6 @@ tg_query_run_pending(void)
 			continue;
 		}
 		tg_stat_add(TG_STAT_QUERY_RERUNS, 1);
-		tg_metrics_inc(TG_M_QUERY_RERUNS, 0, 1);
 		sub->running = p;
 		submit_fetch(sub, false, INT64CONST(1) << 52);
 	}
@@ -683,7 +678,6 @@ tg_query_handle_sub(TgConn *c, TgMessage *m)
 		c->limit_hits++;
 		c->slot_dirty = true;
 		tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
-		tg_metrics_inc(TG_M_LIMITS_REACHED, 0, 1);
 		tg_send_error(c, 400, "Subscription limit reached");
 		return false;
 	}

@@ -41,7 +41,6 @@ tg_note_invalid(TgConn *c, const char *reason)
 	char		msg[600];
 
 	tg_stat_add(TG_STAT_MSG_INVALID, 1);
-	tg_metrics_inc(TG_M_MSG_INVALID, 0, 1);
 	c->invalid_total++;
 
 	if (now - c->log_window_start_ms >= 10000)
@@ -153,7 +152,6 @@ tg_handle_auth(TgConn *c, TgMessage *m)
 	}
 
 	tg_stat_add(TG_STAT_AUTH_OK, 1);
-	tg_metrics_inc(TG_M_AUTH_OK, 0, 1);
 	c->authenticated = true;
 	c->last_ping_ms = tg_mono_ms();
 	strlcpy(c->sub, claims.has_sub ? claims.sub : "", sizeof(c->sub));

@@ -25,7 +25,6 @@
 #include "utils/memutils.h"
 
 #include "executor/executor.h"
-#include "metrics/metrics.h"
 
 /* ------------------------------------------------------------ name lists */
 
@@ -220,15 +219,10 @@ tg_topics_flush(void)
 											  6, types), args, nulls, false, 0) != SPI_OK_SELECT ||
 				SPI_processed != 1)
 				elog(ERROR, "topgun: could not queue a topic message");
-			{
-				int32		queued = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-				int32		dropped = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-
-				tg_stat_add(TG_STAT_TOPIC_QUEUED, queued);
-				tg_stat_add(TG_STAT_TOPIC_DROPPED, dropped);
-				tg_metrics_inc(TG_M_TOPIC_QUEUED, 0, queued);
-				tg_metrics_inc(TG_M_TOPIC_DROPPED, 0, dropped);
-			}
+			tg_stat_add(TG_STAT_TOPIC_QUEUED,
+						DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
+			tg_stat_add(TG_STAT_TOPIC_DROPPED,
+						DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)));
 		}
 		tg_txn_end();
 	}
@@ -310,7 +304,6 @@ send_message(TgConn *c, const char *topic, size_t len, const MpNode *data, Jsonb
 	mp_put_float64(b, ts);
 	tg_buf_send(c, b);
 	tg_stat_add(TG_STAT_TOPIC_MESSAGES, 1);
-	tg_metrics_inc(TG_M_TOPIC_MESSAGES, 0, 1);
 }
 
 /*
@@ -489,7 +482,6 @@ tg_topic_handle(TgConn *c, TgMessage *m)
 	{
 		c->denied++;
 		tg_stat_add(TG_STAT_ACCESS_DENIED, 1);
-		tg_metrics_inc(TG_M_ACCESS_DENIED, 0, 1);
 		tg_send_error(c, 403, "Access denied: topics starting with topgun: are reserved");
 		return;
 	}
@@ -508,7 +500,6 @@ tg_topic_handle(TgConn *c, TgMessage *m)
 					c->limit_hits++;
 					c->slot_dirty = true;
 					tg_stat_add(TG_STAT_LIMIT_REACHED, 1);
-					tg_metrics_inc(TG_M_LIMITS_REACHED, 0, 1);
 					tg_send_error(c, 400, "Subscription limit reached");
 					return;
 				}

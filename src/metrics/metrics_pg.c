@@ -12,10 +12,48 @@
 #include "topgun.h"
 #include "metrics/metrics.h"
 #include "metrics/metrics_pg.h"
+#include "worker/worker.h"
 
 bool		tg_metrics_enabled = true;
 const TgNetList *tg_metrics_allow = NULL;
 static char *metrics_listen_addresses = NULL;
+
+/*
+ * The counter each topgun.worker_stats stat feeds (+1; 0 = none), so that
+ * every tg_stat_add() is also a Prometheus sample.  Stats whose metric
+ * carries a label (close code, refusal, auth failure, message type, reject
+ * reason) are counted where the label is known, and have none here; so has
+ * any stat added later until it is listed.
+ */
+#define FEEDS(m) ((m) + 1)
+static const int stat_metric[TG_STAT_COUNT] = {
+	[TG_STAT_AUTH_OK] = FEEDS(TG_M_AUTH_OK),
+	[TG_STAT_MSG_INVALID] = FEEDS(TG_M_MSG_INVALID),
+	[TG_STAT_OPS_APPLIED] = FEEDS(TG_M_OPS_APPLIED),
+	[TG_STAT_COMMITS] = FEEDS(TG_M_COMMITS),
+	[TG_STAT_ACKS] = FEEDS(TG_M_ACKS),
+	[TG_STAT_EVENTS_SENT] = FEEDS(TG_M_EVENTS_SENT),
+	[TG_STAT_SLOW_CLIENTS_CLOSED] = FEEDS(TG_M_SLOW_CLIENTS),
+	[TG_STAT_GROUP_RETRIES] = FEEDS(TG_M_GROUP_RETRIES),
+	[TG_STAT_QUERY_UPDATES] = FEEDS(TG_M_QUERY_UPDATES),
+	[TG_STAT_QUERY_RERUNS] = FEEDS(TG_M_QUERY_RERUNS),
+	[TG_STAT_TOPIC_MESSAGES] = FEEDS(TG_M_TOPIC_MESSAGES),
+	[TG_STAT_TOPIC_QUEUED] = FEEDS(TG_M_TOPIC_QUEUED),
+	[TG_STAT_TOPIC_DROPPED] = FEEDS(TG_M_TOPIC_DROPPED),
+	[TG_STAT_COUNTER_UPDATES] = FEEDS(TG_M_COUNTER_UPDATES),
+	[TG_STAT_FEED_EVENTS] = FEEDS(TG_M_FEED_EVENTS),
+	[TG_STAT_FEED_LOST] = FEEDS(TG_M_FEED_LOST),
+	[TG_STAT_FEED_RESYNC_CLOSES] = FEEDS(TG_M_FEED_RESYNC_CLOSES),
+	[TG_STAT_ACCESS_DENIED] = FEEDS(TG_M_ACCESS_DENIED),
+	[TG_STAT_LIMIT_REACHED] = FEEDS(TG_M_LIMITS_REACHED),
+};
+
+void
+tg_metrics_stat(int stat, uint64 n)
+{
+	if (stat >= 0 && stat < TG_STAT_COUNT && stat_metric[stat] > 0)
+		tg_metrics_inc((TgMetric) (stat_metric[stat] - 1), 0, n);
+}
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;

@@ -156,7 +156,6 @@ tg_sock_send(TgConn *c, const unsigned char *data, size_t len)
 	if (c->out_bytes > 0 && c->out_bytes + len > (size_t) tg_max_outbound_bytes)
 	{
 		tg_stat_add(TG_STAT_SLOW_CLIENTS_CLOSED, 1);
-		tg_metrics_inc(TG_M_SLOW_CLIENTS, 0, 1);
 		ereport(LOG,
 				(errmsg("topgun: closing connection %llu (%s): outbound queue exceeds topgun.max_outbound_bytes (%d)",
 						(unsigned long long) c->id, c->remote, tg_max_outbound_bytes)));

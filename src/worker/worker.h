@@ -168,11 +168,15 @@ extern TgWorkerShared *tg_worker_shared;
 #define TG_SLOT_END_WRITE(s) \
 	do { pg_write_barrier(); (s)->changecount++; } while (0)
 
+/* metrics_pg.c: the Prometheus counter a stat feeds (src/metrics), if any */
+extern void tg_metrics_stat(int stat, uint64 n);
+
 static inline void
 tg_stat_add(TgStat s, uint64 n)
 {
 	if (tg_worker_shared)
 		pg_atomic_fetch_add_u64(&tg_worker_shared->stats[s], n);
+	tg_metrics_stat((int) s, n);
 }
 
 static inline TgExecSlot *
