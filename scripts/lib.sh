@@ -23,13 +23,80 @@ TG_BUILD_LOCK="${TG_BUILD_LOCK:-/tmp/topgun-build.lock}"
 # libicu-dev: the search tokenizer (src/search) segments words with ICU.
 # libclang-rt-14-dev (libFuzzer and sanitizer runtimes) is only a Recommends
 # of clang, and we install with --no-install-recommends; ca-certificates lets
-# npm reach the registry over https.
+# npm reach the registry over https; prometheus ships promtool, which the
+# e2e test of /metrics uses as the exposition-format checker (on a systemd
+# host the package also enables a Prometheus server on :9090, see
+# docs/operations.md).
 TG_APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
 	libwebsockets-dev libssl-dev libipc-run-perl build-essential clang
-	libclang-rt-14-dev openssl ca-certificates perl util-linux procps libicu-dev)
+	libclang-rt-14-dev openssl ca-certificates perl util-linux procps libicu-dev
+	prometheus)
 
 tg_log() { printf '[topgun] %s\n' "$*" >&2; }
 tg_die() { printf '[topgun] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------- quiet steps
+# tg_step LABEL CMD [ARGS...]: run CMD (in a subshell, under set -e) with its
+# output appended to $TG_STEP_LOG, and print one line:
+# "[topgun] LABEL  ok  1.2 s", plus the note the step left with tg_step_note.
+# A failing step prints FAILED, the last lines of the log and its path, and
+# ends the script; so does a signal during a step (tg_steps_begin installs
+# that EXIT trap).  The terminal's stderr is kept on fd 7 for these lines and
+# closed for the step itself, so that a daemon a step starts (postgres) does
+# not hold the terminal or a pipe open.
+TG_STEP=""
+TG_STEP_T0=0
+
+tg_elapsed() {
+	local ms=$((($(date +%s%N) - $1) / 1000000))
+	printf '%d.%d s' $((ms / 1000)) $((ms % 1000 / 100))
+}
+
+tg_steps_end_trap() {
+	local rc=$?
+	if [ -n "$TG_STEP" ]; then
+		printf 'FAILED  %s\n' "$(tg_elapsed "$TG_STEP_T0")" >&7
+		printf -- '---- last 30 lines of %s ----\n' "$TG_STEP_LOG" >&7
+		tail -n 30 "$TG_STEP_LOG" >&7
+		printf -- '----\n[topgun] %s failed; the full log is %s\n' "$TG_STEP" "$TG_STEP_LOG" >&7
+		[ "$rc" -ne 0 ] || rc=1
+	fi
+	exit "$rc"
+}
+
+tg_steps_begin() {
+	TG_STEP_LOG="$1"
+	exec 7>&2
+	mkdir -p "$(dirname "$TG_STEP_LOG")"
+	: > "$TG_STEP_LOG"
+	trap tg_steps_end_trap EXIT
+}
+
+# A few words for the step's line (called from inside a step).
+tg_step_note() {
+	[ -z "${TG_STEP_LOG:-}" ] || printf '%s' "$*" > "$TG_STEP_LOG.note"
+}
+
+tg_step() {
+	local label="$1" rc note=""
+	shift
+	TG_STEP="$label"
+	TG_STEP_T0="$(date +%s%N)"
+	rm -f "$TG_STEP_LOG.note"
+	printf '[topgun] %-9s ' "$label" >&7
+	printf '\n==== %s: %s (%s)\n' "$label" "$*" "$(date -u '+%F %T UTC')" >> "$TG_STEP_LOG"
+	set +e
+	(set -e; "$@") >> "$TG_STEP_LOG" 2>&1 7>&-
+	rc=$?
+	set -e
+	[ "$rc" -eq 0 ] || exit "$rc"
+	if [ -f "$TG_STEP_LOG.note" ]; then
+		note="$(cat "$TG_STEP_LOG.note")"
+		rm -f "$TG_STEP_LOG.note"
+	fi
+	TG_STEP=""
+	printf 'ok  %s%s\n' "$(tg_elapsed "$TG_STEP_T0")" "${note:+  ($note)}" >&7
+}
 
 tg_is_root() { [ "$(id -u)" -eq 0 ]; }
 
@@ -59,9 +126,11 @@ tg_install_packages() {
 	mapfile -t missing < <(tg_missing_packages | sed '/^$/d')
 	if [ "${#missing[@]}" -eq 0 ]; then
 		tg_log "all required packages are installed"
+		tg_step_note "all installed"
 		return 0
 	fi
 	tg_log "installing missing packages: ${missing[*]}"
+	tg_step_note "installed ${missing[*]}"
 	local sudo=()
 	if ! tg_is_root; then
 		command -v sudo >/dev/null 2>&1 || tg_die "missing packages (${missing[*]}) and not root: run as root"
@@ -143,15 +212,19 @@ tg_make() {
 	(cd "$TG_REPO" && flock "$TG_BUILD_LOCK" make "$@")
 }
 
+tg_make_install() {
+	if tg_is_root; then
+		tg_make install
+	else
+		(cd "$TG_REPO" && flock "$TG_BUILD_LOCK" sudo make install)
+	fi
+}
+
 tg_build_install() {
 	tg_log "building (make, -Werror)"
 	tg_make || return 1
 	tg_log "installing (make install)"
-	if tg_is_root; then
-		tg_make install || return 1
-	else
-		(cd "$TG_REPO" && flock "$TG_BUILD_LOCK" sudo make install) || return 1
-	fi
+	tg_make_install
 }
 
 # ----------------------------------------------------------- clusters

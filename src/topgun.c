@@ -39,6 +39,7 @@ _PG_init(void)
 	tg_journal_horizon_shmem();
 	tg_journal_patterns_init();
 	tg_journal_events_init();
+	tg_metrics_init();
 	tg_worker_init();
 	tg_logic_init();
 	tg_search_init();

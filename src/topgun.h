@@ -23,5 +23,6 @@ extern void tg_merkle_init(void);
 extern void tg_changes_init(void);
 extern void tg_journal_init(void);
 extern void tg_worker_init(void);
+extern void tg_metrics_init(void);
 
 #endif							/* TOPGUN_H */

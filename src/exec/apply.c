@@ -25,6 +25,7 @@
 #include "core/lww_batch.h"
 #include "exec/events.h"
 #include "exec/resolve.h"
+#include "metrics/metrics.h"
 
 #define MAX_FULL_RETRIES 3
 
@@ -51,6 +52,7 @@ typedef struct GOp
 	int64		ttl;
 	GState		state;
 	char	   *error;
+	TgRejectReason reject;		/* why it was rejected (metrics) */
 	bool		denied;			/* refused by access control */
 	bool		resolved;		/* the map's conflict resolvers have run */
 	TgResOutcome res;
@@ -74,9 +76,10 @@ static int	ngops = 0;
 static int	gops_cap = 0;
 
 static void
-gop_reject(GOp *g, const char *why)
+gop_reject(GOp *g, TgRejectReason reason, const char *why)
 {
 	g->state = GS_REJECTED;
+	g->reject = reason;
 	g->error = pstrdup(why);
 }
 
@@ -90,7 +93,7 @@ gop_prepare(GOp *g)
 
 	if (!op->valid)
 	{
-		gop_reject(g, op->error ? op->error : "invalid op");
+		gop_reject(g, TG_REJECT_INVALID, op->error ? op->error : "invalid op");
 		return;
 	}
 	g->map = tg_pstr(op->map_name);
@@ -127,7 +130,7 @@ gop_prepare(GOp *g)
 		if (!mp_value_to_json(value, &jb, err, sizeof(err)))
 		{
 			mp_buf_free(&jb);
-			gop_reject(g, psprintf("Invalid value: %s", err));
+			gop_reject(g, TG_REJECT_INVALID, psprintf("Invalid value: %s", err));
 			return;
 		}
 		g->json = pnstrdup((const char *) jb.data, jb.len);
@@ -243,6 +246,7 @@ lww_bulk_exec(int from, int to)
 		{
 			/* validated in C and reported, not raised: the others commit */
 			g->state = GS_REJECTED;
+			g->reject = TG_REJECT_INVALID;
 			g->error = MemoryContextStrdup(tg_proto_cxt, ops[j].error);
 		}
 		else
@@ -426,7 +430,7 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 					RollbackAndReleaseCurrentSubTransaction();
 					MemoryContextSwitchTo(oldcxt);
 					CurrentResourceOwner = oldowner;
-					gop_reject(&gops[i], e->message);
+					gop_reject(&gops[i], TG_REJECT_ERROR, e->message);
 					tg_stat_add(TG_STAT_GROUP_RETRIES, 1);
 				}
 				PG_END_TRY();
@@ -587,6 +591,7 @@ ack_batch(GBatch *gb)
 	}
 	tg_buf_send(c, b);
 	tg_stat_add(TG_STAT_ACKS, 1);
+	tg_metrics_observe(TG_M_ACK_SECONDS, tg_metrics_now_us() - gb->in->rx_us);
 }
 
 static void
@@ -611,6 +616,7 @@ tg_group_flush(void)
 	int			napplied = 0;
 	int			nrejected = 0;
 	bool		any = false;
+	uint64		t0 = tg_metrics_now_us();
 
 	if (ngbatches == 0)
 		return;
@@ -645,7 +651,7 @@ tg_group_flush(void)
 					(errmsg("topgun: group commit failed: %s", edata->message)));
 			for (int i = 0; i < ngops; i++)
 				if (gops[i].state != GS_REJECTED)
-					gop_reject(&gops[i], edata->message);
+					gop_reject(&gops[i], TG_REJECT_ERROR, edata->message);
 			if (edata->sqlerrcode == ERRCODE_UNDEFINED_FUNCTION ||
 				edata->sqlerrcode == ERRCODE_UNDEFINED_TABLE ||
 				edata->sqlerrcode == ERRCODE_INVALID_SCHEMA_NAME ||
@@ -657,7 +663,7 @@ tg_group_flush(void)
 			}
 			break;
 		}
-		gop_reject(&gops[bad], edata->message);
+		gop_reject(&gops[bad], TG_REJECT_ERROR, edata->message);
 		failures++;
 		any = false;
 		for (int i = 0; i < ngops; i++)
@@ -673,9 +679,17 @@ tg_group_flush(void)
 	for (int i = 0; i < ngops; i++)
 	{
 		if (gops[i].state == GS_REJECTED)
+		{
 			nrejected++;
+			tg_metrics_inc(TG_M_OPS_REJECTED, gops[i].reject, 1);
+		}
 		else
 			napplied++;
+	}
+	if (committed)
+	{
+		tg_metrics_observe(TG_M_GROUP_SIZE, napplied);
+		tg_metrics_observe(TG_M_COMMIT_SECONDS, tg_metrics_now_us() - t0);
 	}
 	tg_stat_add(TG_STAT_OPS_APPLIED, napplied);
 	tg_stat_add(TG_STAT_OPS_REJECTED, nrejected);
@@ -769,7 +783,7 @@ tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 			if (!tg_acl_allowed(c, op->map_name.p, op->map_name.len,
 								is_remove ? TG_ACT_REMOVE : TG_ACT_PUT))
 			{
-				gop_reject(g, "Access denied");
+				gop_reject(g, TG_REJECT_ACCESS_DENIED, "Access denied");
 				g->denied = true;
 				c->denied++;
 				c->slot_dirty = true;

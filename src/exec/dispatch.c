@@ -14,6 +14,7 @@
 
 #include "exec/exec.h"
 #include "exec/readers.h"
+#include "metrics/metrics.h"
 
 /* Run one database-backed handler in its own transaction. */
 static void
@@ -336,6 +337,7 @@ handle_one(TgInMsg *in)
 		return false;
 	}
 	tg_stat_add(TG_STAT_MSG_ACCEPTED, 1);
+	tg_metrics_inc(TG_M_MSG_RECEIVED, (int) msg.type, 1);
 
 	if (msg.type == TG_MSG_PING)
 		tg_handle_ping(c);

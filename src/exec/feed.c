@@ -43,6 +43,7 @@
 
 #include "changes/changes.h"
 #include "exec/events.h"
+#include "metrics/metrics.h"
 
 #define FEED_READ_BYTES	(8 * 1024 * 1024)
 
@@ -141,6 +142,7 @@ resync_all(uint64 lost)
 		closed++;
 	}
 	tg_stat_add(TG_STAT_FEED_LOST, lost);
+	tg_metrics_inc(TG_M_FEED_OVERFLOWS, 0, 1);
 	tg_stat_add(TG_STAT_FEED_RESYNC_CLOSES, closed);
 	ereport(LOG,
 			(errmsg("topgun: change feed overflow: " UINT64_FORMAT " events lost, %d connections asked to resynchronise",
@@ -416,6 +418,7 @@ tg_live_poll(bool woken)
 
 		if (lost > 0)
 			resync_all(lost);
+		tg_metrics_set(TG_M_FEED_LAG_BYTES, 0, (int64) (tg_changes_head() - feed_cursor));
 		if (nread == 0 && !tg_acl_needs_reload())
 			break;
 		evs = palloc(sizeof(Ev) * Max(1, nread));

@@ -19,6 +19,7 @@
 #include "exec/readers.h"
 #include "exec/session.h"
 #include "exec/exec.h"
+#include "metrics/metrics.h"
 
 typedef struct Req
 {
@@ -48,6 +49,7 @@ typedef struct Reader
 static dsm_segment *rseg = NULL;
 static int	nreaders = 0;
 static Reader readers[TG_MAX_READERS];
+static int	metrics_slot[TG_MAX_READERS];	/* reader-N in the metrics */
 static uint64 next_req_id = 1;
 static int	in_flight = 0;
 
@@ -94,7 +96,14 @@ tg_readers_start(dsm_segment *seg, TgIpcHeader *hdr)
 	nreaders = hdr->nreaders;
 	memset(readers, 0, sizeof(readers));
 	for (int i = 0; i < nreaders; i++)
+	{
+		char		name[32];
+
+		snprintf(name, sizeof(name), "reader-%d", i + 1);
+		metrics_slot[i] = tg_metrics_executor_register(name);
+		tg_metrics_executor_set(metrics_slot[i], 0);
 		start_reader(i);
+	}
 }
 
 void
@@ -161,6 +170,7 @@ reader_died(int i)
 	r->restart_at = tg_mono_ms() + 100;
 	pg_atomic_fetch_add_u64(&tg_exec_slot(1 + i)->restarts, 1);
 	pg_atomic_write_u64(&tg_exec_slot(1 + i)->queued, 0);
+	tg_metrics_executor_set(metrics_slot[i], 0);
 }
 
 static void
@@ -227,6 +237,7 @@ tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind, const void *payloa
 		readers[best].unsent = q;
 	readers[best].nout++;
 	pg_atomic_write_u64(&tg_exec_slot(1 + best)->queued, (uint64) readers[best].nout);
+	tg_metrics_executor_set(metrics_slot[best], (uint64) readers[best].nout);
 	in_flight++;
 	push_unsent(&readers[best]);
 }
@@ -284,6 +295,7 @@ tg_readers_poll(void)
 			r->nout--;
 			TG_ASSERT(r->nout >= 0);
 			pg_atomic_write_u64(&tg_exec_slot(1 + i)->queued, (uint64) r->nout);
+			tg_metrics_executor_set(metrics_slot[i], (uint64) r->nout);
 			if (rec.kind == TG_REP_ERROR)
 			{
 				TgRecError	err;

@@ -42,6 +42,7 @@
 #include "ipc/ipc.h"
 #include "worker/worker.h"
 #include "exec/exec.h"
+#include "metrics/metrics.h"
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;
@@ -51,6 +52,7 @@ static TgIpcHeader *hdr = NULL;
 static shm_mq_handle *q_in = NULL;
 static shm_mq_handle *q_out = NULL;
 static TgIpcBuf outbuf;
+static int	metrics_slot = -1;	/* "session" in the metrics */
 static int64 last_ready_check_ms = 0;
 static Oid	served_ext_oid = InvalidOid;
 
@@ -248,6 +250,10 @@ check_ready(void)
 				 errhint("Run ALTER EXTENSION topgun UPDATE in that database.")));
 	strlcpy(warned_version, version_ok ? "" : version, sizeof(warned_version));
 	set_ready(OidIsValid(oid) && version_ok);
+	tg_metrics_set_health(!OidIsValid(oid) ?
+						  (RecoveryInProgress() ? TG_HEALTH_NOT_READY : TG_HEALTH_EXTENSION_MISSING) :
+						  version_ok ? TG_HEALTH_READY : TG_HEALTH_EXTENSION_OUTDATED,
+						  version);
 }
 
 /* ------------------------------------------------------ queues */
@@ -328,6 +334,7 @@ drain_in(bool *any)
 						ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 					memcpy(m->data, p, rec.len);
 					m->len = rec.len;
+					m->rx_us = tg_metrics_now_us();
 					m->conn = c;
 					m->next = NULL;
 					c->msgs_in++;
@@ -441,6 +448,7 @@ take_deferred(void)
 		c->deferred_head = c->deferred_tail = NULL;
 	}
 	pg_atomic_write_u64(&tg_exec_slot(0)->queued, held + (uint64) tg_readers_in_flight());
+	tg_metrics_executor_set(metrics_slot, held + (uint64) tg_readers_in_flight());
 	return head;
 }
 
@@ -609,6 +617,8 @@ tg_session_main(Datum arg)
 						pg_atomic_read_u64(&tg_worker_shared->stats[TG_STAT_RELOADS]));
 	pg_atomic_write_u32(&tg_exec_slot(0)->pid, (uint32) MyProcPid);
 	on_shmem_exit(session_exit_cb, (Datum) 0);
+	metrics_slot = tg_metrics_executor_register("session");
+	tg_metrics_executor_set(metrics_slot, 0);
 	tg_auth_configure(true);
 	tg_readers_start(seg, hdr);
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "topgun session loop",

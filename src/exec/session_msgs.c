@@ -9,6 +9,7 @@
 
 #include "exec/exec.h"
 #include "worker/worker_int.h"
+#include "metrics/metrics.h"
 
 static void
 send_simple(TgConn *c, const char *type)
@@ -134,6 +135,7 @@ tg_handle_auth(TgConn *c, TgMessage *m)
 	if (r != TG_JWT_OK)
 	{
 		tg_stat_add(TG_STAT_AUTH_FAILED, 1);
+		tg_metrics_inc(TG_M_AUTH_FAILED, tg_jwt_key_ok ? (int) r - 1 : TG_AUTH_NOT_CONFIGURED, 1);
 		if (auth_log_allowed())
 			ereport(LOG,
 					(errmsg("topgun: authentication failed for connection %llu (%s): %s",

@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 
 #include "ipc/ipc.h"
+#include "metrics/metrics.h"
 #include "wire/message.h"
 #include "worker/worker.h"
 #include "server/server.h"
@@ -53,6 +54,8 @@ end_generation(const char *why)
 		pg_atomic_fetch_add_u64(&tg_exec_slot(0)->restarts, 1);
 	}
 	pg_atomic_write_u32(&tg_worker_shared->ready, 0);
+	/* until a new session executor has checked the extension */
+	tg_metrics_set_health(TG_HEALTH_NOT_READY, NULL);
 	generation_open = false;
 	if (q_in)
 		shm_mq_detach(q_in);

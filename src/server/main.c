@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "topgun.h"
+#include "metrics/metrics.h"
 #include "worker/worker.h"
 #include "server/server.h"
 #include "wire/message.h"
@@ -298,6 +299,25 @@ housekeeping(void)
 	/* readiness is decided by the session executor (it can run SQL) */
 	set_ready(pg_atomic_read_u32(&tg_worker_shared->ready) != 0);
 
+	/* gauges summed over the connections */
+	{
+		int64		outq = 0;
+		int64		nsubs[TG_SUB_SEARCH + 1] = {0};
+
+		for (TgConn *c = tg_conns; c; c = c->next)
+		{
+			if (c->closed)
+				continue;
+			outq += (int64) c->out_bytes;
+			nsubs[TG_SUB_QUERY] += c->nqueries;
+			nsubs[TG_SUB_TOPIC] += c->ntopics;
+			nsubs[TG_SUB_COUNTER] += c->ncounters;
+		}
+		tg_metrics_set(TG_M_OUTBOUND_BYTES, 0, outq);
+		for (int k = TG_SUB_QUERY; k <= TG_SUB_COUNTER; k++)
+			tg_metrics_set(TG_M_SUBSCRIPTIONS, k, nsubs[k]);
+	}
+
 	for (TgConn *c = tg_conns; c; c = c->next)
 	{
 		if (c->closed || c->closing || c->slot < 0)
@@ -358,6 +378,8 @@ shutdown_clients(int code, const char *reason, bool with_notice)
 static void
 worker_exit_cb(int code, Datum arg)
 {
+	tg_metrics_set_health(TG_HEALTH_NOT_READY, NULL);
+	tg_metrics_set_server(0, 0);
 	if (tg_worker_shared == NULL)
 		return;
 	pg_atomic_write_u32(&tg_worker_shared->listening, 0);
@@ -406,6 +428,7 @@ forward_message(TgConn *c, const unsigned char *data, size_t len)
 
 			tg_message_free(&msg);
 			tg_stat_add(TG_STAT_MSG_ACCEPTED, 1);
+			tg_metrics_inc(TG_M_MSG_RECEIVED, TG_MSG_PING, 1);
 			c->last_ping_ms = tg_mono_ms();
 			/* no top-level numeric timestamp: it would corrupt the client HLC */
 			mp_buf_init(&b, 256);
@@ -503,6 +526,9 @@ tg_worker_main(Datum arg)
 
 	pg_atomic_write_u32(&tg_worker_shared->worker_pid, (uint32) MyProcPid);
 	on_shmem_exit(worker_exit_cb, (Datum) 0);
+	tg_metrics_set_server((uint32) MyProcPid, (int64) time(NULL));
+	tg_metrics_set_health(TG_HEALTH_NOT_READY, NULL);
+	tg_metrics_set(TG_M_CONN_OPEN, 0, 0);	/* a previous worker may have exited with sockets open */
 
 
 	/*
@@ -607,6 +633,7 @@ tg_worker_main(Datum arg)
 	}
 
 	ereport(LOG, (errmsg("topgun sync server shutting down")));
+	tg_metrics_set_health(TG_HEALTH_SHUTTING_DOWN, NULL);
 	shutdown_clients(1001, "Server Shutdown", true);
 	tg_sx_shutdown();
 	pg_atomic_write_u32(&tg_worker_shared->listening, 0);

@@ -19,6 +19,8 @@
 
 #include "server/server.h"
 #include "worker/worker.h"
+#include "metrics/metrics.h"
+#include "metrics/metrics_pg.h"
 
 static uint64 next_conn_id = 1;
 static int	nconns_live = 0;
@@ -282,10 +284,13 @@ inq_push(TgConn *c, unsigned char *data, size_t len)
 typedef struct TgPss
 {
 	TgConn	   *conn;
-	int			http_state;		/* plain HTTP GET: 1 = body pending */
+	char	   *http_body;		/* plain HTTP GET: response body (malloc'd) */
+	size_t		http_len;
+	size_t		http_off;		/* bytes of it written so far */
 } TgPss;
 
-static const char http_body[] = "TopGun Server Running";
+/* Largest piece of an HTTP body written per WRITEABLE callback. */
+#define TG_HTTP_CHUNK 16384
 
 static int
 handle_receive(struct lws *wsi, TgConn *c, const unsigned char *in, size_t len)
@@ -314,6 +319,7 @@ handle_receive(struct lws *wsi, TgConn *c, const unsigned char *in, size_t len)
 		c->rx = NULL;
 		c->rx_len = c->rx_cap = 0;
 		c->closing = true;
+		c->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
 		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
 						 (unsigned char *) "Message too big", 15);
 		return -1;
@@ -526,44 +532,79 @@ tg_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 	{
 		case LWS_CALLBACK_HTTP:
 			{
+				/* /health, /health/live, /metrics, / (src/metrics/http.c) */
 				unsigned char buf[LWS_PRE + 512];
 				unsigned char *start = &buf[LWS_PRE];
 				unsigned char *p = start;
 				unsigned char *end = &buf[sizeof(buf) - 1];
+				char		peer[64];
+				TgHttpResponse r;
 
-				if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain",
-												sizeof(http_body) - 1, &p, end))
+				lws_get_peer_simple(wsi, peer, sizeof(peer));
+				if (!tg_http_respond(in ? (const char *) in : "/", peer, tg_metrics_enabled,
+									 tg_metrics_allow, &r))
+				{
+					free(r.body);
+					lws_return_http_status(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, NULL);
+					return -1;
+				}
+				pss->http_body = r.body;
+				pss->http_len = r.len;
+				pss->http_off = 0;
+				if (lws_add_http_common_headers(wsi, (unsigned int) r.status, r.content_type,
+												r.len, &p, end) ||
+					lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+												 (const unsigned char *) "no-store", 8, &p, end) ||
+					lws_finalize_write_http_header(wsi, start, &p, end))
 					return 1;
-				if (lws_finalize_write_http_header(wsi, start, &p, end))
-					return 1;
-				pss->http_state = 1;
 				lws_callback_on_writable(wsi);
 				return 0;
 			}
 		case LWS_CALLBACK_HTTP_WRITEABLE:
 			{
-				unsigned char buf[LWS_PRE + sizeof(http_body)];
+				unsigned char buf[LWS_PRE + TG_HTTP_CHUNK];
+				size_t		n;
+				bool		last;
 
-				if (pss == NULL || pss->http_state != 1)
+				if (pss == NULL || pss->http_body == NULL)
 					return 0;
-				pss->http_state = 2;
-				memcpy(buf + LWS_PRE, http_body, sizeof(http_body) - 1);
-				if (lws_write(wsi, buf + LWS_PRE, sizeof(http_body) - 1,
-							  LWS_WRITE_HTTP_FINAL) != (int) (sizeof(http_body) - 1))
+				n = Min(pss->http_len - pss->http_off, (size_t) TG_HTTP_CHUNK);
+				last = pss->http_off + n == pss->http_len;
+				memcpy(buf + LWS_PRE, pss->http_body + pss->http_off, n);
+				if (lws_write(wsi, buf + LWS_PRE, n,
+							  last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int) n)
 					return 1;
+				pss->http_off += n;
+				if (!last)
+				{
+					lws_callback_on_writable(wsi);
+					return 0;
+				}
+				free(pss->http_body);
+				pss->http_body = NULL;
 				if (lws_http_transaction_completed(wsi))
 					return -1;
 				return 0;
 			}
+		case LWS_CALLBACK_CLOSED_HTTP:
+			if (pss)
+			{
+				free(pss->http_body);
+				pss->http_body = NULL;
+			}
+			return 0;
 
 		case LWS_CALLBACK_ESTABLISHED:
 			c = conn_new(wsi);
 			if (c == NULL)
 				return -1;
 			pss->conn = c;
+			tg_metrics_inc(TG_M_CONN_OPENED, 0, 1);
+			tg_metrics_add(TG_M_CONN_OPEN, 0, 1);
 			if (!tg_ready)
 			{
 				tg_stat_add(TG_STAT_CONN_REFUSED, 1);
+				tg_metrics_inc(TG_M_CONN_REFUSED, TG_REFUSE_NOT_READY, 1);
 				tg_sock_close(c, 1013, "Server not ready");
 				return 0;
 			}
@@ -571,6 +612,7 @@ tg_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				(c->slot = slot_acquire(c)) < 0)
 			{
 				tg_stat_add(TG_STAT_CONN_REFUSED, 1);
+				tg_metrics_inc(TG_M_CONN_REFUSED, TG_REFUSE_OVERLOADED, 1);
 				tg_sock_close(c, 1013, "Server overloaded");
 				return 0;
 			}
@@ -590,9 +632,17 @@ tg_ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				return 0;
 			return handle_writeable(wsi, c);
 
+		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+			/* the peer's close code, unless we had chosen one already */
+			if (c != NULL && !c->closing && c->close_code == 0 && len >= 2)
+				c->close_code = (((const unsigned char *) in)[0] << 8) | ((const unsigned char *) in)[1];
+			return 0;
+
 		case LWS_CALLBACK_CLOSED:
 			if (c == NULL)
 				return 0;
+			tg_metrics_add(TG_M_CONN_OPEN, 0, -1);
+			tg_metrics_conn_closed(c->close_code ? c->close_code : 1006);
 			if (c->slot >= 0)
 			{
 				slot_release(c);

@@ -169,11 +169,15 @@ extern TgWorkerShared *tg_worker_shared;
 #define TG_SLOT_END_WRITE(s) \
 	do { pg_write_barrier(); (s)->changecount++; } while (0)
 
+/* metrics_pg.c: the Prometheus counter a stat feeds (src/metrics), if any */
+extern void tg_metrics_stat(int stat, uint64 n);
+
 static inline void
 tg_stat_add(TgStat s, uint64 n)
 {
 	if (tg_worker_shared)
 		pg_atomic_fetch_add_u64(&tg_worker_shared->stats[s], n);
+	tg_metrics_stat((int) s, n);
 }
 
 static inline TgExecSlot *
@@ -290,6 +294,7 @@ typedef struct TgInMsg
 	struct TgInMsg *next;
 	TgConn	   *conn;
 	size_t		len;
+	uint64		rx_us;			/* read off the session queue, tg_metrics_now_us() */
 	unsigned char *data;		/* malloc'd */
 } TgInMsg;
 
