@@ -299,7 +299,7 @@ resolve_group(void)
 
 			g->res = ops[j].outcome;
 			if (g->res == TG_RES_REJECT)
-				gop_reject(g, ops[j].reason);
+				gop_reject(g, TG_REJECT_RESOLVER, ops[j].reason);
 			else if (g->res == TG_RES_MERGE)
 				g->json = ops[j].value_json;
 		}

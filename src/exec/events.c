@@ -13,6 +13,7 @@ void
 tg_events_init(TgEventList *l)
 {
 	memset(l, 0, sizeof(*l));
+	l->cxt = CurrentMemoryContext;	/* events may be added inside a shorter transaction */
 	mp_buf_init(&l->buf, (size_t) 1 << 30);
 }
 
@@ -52,10 +53,17 @@ tg_events_add(TgEventList *l, const TgEvent *e)
 	{
 		l->cap = Max(16, l->cap * 2);
 		l->evs = l->evs ? repalloc(l->evs, sizeof(*l->evs) * l->cap)
-			: palloc(sizeof(*l->evs) * l->cap);
+			: MemoryContextAlloc(l->cxt, sizeof(*l->evs) * l->cap);
 	}
 	x = &l->evs[l->n++];
-	x->map = e->map;
+	/* the map name outlives e (fan-out may come after e's transaction) */
+	{
+		char	   *m = MemoryContextAlloc(l->cxt, e->maplen + 1);
+
+		memcpy(m, e->map, e->maplen);
+		m[e->maplen] = '\0';
+		x->map = m;
+	}
 	x->maplen = e->maplen;
 	x->off = b->len;
 	mp_put_map_header(b, 4);

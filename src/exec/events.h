@@ -36,6 +36,7 @@ typedef struct TgEvent
 typedef struct TgEventList
 {
 	MpBuf		buf;
+	MemoryContext cxt;			/* where the list lives */
 	int			n;
 	int			cap;
 	struct TgEncodedEvent
