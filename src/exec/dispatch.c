@@ -14,6 +14,7 @@
 
 #include "exec/exec.h"
 #include "exec/readers.h"
+#include "exec/search_live.h"
 #include "metrics/metrics.h"
 
 /* Run one database-backed handler in its own transaction. */
@@ -215,6 +216,9 @@ h_query_unsub(TgConn *c, TgInMsg *in, TgMessage *m)
 static TgHandled
 h_feature(TgConn *c, TgInMsg *in, TgMessage *m)
 {
+	/* the reader must see this connection's acknowledged writes */
+	if (c->pending_writes > 0)
+		tg_group_flush();
 	return tg_feature_request(c, in, m) ? TG_READ_OUT : TG_ANSWERED;
 }
 
@@ -223,6 +227,27 @@ static TgHandled
 h_journal_sub(TgConn *c, TgInMsg *in, TgMessage *m)
 {
 	tg_send_error(c, 503, "Event journal subscriptions are not served yet; use JOURNAL_READ");
+	return TG_ANSWERED;
+}
+
+static TgHandled
+h_search_sub(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	TgHandled	r;
+
+	if (c->pending_writes > 0)
+		tg_group_flush();
+	r = tg_search_sub(c, in, m) ? TG_READ_OUT : TG_ANSWERED;
+
+	tg_conn_update_slot(c);
+	return r;
+}
+
+static TgHandled
+h_search_unsub(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_search_unsub(c, m);
+	tg_conn_update_slot(c);
 	return TG_ANSWERED;
 }
 
@@ -272,8 +297,8 @@ static const TgHandler handlers[TG_MSG_COUNT_] = {
 	[TG_MSG_LOCK_REQUEST] = h_lock,
 	[TG_MSG_LOCK_RELEASE] = h_lock,
 	[TG_MSG_SEARCH] = h_feature,
-	[TG_MSG_SEARCH_SUB] = h_feature,	/* the snapshot; live updates: see docs/search.md */
-	[TG_MSG_SEARCH_UNSUB] = h_ignore,
+	[TG_MSG_SEARCH_SUB] = h_search_sub,
+	[TG_MSG_SEARCH_UNSUB] = h_search_unsub,
 	[TG_MSG_ENTRY_PROCESS] = h_feature,
 	[TG_MSG_ENTRY_PROCESS_BATCH] = h_feature,
 	[TG_MSG_REGISTER_RESOLVER] = h_feature,

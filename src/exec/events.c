@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "exec/events.h"
+#include "exec/search_live.h"
 
 void
 tg_events_init(TgEventList *l)
@@ -66,6 +67,8 @@ tg_events_add(TgEventList *l, const TgEvent *e)
 	}
 	x->maplen = e->maplen;
 	x->off = b->len;
+	/* live search re-scores the keys its maps' events name */
+	tg_search_changed(e->map, e->maplen, e->key, e->keylen);
 	mp_put_map_header(b, 4);
 	mp_put_str(b, "mapName");
 	mp_put_strn(b, e->map, e->maplen);

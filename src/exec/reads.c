@@ -6,6 +6,7 @@
 #include "postgres.h"
 
 #include "exec/reads.h"
+#include "exec/search_live.h"
 #include "wire/message.h"
 #include "exec/exec.h"
 
@@ -19,6 +20,11 @@ tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_t len)
 	if (kind == TG_REQ_FETCH)
 	{
 		tg_read_fetch(c, payload, len);
+		return;
+	}
+	if (kind == TG_REQ_SEARCH_KEYS)
+	{
+		tg_read_search_keys(c, payload, len);
 		return;
 	}
 	lim.max_depth = 32;

@@ -206,9 +206,6 @@ tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m)
 		return false;
 	}
 	p->type = m->type;
-	/* the reader must see this connection's acknowledged writes */
-	if (c->pending_writes > 0)
-		tg_group_flush();
 	tg_readers_submit(c, true, TG_REQ_MESSAGE, in->data, in->len, done, p);
 	return true;
 }

@@ -42,6 +42,7 @@
 #include "ipc/ipc.h"
 #include "worker/worker.h"
 #include "exec/exec.h"
+#include "exec/search_live.h"
 #include "metrics/metrics.h"
 
 static volatile sig_atomic_t got_sigterm = false;
@@ -101,6 +102,7 @@ conn_free(TgConn *c)
 	}
 	tg_readers_conn_gone(c);
 	tg_locks_conn_gone(c);
+	tg_search_conn_gone(c);
 	tg_proto_conn_gone(c);
 	tg_live_conn_gone(c);
 	for (int i = 0; i < c->nroles; i++)
@@ -570,6 +572,7 @@ iterate(MemoryContext loop_cxt)
 	got_feed_wake = false;
 	tg_live_poll(woken || any);
 	tg_query_run_pending();
+	tg_search_run_pending();
 	tg_locks_tick();
 	report_and_reap();
 	flush_out();

@@ -271,6 +271,7 @@ typedef struct TgConn
 	int			ntopics;
 	struct TgNameSub *counters;
 	int			ncounters;
+	int			nsearches;		/* live search subscriptions */
 	bool		is_admin;
 	uint64		limit_hits;
 	uint64		denied;
