@@ -15,6 +15,8 @@
 #include "exec/exec.h"
 #include "exec/readers.h"
 #include "exec/search_live.h"
+#include "exec/gc.h"
+#include "exec/journal_live.h"
 #include "metrics/metrics.h"
 
 /* Run one database-backed handler in its own transaction. */
@@ -222,11 +224,19 @@ h_feature(TgConn *c, TgInMsg *in, TgMessage *m)
 	return tg_feature_request(c, in, m) ? TG_READ_OUT : TG_ANSWERED;
 }
 
-/* JOURNAL_SUBSCRIBE: no stream yet; the reference's "not enabled" answer (§A6.3) */
 static TgHandled
 h_journal_sub(TgConn *c, TgInMsg *in, TgMessage *m)
 {
-	tg_send_error(c, 503, "Event journal subscriptions are not served yet; use JOURNAL_READ");
+	tg_journal_subscribe(c, m);
+	tg_conn_update_slot(c);
+	return TG_ANSWERED;
+}
+
+static TgHandled
+h_journal_unsub(TgConn *c, TgInMsg *in, TgMessage *m)
+{
+	tg_journal_unsubscribe(c, m);
+	tg_conn_update_slot(c);
 	return TG_ANSWERED;
 }
 
@@ -306,7 +316,7 @@ static const TgHandler handlers[TG_MSG_COUNT_] = {
 	[TG_MSG_LIST_RESOLVERS] = h_feature,
 	[TG_MSG_JOURNAL_READ] = h_feature,
 	[TG_MSG_JOURNAL_SUBSCRIBE] = h_journal_sub,
-	[TG_MSG_JOURNAL_UNSUBSCRIBE] = h_ignore,
+	[TG_MSG_JOURNAL_UNSUBSCRIBE] = h_journal_unsub,
 	[TG_MSG_PARTITION_MAP_REQUEST] = h_partition_map,
 	/* hybrid queries (§A2): the client expects nothing back */
 	[TG_MSG_HYBRID_QUERY_SUBSCRIBE] = h_ignore,
@@ -364,6 +374,8 @@ handle_one(TgInMsg *in)
 	tg_stat_add(TG_STAT_MSG_ACCEPTED, 1);
 	tg_metrics_inc(TG_M_MSG_RECEIVED, (int) msg.type, 1);
 
+	if (msg.type != TG_MSG_PING)
+		tg_gc_note_activity(c);
 	if (msg.type == TG_MSG_PING)
 		tg_handle_ping(c);
 	else if (!c->authenticated)

@@ -16,6 +16,7 @@
 #include "utils/jsonb.h"
 
 #include "exec/exec.h"
+#include "exec/journal_live.h"
 
 #define TG_JOURNAL_MAX_LIMIT 10000
 
@@ -223,4 +224,64 @@ tg_read_message(TgConn *c, TgMessage *m)
 		default:
 			elog(ERROR, "topgun: no database part for %s", tg_msg_type_name(m->type));
 	}
+}
+
+/*
+ * Reader side of TG_REQ_JOURNAL {f: from, l: limit} for the journal
+ * subscriptions (journal_live.c): TG_REP_ROWS {events: [...], more}.
+ */
+void
+tg_read_journal_events(TgConn *c, const char *payload, size_t len)
+{
+	static int	slot = -1;
+	static int	hslot = -1;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		args[2];
+	int64		horizon;
+	bool		hnull;
+	MpArena		arena;
+	MpLimits	lim = {8, (uint32) len + 1, (uint32) Max(len, 1)};
+	char		err[64];
+	const MpNode *req;
+	MpBuf		b;
+	bool		more = false;
+
+	mp_arena_init(&arena);
+	req = mp_decode(&arena, (const uint8_t *) payload, len, &lim, err, sizeof(err));
+	if (req == NULL || mp_map_get(req, "f") == NULL || mp_map_get(req, "l") == NULL)
+		elog(ERROR, "topgun: malformed journal request");
+	args[0] = Int64GetDatum((int64) mp_number_as_double(mp_map_get(req, "f")));
+	args[1] = Int32GetDatum((int32) Max(1, Min(mp_number_as_double(mp_map_get(req, "l")), TG_JOURNAL_MAX_LIMIT)));
+	mp_arena_free(&arena);
+	if (SPI_execute_plan(tg_live_plan(&hslot, "SELECT topgun.journal_horizon()", 0, NULL),
+						 NULL, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "topgun: journal_horizon failed");
+	horizon = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &hnull));
+	if (DatumGetInt64(args[0]) < 0)
+		SPI_processed = 0;		/* only the horizon was asked */
+	else if (SPI_execute_plan(tg_live_plan(&slot, "SELECT event, has_more FROM topgun.journal_read($1, $2, NULL, NULL)",
+										   2, types), args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "topgun: journal_read failed");
+	mp_buf_init(&b, (size_t) 1 << 30);
+	mp_put_map_header(&b, 3);
+	mp_put_str(&b, "horizon");
+	mp_put_int(&b, hnull ? 0 : horizon);
+	mp_put_str(&b, "events");
+	mp_put_array_header(&b, (uint32) SPI_processed);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		ev = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		hm = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+
+		if (!isnull && DatumGetBool(hm))
+			more = true;
+		tg_put_jsonb(&b, DatumGetJsonbP(ev));
+	}
+	mp_put_str(&b, "more");
+	mp_put_bool(&b, more);
+	if (!mp_buf_ok(&b))
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("journal batch too large")));
+	tg_ipc_put(tg_exec_out, TG_REP_ROWS, c->id, b.data, b.len);
+	mp_buf_free(&b);
 }

@@ -30,6 +30,17 @@
 
 
 static volatile sig_atomic_t got_sigterm = false;
+static volatile sig_atomic_t got_sighup = false;
+
+static void
+reader_sighup(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sighup = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
 static int	reader_index = 0;
 
 static void
@@ -118,6 +129,7 @@ tg_reader_main(Datum arg)
 	tg_role = TG_ROLE_READER;
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
 	pqsignal(SIGTERM, reader_sigterm);
+	pqsignal(SIGHUP, reader_sighup);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(tg_database, NULL, 0);
 	pgstat_report_appname("topgun reader executor");
@@ -130,6 +142,8 @@ tg_reader_main(Datum arg)
 	if (index < 0 || index >= hdr->nreaders || index + 1 >= TG_MAX_EXECUTORS)
 		proc_exit(0);
 	reader_index = index;
+	pg_atomic_write_u64(&tg_exec_slot(1 + index)->reloads,
+						pg_atomic_read_u64(&tg_worker_shared->stats[TG_STAT_RELOADS]));
 	pg_atomic_write_u32(&tg_exec_slot(1 + index)->pid, (uint32) MyProcPid);
 	on_shmem_exit(reader_exit_cb, (Datum) 0);
 	shm_mq_set_receiver(tg_ipc_queue(seg, TG_Q_RREQ_BASE + 2 * index), MyProc);
@@ -153,6 +167,13 @@ tg_reader_main(Datum arg)
 		ResetLatch(MyLatch);
 		QueryCancelPending = false;
 		CHECK_FOR_INTERRUPTS();
+		if (got_sighup)
+		{
+			/* the settings the SQL it runs reads (gc_horizon, search caps ...) */
+			got_sighup = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			pg_atomic_fetch_add_u64(&tg_exec_slot(1 + index)->reloads, 1);
+		}
 		r = shm_mq_receive(req, &n, &d, true);
 		if (r == SHM_MQ_DETACHED)
 			break;				/* the session executor is gone */

@@ -7,6 +7,8 @@
 
 #include "exec/reads.h"
 #include "exec/search_live.h"
+#include "exec/gc.h"
+#include "exec/journal_live.h"
 #include "wire/message.h"
 #include "exec/exec.h"
 
@@ -20,6 +22,16 @@ tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_t len)
 	if (kind == TG_REQ_FETCH)
 	{
 		tg_read_fetch(c, payload, len);
+		return;
+	}
+	if (kind == TG_REQ_GC)
+	{
+		tg_read_gc(c, payload, len);
+		return;
+	}
+	if (kind == TG_REQ_JOURNAL)
+	{
+		tg_read_journal_events(c, payload, len);
 		return;
 	}
 	if (kind == TG_REQ_SEARCH_KEYS)

@@ -43,6 +43,8 @@
 #include "worker/worker.h"
 #include "exec/exec.h"
 #include "exec/search_live.h"
+#include "exec/gc.h"
+#include "exec/journal_live.h"
 #include "metrics/metrics.h"
 
 static volatile sig_atomic_t got_sigterm = false;
@@ -72,6 +74,7 @@ conn_open(uint64 id, const char *remote, size_t len)
 	c->id = id;
 	c->slot = -1;
 	c->connected_ms = c->last_ping_ms = c->last_rx_ms = tg_mono_ms();
+	c->last_active_ms = tg_now_ms();
 	memcpy(c->remote, remote, Min(len, sizeof(c->remote) - 1));
 	c->next = tg_conns;
 	if (tg_conns)
@@ -103,6 +106,7 @@ conn_free(TgConn *c)
 	tg_readers_conn_gone(c);
 	tg_locks_conn_gone(c);
 	tg_search_conn_gone(c);
+	tg_journal_conn_gone(c);
 	tg_proto_conn_gone(c);
 	tg_live_conn_gone(c);
 	for (int i = 0; i < c->nroles; i++)
@@ -573,6 +577,8 @@ iterate(MemoryContext loop_cxt)
 	tg_live_poll(woken || any);
 	tg_query_run_pending();
 	tg_search_run_pending();
+	tg_journal_tick();
+	tg_gc_tick();
 	tg_locks_tick();
 	report_and_reap();
 	flush_out();

@@ -11,8 +11,8 @@
 #include "utils/jsonb.h"
 
 #include "exec/exec.h"
+#include "journal/journal.h"
 
-#define THIRTY_DAYS_MS	(30LL * 24 * 3600 * 1000)
 
 /* ------------------------------------------------------ read handlers */
 
@@ -33,7 +33,8 @@ merkle_root(const char *map)
 static bool
 too_old(bool has, double last_sync)
 {
-	return has && last_sync > 0 && (double) tg_now_ms() - last_sync > (double) THIRTY_DAYS_MS;
+	/* the GC horizon (topgun.gc_horizon, 30 days): tombstones older may be gone */
+	return has && last_sync > 0 && (double) tg_now_ms() - last_sync > (double) tg_gc_horizon_s * 1000.0;
 }
 
 static void

@@ -43,6 +43,8 @@ typedef enum TgRecKind
 	TG_REQ_FETCH,				/* msgpack {m: map, q: query, c: cursor} */
 	TG_REQ_MESSAGE,				/* a feature message (read_msgs.c) */
 	TG_REQ_SEARCH_KEYS,			/* msgpack {m, q, b, l, n, k}: live search re-scoring */
+	TG_REQ_GC,					/* int64 client floor (ms): one topgun.gc_run() batch */
+	TG_REQ_JOURNAL,				/* msgpack {f: from, l: limit}: journal events for subscriptions */
 	/* reader -> session executor */
 	TG_REP_FRAME = 48,			/* payload: the reply message for the client */
 	TG_REP_ROWS,				/* msgpack {rows: [[key, value]...], total} */

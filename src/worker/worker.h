@@ -272,6 +272,8 @@ typedef struct TgConn
 	struct TgNameSub *counters;
 	int			ncounters;
 	int			nsearches;		/* live search subscriptions */
+	int			njournals;		/* journal subscriptions */
+	int64		last_active_ms; /* last message but PING (the GC horizon's floor) */
 	bool		is_admin;
 	uint64		limit_hits;
 	uint64		denied;

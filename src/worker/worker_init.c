@@ -408,11 +408,12 @@ tg_worker_stats(PG_FUNCTION_ARGS)
 
 		/*
 		 * reloads: SIGHUPs handled by every process that reads settings --
-		 * the socket process and the session executor, the lower count.
+		 * the socket process and every running executor, the lowest count.
 		 */
-		if (i == TG_STAT_RELOADS && tg_worker_shared &&
-			pg_atomic_read_u32(&tg_worker_shared->exec[0].pid) != 0)
-			v = Min(v, pg_atomic_read_u64(&tg_worker_shared->exec[0].reloads));
+		if (i == TG_STAT_RELOADS && tg_worker_shared)
+			for (int x = 0; x < TG_MAX_EXECUTORS; x++)
+				if (pg_atomic_read_u32(&tg_worker_shared->exec[x].pid) != 0)
+					v = Min(v, pg_atomic_read_u64(&tg_worker_shared->exec[x].reloads));
 		values[0] = CStringGetTextDatum(tg_stat_names[i]);
 		values[1] = Int64GetDatum((int64) v);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
