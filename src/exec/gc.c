@@ -6,7 +6,8 @@
  * oldest activity of any connected client as the floor; when the pass is
  * done, every open socket gets GC_PRUNE {olderThan} so clients drop the
  * same tombstones.  topgun.gc_horizon also decides SYNC_RESET_REQUIRED
- * (sync.c), so a client offline longer than the horizon resets.
+ * (sync.c), so a client offline longer than the horizon resets.  Every
+ * minute a reader also trims the event journal to its retention.
  */
 #include "postgres.h"
 
@@ -90,13 +91,29 @@ submit(void)
 	tg_readers_submit(NULL, false, TG_REQ_GC, &floor, sizeof(floor), batch_done, NULL);
 }
 
-/* Once per loop iteration: start a pass when one is due. */
+static void
+trimmed(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *err)
+{
+	if (msg == NULL)
+		ereport(LOG, (errmsg("topgun: journal retention trim failed: %s", err->message)));
+}
+
+/* Once per loop iteration: start a GC pass when one is due; trim the journal every minute. */
 void
 tg_gc_tick(void)
 {
+	static int64 next_trim_ms = 0;
+
 	static int	interval_s = -1;
 	int64		now = tg_mono_ms();
 
+	if (tg_ready && now >= next_trim_ms)
+	{
+		int64		none = -1;
+
+		next_trim_ms = now + 60 * 1000;
+		tg_readers_submit(NULL, false, TG_REQ_GC, &none, sizeof(none), trimmed, NULL);
+	}
 	if (tg_gc_interval_s <= 0 || !tg_ready)
 	{
 		next_run_ms = -1;
@@ -141,6 +158,14 @@ tg_read_gc(TgConn *c, const char *payload, size_t len)
 		int64		floor;
 
 		memcpy(&floor, payload, sizeof(floor));
+		if (floor < 0)
+		{
+			/* the journal's retention (topgun.journal_retention_*) instead */
+			if (SPI_execute("SELECT topgun.journal_trim()", false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "topgun: journal_trim failed");
+			tg_ipc_put(tg_exec_out, TG_REP_FRAME, c->id, NULL, 0);
+			return;
+		}
 		arg = Int64GetDatum(floor);
 	}
 	if (SPI_execute_plan(tg_live_plan(&plan_run,
