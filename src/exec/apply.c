@@ -80,7 +80,8 @@ gop_reject(GOp *g, TgRejectReason reason, const char *why)
 {
 	g->state = GS_REJECTED;
 	g->reject = reason;
-	g->error = pstrdup(why);
+	/* the reason outlives the attempt's SPI memory (it goes into the ack) */
+	g->error = MemoryContextStrdup(tg_proto_cxt, why);
 }
 
 /* Pure-C preparation of one op (no SQL). */
