@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -28,6 +29,8 @@
 #include "worker/worker.h"
 #include "exec/exec.h"
 
+
+#define TG_READER_NICE 10
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t got_sighup = false;
@@ -128,6 +131,15 @@ tg_reader_main(Datum arg)
 
 	tg_role = TG_ROLE_READER;
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
+
+	/*
+	 * Reads are throughput work; acks and PINGs are latency work.  On a
+	 * small machine a long scan must not take the CPU the session executor
+	 * and the socket process need: readers run at a lower priority (a
+	 * process may always raise its own niceness).
+	 */
+	if (setpriority(PRIO_PROCESS, 0, TG_READER_NICE) != 0)
+		ereport(LOG, (errmsg("topgun: could not lower the reader executor's priority: %m")));
 	pqsignal(SIGTERM, reader_sigterm);
 	pqsignal(SIGHUP, reader_sighup);
 	BackgroundWorkerUnblockSignals();
