@@ -219,6 +219,25 @@ END
 $$;
 
 
+-- The record-table triggers on (some map is search-enabled) or off (none).
+CREATE FUNCTION topgun._search_triggers(on_ boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  t text;
+  trg text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['lww', 'ormap'] LOOP
+    FOREACH trg IN ARRAY ARRAY['_search_ins', '_search_upd', '_search_del', '_search_truncate'] LOOP
+      EXECUTE format('ALTER TABLE topgun.%1$s %2$s TRIGGER %1$s%3$s', t,
+                     CASE WHEN on_ THEN 'ENABLE ALWAYS' ELSE 'DISABLE' END, trg);
+    END LOOP;
+    EXECUTE format('ALTER TABLE topgun.%1$s %2$s TRIGGER %1$s_search_replica', t,
+                   CASE WHEN on_ THEN 'ENABLE REPLICA' ELSE 'DISABLE' END);
+  END LOOP;
+END
+$$;
+
 CREATE FUNCTION topgun.search_disable(map text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -226,7 +245,8 @@ DECLARE
   id integer;
 BEGIN
   -- no writer may be between reading the configuration and writing the index
-  LOCK TABLE topgun.lww, topgun.ormap IN SHARE MODE;
+  -- (SHARE ROW EXCLUSIVE: it may switch the triggers off, and concurrent calls must not deadlock)
+  LOCK TABLE topgun.lww, topgun.ormap IN SHARE ROW EXCLUSIVE MODE;
   DELETE FROM topgun.search_config c WHERE c.map = search_disable.map RETURNING c.id INTO id;
   IF id IS NULL THEN
     RETURN false;
@@ -234,6 +254,9 @@ BEGIN
   DELETE FROM topgun.search_doc d WHERE d.map_id = id;
   DELETE FROM topgun.search_stats s WHERE s.map_id = id;
   DELETE FROM topgun.search_df s WHERE s.map_id = id;
+  IF NOT EXISTS (SELECT 1 FROM topgun.search_config) THEN
+    PERFORM topgun._search_triggers(false);
+  END IF;
   RETURN true;
 END
 $$;
@@ -318,7 +341,8 @@ BEGIN
   IF k1 IS NULL OR NOT (k1 >= 0 AND k1 < 'Infinity') OR b IS NULL OR NOT (b >= 0 AND b <= 1) THEN
     RAISE EXCEPTION 'k1 must be finite and >= 0, b between 0 and 1' USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  LOCK TABLE topgun.lww, topgun.ormap IN SHARE MODE;
+  -- (SHARE ROW EXCLUSIVE: it may switch the triggers on, and concurrent calls must not deadlock)
+  LOCK TABLE topgun.lww, topgun.ormap IN SHARE ROW EXCLUSIVE MODE;
   SELECT * INTO cfg FROM topgun.search_config c WHERE c.map = search_enable.map;
   IF FOUND THEN
     IF cfg.fields = search_enable.fields AND cfg.k1 = search_enable.k1 AND cfg.b = search_enable.b THEN
@@ -327,6 +351,7 @@ BEGIN
     PERFORM topgun.search_disable(map);
   END IF;
   INSERT INTO topgun.search_config (map, fields, k1, b) VALUES (map, fields, k1, b) RETURNING * INTO cfg;
+  PERFORM topgun._search_triggers(true);
   PERFORM topgun._search_backfill(cfg);
   RETURN (SELECT m.documents FROM topgun.search_maps m WHERE m.map = cfg.map);
 END
@@ -487,7 +512,11 @@ REVOKE ALL ON FUNCTION topgun.search_enable(text, text[], float8, float8) FROM P
 REVOKE ALL ON FUNCTION topgun.search_disable(text) FROM PUBLIC;
 GRANT SELECT ON topgun.search_maps TO PUBLIC;
 
--- The triggers on the record tables (the functions above).
+-- The triggers on the record tables (the functions above).  They exist
+-- from the install on but stay disabled while no map is search-enabled:
+-- a statement trigger with transition tables makes every write statement
+-- copy its rows, which maps without search must not pay
+-- (topgun._search_triggers, called by search_enable / search_disable).
 DO $$
 DECLARE
   t text;
@@ -501,12 +530,8 @@ BEGIN
                       FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_changed()', t);
     EXECUTE format('CREATE TRIGGER %1$s_search_replica AFTER INSERT OR UPDATE OR DELETE ON topgun.%1$s
                       FOR EACH ROW EXECUTE FUNCTION topgun._search_changed_row()', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_ins', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_upd', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_del', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE REPLICA TRIGGER %1$s_search_replica', t);
     EXECUTE format('CREATE TRIGGER %1$s_search_truncate AFTER TRUNCATE ON topgun.%1$s
                       FOR EACH STATEMENT EXECUTE FUNCTION topgun._search_truncated()', t);
-    EXECUTE format('ALTER TABLE topgun.%1$s ENABLE ALWAYS TRIGGER %1$s_search_truncate', t);
   END LOOP;
+  PERFORM topgun._search_triggers(false);
 END $$;
