@@ -2,7 +2,8 @@
 # (as user postgres) with topgun preloaded, from $TG_PG_BIN or the system
 # PostgreSQL (scripts/devpg.sh makes a private install).  Sets DIR, PSQL
 # (unaligned, tuples only) and PGBENCH; on exit kills $BG (a background job
-# of the script, if set) and removes the cluster.
+# of the script, if set) and removes the cluster.  BENCH_CONF, if set, holds
+# extra postgresql.conf lines (later lines override the defaults below).
 PGBIN=${TG_PG_BIN:-$(pg_config --bindir)}
 DIR=$(mktemp -d /tmp/topgun-bench.XXXXXX)
 chown postgres "$DIR"
@@ -26,6 +27,7 @@ topgun.port = 0
 shared_buffers = '512MB'
 max_wal_size = '8GB'
 checkpoint_timeout = '30min'
+${BENCH_CONF:-}
 CONF
 as_pg "$PGBIN/pg_ctl -D $DIR/data -l $DIR/log -w start" >/dev/null
 PSQL="$PGBIN/psql -X -q -At -h $DIR -p $PORT -U postgres -d postgres -v ON_ERROR_STOP=1"

@@ -13,31 +13,14 @@
 # Usage: bench/search_bench.sh [N]   (default 1000000)
 set -euo pipefail
 N=${1:-1000000}
-PGBIN=${TG_PG_BIN:-$(pg_config --bindir)}
-DIR=$(mktemp -d /tmp/topgun-search-bench.XXXXXX)
-chown postgres "$DIR"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg() { su postgres -s /bin/bash -c "$*"; }
-cleanup() { as_pg "$PGBIN/pg_ctl -D $DIR/data -m immediate stop" >/dev/null 2>&1 || true; rm -rf "$DIR"; }
-trap cleanup EXIT
-as_pg "$PGBIN/initdb -D $DIR/data -U postgres" >/dev/null
-cat >> "$DIR/data/postgresql.conf" <<CONF
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$DIR'
-shared_preload_libraries = 'topgun'
-topgun.port = 0
-shared_buffers = '1GB'
+BENCH_CONF="shared_buffers = '1GB'
 work_mem = '64MB'
 maintenance_work_mem = '512MB'
-max_wal_size = '8GB'
-checkpoint_timeout = '30min'
 max_connections = 120
-synchronous_commit = off
-CONF
-as_pg "$PGBIN/pg_ctl -D $DIR/data -l $DIR/log -w start" >/dev/null
-PSQL="$PGBIN/psql -X -q -h $DIR -p $PORT -U postgres -d postgres -v ON_ERROR_STOP=1"
-$PSQL -c "CREATE EXTENSION topgun"
+synchronous_commit = off"
+# shellcheck source=lib_cluster.sh
+. "$(dirname "$0")/lib_cluster.sh"
+PSQL="$PGBIN/psql -X -q -h $DIR -p $PORT -U postgres -d postgres -v ON_ERROR_STOP=1"  # aligned: the query timings are parsed from \timing lines
 # compare UNIT PLAIN SEARCH: both rates and search/plain
 compare() { python3 -c 'import sys; u, p, s = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]); print(f"  plain map: {p:8.0f} {u}   search-enabled: {s:8.0f} {u}   ratio {s/p:.2f}")' "$@"; }
 ms() { local t0 t1; t0=$(date +%s%N); $PSQL -c "$1" >/dev/null; t1=$(date +%s%N); echo $(( (t1 - t0) / 1000000 )); }

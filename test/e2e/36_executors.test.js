@@ -9,20 +9,14 @@ const assert = require('node:assert/strict');
 const { Client } = require('./lib/client');
 const hlc = require('./lib/hlc');
 const { psql, rows, lit } = require('./lib/psql');
+const barrier = require('./lib/barrier');
 
 function executors() {
   return rows('SELECT id, role, pid, state, requests, errors, restarts FROM topgun.executors ORDER BY id');
 }
 
-async function until(what, fn, ms = 30000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+// until(what, fact): barrier.until with the description first.
+const until = (what, fact, ms) => barrier.until(fact, what, ms);
 
 test('topgun.executors lists one session executor and the readers, all running', async () => {
   const ex = await until('executors running', () => {

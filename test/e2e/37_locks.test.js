@@ -9,6 +9,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { Client } = require('./lib/client');
 const { psql, rows, lit } = require('./lib/psql');
+const barrier = require('./lib/barrier');
 
 const lockName = (p) => `${p}-${crypto.randomBytes(4).toString('hex')}`;
 
@@ -27,15 +28,8 @@ async function release(c, name, fencingToken) {
 }
 const heldRow = (name) => rows(`SELECT name, holder, fencing_token, waiters FROM topgun.locks WHERE name = ${lit(name)}`)[0];
 
-async function until(what, fn, ms = 10000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+// until(what, fact): barrier.until with the description first.
+const until = (what, fact, ms = 10000) => barrier.until(fact, what, ms);
 
 test('grant; a wrong token does not release; the right one does; tokens grow across re-acquires', async () => {
   const name = lockName('basic');

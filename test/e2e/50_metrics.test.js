@@ -15,6 +15,7 @@ const { Client } = require('./lib/client');
 const env = require('./lib/env');
 const hlc = require('./lib/hlc');
 const { psql } = require('./lib/psql');
+const barrier = require('./lib/barrier');
 
 const port = Number(new URL(env.wsUrl).port);
 
@@ -33,16 +34,8 @@ function get(path) {
 // Poll GET path until pred(response) holds (the worker applies reloads and
 // notices catalog changes on its own schedule); connection errors retry.
 async function until(path, pred, what, deadlineMs = 30000) {
-  const end = Date.now() + deadlineMs;
-  let last = null;
-  while (Date.now() < end) {
-    try {
-      last = await get(path);
-      if (pred(last)) return last;
-    } catch (e) { last = { error: e.message }; }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`GET ${path}: ${what} not seen within ${deadlineMs} ms; last: ${JSON.stringify(last).slice(0, 300)}`);
+  return barrier.until(async () => { const r = await get(path); return pred(r) && r; },
+    `GET ${path}: ${what}`, deadlineMs);
 }
 
 // {"name{labels}": value} of an exposition.

@@ -1,6 +1,7 @@
 'use strict';
 // Synchronisation on facts, never on time (docs/testing.md, "Barriers"):
-//   - until(fact)          poll a condition (SQL state) up to a deadline;
+//   - until(fact)          poll a condition (SQL state, or an async probe
+//                          such as an HTTP GET) up to a deadline;
 //   - reloadConf()         pg_reload_conf() and wait until the sync server
 //                          counted the reload (worker_stats 'reloads');
 //   - feedBarrier(client)  wait until the sync server has handled every
@@ -16,7 +17,7 @@ async function until(fact, what, deadlineMs = 30000) {
   let last;
   for (;;) {
     try {
-      const v = fact();
+      const v = await fact();
       if (v) return v;
     } catch (e) { last = e; }
     if (Date.now() > end) {
