@@ -9,13 +9,18 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
 #include "exec/exec.h"
+#include "exec/query_sql.h"
 #include "ipc/ipc.h"
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)
+#define CHUNK			1000	/* rows per cursor fetch */
+
+/* ------------------------------------------------------------ the best rows */
 
 typedef struct Row
 {
@@ -24,6 +29,26 @@ typedef struct Row
 	Jsonb	   *jb;
 	MpNode	   *node;
 } Row;
+
+/*
+ * The matches seen so far, keeping the `bound` best under the query's order
+ * (a max-heap on the worst once full): memory is bounded by the page, not
+ * the map, whatever the read order.  Kept trees live in `keep`, which is
+ * compacted when evicted rows make up most of it.
+ */
+typedef struct Collect
+{
+	const TgQuery *q;
+	const TgCursor *cur;
+	int64		bound;
+	Row		   *rows;
+	int			n;
+	bool		heap;
+	int64		total;			/* matches after the cursor */
+	MpArena		keep;
+	size_t		keep_base;		/* keep.allocated after the last compaction */
+	MpArena		scratch;
+} Collect;
 
 static const TgQuery *sort_query;
 
@@ -36,78 +61,309 @@ row_cmp(const void *a, const void *b)
 	return tg_query_compare(sort_query, x->key, x->keylen, x->node, y->key, y->keylen, y->node);
 }
 
-static int	plan_lww_entries = -1;
-static int	plan_or_entries = -1;
-static int	plan_kind = -1;
+static int
+cmp(Collect *c, const Row *x, const Row *y)
+{
+	return tg_query_compare(c->q, x->key, x->keylen, x->node, y->key, y->keylen, y->node);
+}
+
+static void
+sift_down(Collect *c, int i)
+{
+	for (;;)
+	{
+		int			l = 2 * i + 1,
+					r = l + 1,
+					m = i;
+		Row			t;
+
+		if (l < c->n && cmp(c, &c->rows[l], &c->rows[m]) > 0)
+			m = l;
+		if (r < c->n && cmp(c, &c->rows[r], &c->rows[m]) > 0)
+			m = r;
+		if (m == i)
+			return;
+		t = c->rows[i];
+		c->rows[i] = c->rows[m];
+		c->rows[m] = t;
+		i = m;
+	}
+}
+
+static void
+collect_init(Collect *c, const TgQuery *q, const TgCursor *cur)
+{
+	int64		lim = tg_query_limit(q);
+
+	memset(c, 0, sizeof(*c));
+	c->q = q;
+	c->cur = cur;
+	/* one more than the page tells whether there is more; without a limit
+	 * one more than topgun.max_query_results tells the session to refuse */
+	c->bound = (lim >= 0 ? Min(lim, (int64) tg_max_query_results) : (int64) tg_max_query_results) + 1;
+	c->rows = palloc(sizeof(Row) * Min(c->bound, 1024));
+	mp_arena_init(&c->keep);
+	mp_arena_init(&c->scratch);
+}
+
+static void
+compact(Collect *c)
+{
+	MpArena		fresh;
+
+	mp_arena_init(&fresh);
+	for (int i = 0; i < c->n; i++)
+	{
+		c->rows[i].node = mp_node_copy(&fresh, c->rows[i].node);
+		if (c->rows[i].node == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	}
+	mp_arena_free(&c->keep);
+	c->keep = fresh;
+	c->keep_base = fresh.allocated;
+}
+
+static void
+keep_row(Collect *c, Row *dst, text *k, Jsonb *jb, const MpNode *node)
+{
+	dst->keylen = VARSIZE_ANY_EXHDR(k);
+	dst->key = pnstrdup(VARDATA_ANY(k), dst->keylen);
+	dst->jb = palloc(VARSIZE(jb));
+	memcpy(dst->jb, jb, VARSIZE(jb));
+	dst->node = mp_node_copy(&c->keep, node);
+	if (dst->node == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+}
 
 /*
- * Every current record of the map that matches, sorted, after the cursor
- * (if valid).  Returns the rows (palloc'd in the caller's context) and their
- * number; *total is the number before the limit.  Needs SPI.
+ * Offer one (key, value) row.  Returns its tree (in scratch, valid until the
+ * next offer) when it matches the query and comes after the cursor, else NULL.
  */
-static Row *
-fetch_page(const TgQuery *q, const char *map, TgCursor *cur, MpArena *arena, int *nrows,
-		   int64 *total)
+static const MpNode *
+offer(Collect *c, HeapTuple tup, TupleDesc td)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, td, 2, &isnull);
+	Jsonb	   *jb;
+	MpNode	   *node;
+	text	   *k;
+	Row			probe;
+
+	if (isnull)
+		return NULL;
+	jb = DatumGetJsonbP(d);
+	mp_arena_free(&c->scratch);
+	node = tg_jsonb_to_node(&c->scratch, jb);
+	if (node == NULL || !tg_query_match(c->q, node))
+		return NULL;
+	k = DatumGetTextPP(SPI_getbinval(tup, td, 1, &isnull));
+	if (c->cur && c->cur->valid &&
+		!tg_query_after(c->q, c->cur, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k), node))
+		return NULL;
+	c->total++;
+	if (c->n < c->bound)
+	{
+		if (c->n >= 1024 && (c->n & (c->n - 1)) == 0)
+			c->rows = repalloc(c->rows, sizeof(Row) * Min(c->bound, (int64) c->n * 2));
+		keep_row(c, &c->rows[c->n++], k, jb, node);
+		return node;
+	}
+	if (!c->heap)
+	{
+		for (int i = c->n / 2 - 1; i >= 0; i--)
+			sift_down(c, i);
+		c->heap = true;
+	}
+	probe.key = VARDATA_ANY(k);
+	probe.keylen = VARSIZE_ANY_EXHDR(k);
+	probe.node = node;
+	if (cmp(c, &probe, &c->rows[0]) >= 0)
+		return node;			/* not better than the worst kept */
+	pfree(c->rows[0].key);
+	pfree(c->rows[0].jb);
+	keep_row(c, &c->rows[0], k, jb, node);
+	sift_down(c, 0);
+	if (c->keep.allocated > 2 * c->keep_base + ((size_t) 1 << 20))
+		compact(c);
+	return node;
+}
+
+/* Offer every row of an open cursor, CHUNK rows at a time. */
+static void
+offer_all(Collect *c, Portal portal)
+{
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, CHUNK);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+			offer(c, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+}
+
+/*
+ * Numbers of the sort field in index order, after the cursor, until
+ * `bound` matches are kept and the rows tying with the last of them are
+ * read: a number in the page can only be one of these.
+ */
+static void
+offer_ordered(Collect *c, Portal portal)
+{
+	MpArena		barena;
+	MpNode	   *boundary = NULL;
+	int64		want = c->bound;
+	bool		done = false;
+	int			chunk = (int) Min(Max(64, 2 * want), CHUNK);
+
+	mp_arena_init(&barena);
+	while (!done)
+	{
+		SPI_cursor_fetch(portal, true, chunk);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed && !done; i++)
+		{
+			const MpNode *node;
+
+			if (boundary)
+			{
+				bool		isnull;
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+				MpNode	   *v;
+
+				if (isnull)
+					continue;
+				mp_arena_free(&c->scratch);
+				v = tg_jsonb_to_node(&c->scratch, DatumGetJsonbP(d));
+				if (v == NULL || !tg_query_sort_tie(c->q, v, boundary))
+				{
+					done = true;
+					break;
+				}
+			}
+			node = offer(c, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+			if (node && boundary == NULL && c->total >= want)
+				boundary = mp_node_copy(&barena, node);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		chunk = CHUNK;
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	mp_arena_free(&barena);
+}
+
+static int	plan_kind = -1;
+
+static bool
+map_is_or(const char *map)
 {
 	Oid			t = TEXTOID;
 	Datum		arg = CStringGetTextDatum(map);
 	bool		isnull;
-	Datum		d;
-	bool		is_or = false;
-	int			n,
-				m = 0;
-	Row		   *rows;
-	MemoryContext cxt = CurrentMemoryContext;
+	int			n;
 
 	n = SPI_execute_plan(tg_live_plan(&plan_kind, "SELECT topgun.map_kind($1)", 1, &t),
 						 &arg, NULL, true, 1);
 	if (n == SPI_OK_SELECT && SPI_processed == 1)
 	{
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		is_or = !isnull && strcmp(TextDatumGetCString(d), "or") == 0;
-	}
-	if (is_or)
-		n = SPI_execute_plan(tg_live_plan(&plan_or_entries,
-										  "SELECT key, pg_catalog.jsonb_agg(value ORDER BY tag) "
-										  "FROM topgun.or_entries WHERE map = $1 GROUP BY key",
-										  1, &t), &arg, NULL, true, 0);
-	else
-		n = SPI_execute_plan(tg_live_plan(&plan_lww_entries,
-										  "SELECT key, value FROM topgun.lww_entries WHERE map = $1",
-										  1, &t), &arg, NULL, true, 0);
-	if (n != SPI_OK_SELECT)
-		elog(ERROR, "topgun: could not read map \"%s\"", map);
-	rows = MemoryContextAlloc(cxt, sizeof(Row) * Max(1, SPI_processed));
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		Jsonb	   *jb;
-		MpNode	   *node;
-		text	   *k;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 
-		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull);
-		if (isnull)
-			continue;
-		jb = DatumGetJsonbPCopy(d);
-		node = tg_jsonb_to_node(arena, jb);
-		if (node == NULL || !tg_query_match(q, node))
-			continue;
-		k = DatumGetTextPCopy(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		rows[m].key = VARDATA_ANY(k);
-		rows[m].keylen = VARSIZE_ANY_EXHDR(k);
-		rows[m].jb = jb;
-		rows[m].node = node;
-		if (cur && cur->valid && !tg_query_after(q, cur, rows[m].key, rows[m].keylen, node))
-			continue;
-		m++;
+		return !isnull && strcmp(TextDatumGetCString(d), "or") == 0;
+	}
+	return false;
+}
+
+#define LWW_SELECT "SELECT key, value FROM topgun.lww_entries WHERE map = $1"
+
+/*
+ * The page: every current record of the map that matches, after the cursor
+ * (if valid), sorted, up to the limit; *total counts the matches (at least
+ * limit + 1 when there are more).  Field indexes (topgun.create_index) pick
+ * the candidates; the exact predicate is applied to each.  Needs SPI.
+ */
+static Row *
+fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *total)
+{
+	Collect		c;
+	TgQSql		s;
+	MpArena		parena;
+	const TgPre *pre = NULL;
+	const char *sf;
+	size_t		sflen;
+	bool		desc;
+	int64		lim = tg_query_limit(q);
+
+	collect_init(&c, q, cur);
+	mp_arena_init(&parena);
+	if (map_is_or(map))
+	{
+		/* an OR map's value is the array of its current values (docs/live.md) */
+		tg_qsql_init(&s, map);
+		appendStringInfoString(&s.sql, "SELECT key, pg_catalog.jsonb_agg(value ORDER BY tag) "
+							   "FROM topgun.or_entries WHERE map = $1 GROUP BY key");
+		offer_all(&c, tg_qsql_open(&s, false));
+	}
+	else
+	{
+		tg_qsql_init(&s, map);
+		tg_qsql_load_indexes(&s, map);
+		if (s.nidx > 0)
+			pre = tg_query_prefilter(q, &parena, tg_qsql_indexed, &s);
+		if (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc) &&
+			tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED)
+		{
+			/* the numbers in index order, then every non-number */
+			int			path = tg_qsql_path(&s, sf, sflen);
+			int			base_args;
+			size_t		base_len;
+
+			appendStringInfoString(&s.sql, LWW_SELECT);
+			tg_qsql_where(&s, pre);
+			base_len = s.sql.len;
+			base_args = s.nargs;
+			tg_qsql_numbers(&s, path, true);
+			if (cur && cur->valid && cur->sort_value &&
+				(cur->sort_value->type == MP_INT || cur->sort_value->type == MP_FLOAT))
+			{
+				/* keyset: from the cursor's value on (its ties are sorted out in C) */
+				int			cp = tg_qsql_jsonb(&s, cur->sort_value);
+
+				if (cp > 0)
+					appendStringInfo(&s.sql, " AND (value #> $%d) %s $%d", path, desc ? "<=" : ">=", cp);
+			}
+			appendStringInfo(&s.sql, " ORDER BY (value #> $%d) %s", path, desc ? "DESC" : "ASC");
+			offer_ordered(&c, tg_qsql_open(&s, true));
+			/* non-numbers sort after every number: needed unless the page is already full (asc) */
+			if (desc || c.total < c.bound)
+			{
+				s.sql.len = (int) base_len;
+				s.sql.data[base_len] = '\0';
+				s.nargs = base_args;
+				tg_qsql_numbers(&s, path, false);
+				offer_all(&c, tg_qsql_open(&s, false));
+			}
+		}
+		else
+		{
+			appendStringInfoString(&s.sql, LWW_SELECT);
+			tg_qsql_where(&s, pre);
+			offer_all(&c, tg_qsql_open(&s, false));
+		}
 	}
 	sort_query = q;
-	qsort(rows, m, sizeof(Row), row_cmp);
-	*total = m;
-	if (tg_query_limit(q) >= 0 && m > tg_query_limit(q))
-		m = (int) tg_query_limit(q);
-	*nrows = m;
-	return rows;
+	qsort(c.rows, c.n, sizeof(Row), row_cmp);
+	*total = c.total;
+	*nrows = lim >= 0 && c.n > lim ? (int) lim : c.n;
+	mp_arena_free(&parena);
+	mp_arena_free(&c.scratch);
+	/* the trees in c.keep are not needed by the caller (it sends keys and jsonb) */
+	mp_arena_free(&c.keep);
+	return c.rows;
 }
 
 /*
@@ -153,7 +409,7 @@ tg_read_fetch(TgConn *c, const char *payload, size_t len)
 								  tn ? (int64) mp_number_as_double(tn) : CURSOR_TTL_MS, &cur);
 			have_cur = true;
 		}
-		rows = fetch_page(q, map, have_cur ? &cur : NULL, &arena, &n, &total);
+		rows = fetch_page(q, map, have_cur ? &cur : NULL, &n, &total);
 		mp_buf_init(&b, (size_t) 1 << 30);
 		mp_put_map_header(&b, 2);
 		mp_put_str(&b, "rows");

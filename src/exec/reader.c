@@ -191,6 +191,8 @@ tg_reader_main(Datum arg)
 			break;				/* the session executor is gone */
 		if (r == SHM_MQ_WOULD_BLOCK)
 		{
+			/* idle: flush this process's table and index statistics (rate-limited) */
+			pgstat_report_stat(false);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
 							 PG_WAIT_EXTENSION);
 			continue;

@@ -76,6 +76,51 @@ extern bool tg_query_eq_constraint(const TgQuery *q, const char **attr, size_t *
 								   const MpNode **value);
 
 /*
+ * Index prefilters (query_plan.c).  A superset of the query's matches as
+ * and/or over "attribute op constant" on indexed attributes; NULL when no
+ * index restricts the candidates.  indexed() says what the caller has for an
+ * attribute: TG_PRE_NONE, TG_PRE_EQUALITY (hash) or TG_PRE_ORDERED (btree).
+ */
+enum
+{
+	TG_PRE_NONE = 0,
+	TG_PRE_EQUALITY = 1,
+	TG_PRE_ORDERED = 2
+};
+enum
+{
+	TG_PRE_AND,
+	TG_PRE_OR,
+	TG_PRE_CMP
+};
+enum
+{
+	TG_PRE_EQ,
+	TG_PRE_GT,
+	TG_PRE_GTE,
+	TG_PRE_LT,
+	TG_PRE_LTE
+};
+typedef struct TgPre
+{
+	int			kind;			/* TG_PRE_AND / _OR / _CMP */
+	int			op;				/* CMP: TG_PRE_EQ .. TG_PRE_LTE */
+	const char *attr;			/* CMP */
+	size_t		attrlen;
+	const MpNode *value;		/* CMP: null/bool/string/number (EQ), number */
+	int			n;				/* AND / OR */
+	const struct TgPre **kids;
+} TgPre;
+typedef int (*TgPreIndexed) (const char *attr, size_t len, void *arg);
+
+extern const TgPre *tg_query_prefilter(const TgQuery *q, MpArena *arena, TgPreIndexed indexed,
+									   void *arg);
+/* The first sort field unless it is _key (false: none). */
+extern bool tg_query_sort_field(const TgQuery *q, const char **field, size_t *len, bool *desc);
+/* Do a and b tie on the first sort field? */
+extern bool tg_query_sort_tie(const TgQuery *q, const MpNode *a, const MpNode *b);
+
+/*
  * Cursors.  A cursor is an opaque base64url string naming the last result
  * of a page (its sort value and key) plus the query hash and creation time.
  * tg_query_cursor_make writes a NUL-terminated string into out (returns

@@ -93,9 +93,7 @@ tg_query_compare(const TgQuery *q, const char *ka, size_t kalen, const MpNode *a
 			c = key_cmp(ka, kalen, kb, kblen);
 		else
 		{
-			c = tgq_js_compare(tgq_get_attr(a, s->field, s->len), tgq_get_attr(b, s->field, s->len));
-			if (c == 2)
-				c = 0;			/* incomparable: neither < nor > */
+			c = tgq_sort_compare(tgq_get_attr(a, s->field, s->len), tgq_get_attr(b, s->field, s->len));
 		}
 		if (c != 0)
 			return s->desc ? -c : c;
@@ -287,9 +285,7 @@ tg_query_after(const TgQuery *q, const TgCursor *cur, const char *key, size_t ke
 	/* the reference pages on the first sort field only, then the key */
 	if (q->nsort > 0 && !(q->sort[0].len == 4 && memcmp(q->sort[0].field, "_key", 4) == 0))
 	{
-		c = tgq_js_compare(tgq_get_attr(value, q->sort[0].field, q->sort[0].len), cur->sort_value);
-		if (c == 2)
-			c = 0;
+		c = tgq_sort_compare(tgq_get_attr(value, q->sort[0].field, q->sort[0].len), cur->sort_value);
 		if (q->sort[0].desc)
 			c = -c;
 	}

@@ -87,6 +87,9 @@ extern int	tgq_utf16_cmp(const char *a, size_t alen, const char *b, size_t blen)
  */
 extern int	tgq_js_compare(const MpNode *a, const MpNode *b);
 
+/* Sort order of two field values: a total order (see query_value.c). */
+extern int	tgq_sort_compare(const MpNode *a, const MpNode *b);
+
 /* data[attribute]: a map key or an array index, else NULL (undefined). */
 extern const MpNode *tgq_get_attr(const MpNode *data, const char *attr, size_t len);
 

@@ -510,6 +510,54 @@ tgq_js_compare(const MpNode *a, const MpNode *b)
 	return r;
 }
 
+/*
+ * Sort order of two field values: a total order (so that pages, cursors and
+ * index reads agree whatever order records are read in).  Values of the same
+ * JS type compare as JS < does (numbers by value, strings by UTF-16 code
+ * units, false < true, arrays by their string form); values of different
+ * types by type: number < string < boolean < null < array < object <
+ * undefined (a missing field sorts last).  JS's own < across types
+ * (ToNumber) is not transitive, which made the reference's order depend on
+ * insertion order.
+ */
+static int
+sort_rank(JsType t)
+{
+	switch (t)
+	{
+		case JS_NUMBER:
+			return 0;
+		case JS_STRING:
+			return 1;
+		case JS_BOOL:
+			return 2;
+		case JS_NULL:
+			return 3;
+		case JS_ARRAY:
+			return 4;
+		case JS_OBJECT:
+			return 5;
+		default:
+			return 6;
+	}
+}
+
+int
+tgq_sort_compare(const MpNode *a, const MpNode *b)
+{
+	JsType		ta = tgq_js_type(a),
+				tb = tgq_js_type(b);
+	int			c;
+
+	if (ta != tb)
+		return sort_rank(ta) < sort_rank(tb) ? -1 : 1;
+	if (ta != JS_NUMBER && ta != JS_STRING && ta != JS_BOOL && ta != JS_ARRAY)
+		return 0;
+	c = tgq_js_compare(a, b);
+	return c == 2 ? 0 : c;
+}
+
+
 /* data[attribute] */
 const MpNode *
 tgq_get_attr(const MpNode *data, const char *attr, size_t len)

@@ -428,7 +428,8 @@ main(void)
 	CHECK(Q("{\"where\":5}", err, sizeof(err)) == NULL && strstr(err, "where") != NULL, "where must be a map: %s", err);
 	CHECK(Q("[1]", err, sizeof(err)) == NULL && strstr(err, "expected a map") != NULL, "query must be a map: %s", err);
 
-	/* ---- sort: JS relational order per field, ties by key (UTF-16 order) */
+	/* ---- sort: JS relational order per field within a type, types in a fixed order
+	 * (number < string < boolean < null < array < object < missing), ties by key (UTF-16 order) */
 	{
 		static const char *const k3[] = {"k1", "k2", "k3"};
 		static const char *const nums[] = {"{\"n\":10}", "{\"n\":9}", "{\"n\":2}"};
@@ -443,6 +444,12 @@ main(void)
 		static const char *const uv[] = {"{}", "{}", "{}"};
 		static const char *const boolk[] = {"t", "f", "h"};
 		static const char *const bools[] = {"{\"n\":true}", "{\"n\":false}", "{\"n\":0.5}"};
+		static const char *const mixk[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+		static const char *const mixv[] = {"{\"n\":\"9\"}", "{\"n\":10}", "{\"n\":true}", "{\"n\":null}",
+		"{\"n\":[1]}", "{\"n\":{}}", "{}", "{\"n\":\"10\"}"};
+		static const char *const mixk2[] = {"h", "g", "f", "e", "d", "c", "b", "a"};
+		static const char *const mixv2[] = {"{\"n\":\"10\"}", "{}", "{\"n\":{}}", "{\"n\":[1]}", "{\"n\":null}",
+		"{\"n\":true}", "{\"n\":10}", "{\"n\":\"9\"}"};
 
 		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, k3, nums, "k3,k2,k1");
 		SORTED("{\"sort\":{\"n\":\"desc\"}}", 3, k3, nums, "k1,k2,k3");
@@ -450,17 +457,21 @@ main(void)
 		SORTED("{\"sort\":{\"n\":\"desc\"}}", 3, tiek, ties, "a,b,c");	/* ties: key ascending, also for desc */
 		SORTED("{\"sort\":{\"_key\":\"desc\"}}", 3, tiek, ties, "c,b,a");
 		SORTED("{\"sort\":{\"cat\":\"asc\",\"n\":\"desc\"}}", 3, multk, mult, "z,y,x");
-		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, nullk, nulls, "r,q,p");	/* null is 0 */
-		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, boolk, bools, "f,h,t");	/* false 0 < 0.5 < true 1 */
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, nullk, nulls, "r,p,q");	/* null after the numbers */
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 3, boolk, bools, "h,f,t");	/* 0.5, then false < true */
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 8, mixk, mixv, "b,h,a,c,d,e,f,g");
+		SORTED("{\"sort\":{\"n\":\"asc\"}}", 8, mixk2, mixv2, "b,h,a,c,d,e,f,g");	/* the same from another input order */
+		SORTED("{\"sort\":{\"n\":\"desc\"}}", 8, mixk, mixv, "g,f,e,d,c,a,h,b");
 		SORTED("{\"sort\":{\"_key\":\"asc\"}}", 3, uk, uv, "z,\xf0\x9f\x98\x80,\xef\xbd\x9e");	/* 'z' < U+D83D.. < U+FF5E (UTF-8 bytes would put U+FF5E first) */
 		SORTED("{}", 3, tiek, ties, "a,b,c");	/* no sort: by key */
 	}
-	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":10}", "b", "{\"n\":\"9\"}") == 1, "10 > '9' (number vs numeric string)");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":10}", "b", "{\"n\":\"9\"}") == -1, "10 before '9' (numbers before strings)");
 	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":\"11\"}", "b", "{\"n\":\"9\"}") == -1, "'11' < '9' (strings)");
-	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{}", "b", "{\"n\":1}") == -1 &&
-		  cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "b", "{}", "a", "{\"n\":1}") == 1, "missing field: incomparable, key decides");
-	CHECK(cmp_sign("{\"sort\":{\"n\":\"desc\"}}", "a", "{\"n\":\"abc\"}", "b", "{\"n\":1}") == -1, "NaN: incomparable, key decides");
-	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":[2]}", "b", "{\"n\":1}") == 1, "[2] > 1 (array to string to number)");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{}", "b", "{\"n\":1}") == 1 &&
+		  cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "b", "{}", "a", "{\"n\":1}") == 1, "missing field: last, whatever the key");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"desc\"}}", "a", "{\"n\":\"abc\"}", "b", "{\"n\":1}") == -1, "desc: strings before numbers");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":[2]}", "b", "{\"n\":1}") == 1, "[2] after 1 (arrays after numbers)");
+	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":[10]}", "b", "{\"n\":[9]}") == -1, "[10] < [9] (arrays by their string form)");
 	CHECK(cmp_sign("{\"sort\":{\"n\":\"asc\"}}", "a", "{\"n\":1}", "a", "{\"n\":1}") == 0, "equal record");
 	CHECK(Q("{\"sort\":{\"n\":\"up\"}}", err, sizeof(err)) == NULL && strstr(err, "sort") != NULL, "bad sort direction: %s", err);
 	CHECK(Q("{\"sort\":[\"n\"]}", err, sizeof(err)) == NULL && strstr(err, "sort") != NULL, "sort must be a map: %s", err);
@@ -544,7 +555,7 @@ main(void)
 		CHECK(tg_query_after(q, &cur, "k6", 2, V("{\"score\":50}")), "same score, later key: after");
 		CHECK(!tg_query_after(q, &cur, "k4", 2, V("{\"score\":50}")), "same score, earlier key: before");
 		CHECK(!tg_query_after(q, &cur, "k5", 2, V("{\"score\":50}")), "the cursor's own row is not repeated");
-		CHECK(tg_query_after(q, &cur, "k0", 2, V("{\"score\":\"40\"}")), "numeric string compares as a number");
+		CHECK(!tg_query_after(q, &cur, "k0", 2, V("{\"score\":\"40\"}")), "desc: strings sort before the numbers");
 		tg_query_cursor_free(&cur);
 		CHECK(strcmp(tg_query_cursor_check(q, c, strlen(c), t0 + ttl + 1, ttl, &cur), "expired") == 0, "cursor expired");
 		tg_query_cursor_free(&cur);
@@ -577,8 +588,10 @@ main(void)
 		CHECK(tg_query_cursor_make(q, "k5", 2, V("{}"), t0, c, sizeof(c)) &&
 			  strcmp(tg_query_cursor_check(q, c, strlen(c), t0, ttl, &cur), "valid") == 0 && cur.sort_value == NULL,
 			  "cursor without a sort value");
-		CHECK(tg_query_after(q, &cur, "k6", 2, V("{\"score\":1}")) && !tg_query_after(q, &cur, "k4", 2, V("{\"score\":1}")),
-			  "no sort value: key decides");
+		CHECK(tg_query_after(q, &cur, "k6", 2, V("{\"score\":1}")) && tg_query_after(q, &cur, "k4", 2, V("{\"score\":1}")),
+			  "desc: a missing sort value comes first, the numbers after it");
+		CHECK(tg_query_after(q, &cur, "k6", 2, V("{}")) && !tg_query_after(q, &cur, "k4", 2, V("{}")),
+			  "no sort value on either side: key decides");
 		tg_query_cursor_free(&cur);
 		tg_query_free(q);
 

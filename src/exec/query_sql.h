@@ -1,0 +1,43 @@
+/*
+ * query_sql.h — SQL for query pages over field indexes (query_sql.c), used
+ * by the reader's page fetch (query_fetch.c).
+ */
+#ifndef TG_EXEC_QUERY_SQL_H
+#define TG_EXEC_QUERY_SQL_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/portal.h"
+
+#include "query/query.h"
+
+#define TG_QSQL_MAX_ARGS	(2 * TG_QUERY_MAX_NODES + 8)
+
+typedef struct TgQIndex
+{
+	char	   *field;
+	bool		ordered;		/* btree (ranges, order) or hash (equality) */
+} TgQIndex;
+
+typedef struct TgQSql
+{
+	StringInfoData sql;
+	int			nargs;			/* $1 is the map */
+	Oid			types[TG_QSQL_MAX_ARGS];
+	Datum		values[TG_QSQL_MAX_ARGS];
+	TgQIndex   *idx;
+	int			nidx;
+} TgQSql;
+
+extern void tg_qsql_init(TgQSql *s, const char *map);
+extern void tg_qsql_load_indexes(TgQSql *s, const char *map);
+extern int	tg_qsql_indexed(const char *attr, size_t len, void *arg);	/* TgPreIndexed */
+extern int	tg_qsql_param(TgQSql *s, Oid type, Datum value);
+extern int	tg_qsql_path(TgQSql *s, const char *attr, size_t len);
+extern int	tg_qsql_jsonb(TgQSql *s, const MpNode *v);
+extern void tg_qsql_where(TgQSql *s, const TgPre *p);
+extern void tg_qsql_numbers(TgQSql *s, int path, bool numbers);
+extern Portal tg_qsql_open(TgQSql *s, bool fast);
+
+#endif							/* TG_EXEC_QUERY_SQL_H */

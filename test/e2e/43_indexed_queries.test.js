@@ -1,0 +1,190 @@
+'use strict';
+// Field indexes and live queries (issue 13): QUERY_SUB answers exactly the
+// same pages with and without topgun.create_index on the fields it filters
+// and sorts by — on a corpus of mixed types (numbers vs numeric strings,
+// null, booleans, missing fields, arrays, objects) where JS semantics and
+// jsonb order disagree — the index is really used, cursor pages continue by
+// keyset, and a limited subscription follows writes in and out of its page.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { Client } = require('./lib/client');
+const hlc = require('./lib/hlc');
+const { psql, lit } = require('./lib/psql');
+const { until } = require('./lib/barrier');
+
+const resp = (qid) => (m) => (m.type === 'QUERY_RESP' && m.payload.queryId === qid) ||
+  (m.type === 'ERROR');
+
+const A_VALUES = [0, -0, 1, 2, 5, 5.5, 7, 10, -3, 1e6, -1e-9, 2 ** 53, '5', '10', '7', 'abc', '', ' 7 ',
+  null, true, false, [], [5], [1, 2], ['7'], {}, { x: 1 }, undefined];
+
+function corpus() {
+  const recs = [];
+  for (let i = 0; i < 240; i++) {
+    const v = { n: (i * 37) % 240, s: ['red', 'green', 'blue', 'Red'][i % 4], i };
+    const a = A_VALUES[i % A_VALUES.length];
+    if (a !== undefined) v.a = a;
+    if (i % 11 === 0) v.n = String(v.n);     // some sort values are strings
+    if (i % 13 === 0) delete v.n;            // and some are missing
+    recs.push([`k${String(i).padStart(3, '0')}${i % 5 === 0 ? '\u00e9' : ''}`, v]);
+  }
+  return recs;
+}
+
+const QUERIES = [
+  { where: { a: 5 } },
+  { where: { a: 7 } },
+  { where: { a: '7' } },
+  { where: { a: null } },
+  { where: { a: true } },
+  { where: { a: 0 } },
+  { where: { s: 'red' } },
+  { where: { a: { $gt: 5 } } },
+  { where: { a: { $gte: 5 } } },
+  { where: { a: { $lt: 5 } } },
+  { where: { a: { $lte: 0 } } },
+  { where: { a: { $gt: 2, $lt: 10 } } },
+  { where: { a: { $ne: 5 } } },
+  { predicate: { op: 'gt', attribute: 'a', value: -1 } },
+  { predicate: { op: 'or', children: [{ op: 'eq', attribute: 'a', value: 5 }, { op: 'eq', attribute: 'a', value: '5' }, { op: 'eq', attribute: 's', value: 'blue' }] } },
+  { predicate: { op: 'and', children: [{ op: 'lte', attribute: 'a', value: 10 }, { op: 'not', children: [{ op: 'eq', attribute: 's', value: 'red' }] }] } },
+  { predicate: { op: 'or', children: [{ op: 'eq', attribute: 'a', value: 1 }, { op: 'like', attribute: 's', value: 'gr%' }] } },
+  { where: { s: 'green' }, sort: { n: 'asc' }, limit: 7 },
+  { where: { s: 'green' }, sort: { n: 'desc' }, limit: 7 },
+  { sort: { n: 'asc' }, limit: 10 },
+  { sort: { n: 'desc' }, limit: 10 },
+  { sort: { a: 'asc' }, limit: 9 },
+  { sort: { a: 'desc' }, limit: 9 },
+  { where: { a: { $gt: 1 } }, sort: { a: 'asc' }, limit: 4 },
+  { sort: { n: 'asc', s: 'desc' }, limit: 25 },
+  { where: { s: 'blue' }, sort: { n: 'asc' } },
+];
+
+let seq = 0;
+// Every page of a query, following nextCursor to the end.
+async function pages(c, map, query) {
+  const out = [];
+  let q = query;
+  for (let guard = 0; guard < 100; guard++) {
+    const qid = `iq${++seq}`;
+    c.send({ type: 'QUERY_SUB', payload: { queryId: qid, mapName: map, query: q } });
+    const r = await c.waitFor(resp(qid), 15000);
+    assert.equal(r.type, 'QUERY_RESP', `query ${JSON.stringify(q)}: ${JSON.stringify(r.payload)}`);
+    c.send({ type: 'QUERY_UNSUB', payload: { queryId: qid } });
+    out.push({ keys: r.payload.results.map((x) => x.key), values: r.payload.results.map((x) => x.value),
+      hasMore: r.payload.hasMore });
+    if (!r.payload.hasMore || !r.payload.nextCursor) break;
+    q = { ...query, cursor: r.payload.nextCursor };
+  }
+  return out;
+}
+
+function idxScans(map) {
+  psql('SELECT pg_stat_force_next_flush()');
+  return Number(psql(`SELECT coalesce(sum(s.idx_scan), 0) FROM topgun.indexes i
+    JOIN pg_stat_user_indexes s ON s.indexrelname = i.lww_index WHERE i.map = ${lit(map)}`));
+}
+
+test('pages are identical with and without field indexes, on mixed types; the indexes are used', async () => {
+  const map = hlc.uniqueName('iq');
+  const w = await Client.authed({ name: 'writer' });
+  const c = await Client.authed({ name: 'reader' });
+  try {
+    const recs = corpus();
+    for (let i = 0; i < recs.length; i += 60) {
+      await w.sendOps(recs.slice(i, i + 60).map(([k, v]) => hlc.putOp(map, k, v, hlc.now('w'))));
+    }
+    const before = [];
+    for (const q of QUERIES) before.push(await pages(c, map, q));
+    // sanity: the corpus exercises every case (not all empty, some paged)
+    assert.ok(before.filter((p) => p[0].keys.length > 0).length >= QUERIES.length - 1);
+    assert.ok(before.some((p) => p.length > 3));
+
+    psql(`SELECT topgun.create_index(${lit(map)}, 'a'), topgun.create_index(${lit(map)}, 'n'),
+                 topgun.create_index(${lit(map)}, 's', 'hash')`);
+    await until(() => psql(`SELECT count(*) FILTER (WHERE state = 'ready') FROM topgun.indexes
+      WHERE map = ${lit(map)}`) === '3', 'the three indexes are built', 60000);
+    psql('SELECT pg_stat_clear_snapshot()');
+    const scans0 = idxScans(map);
+    for (let i = 0; i < QUERIES.length; i++) {
+      const after = await pages(c, map, QUERIES[i]);
+      assert.deepEqual(after, before[i], `query ${JSON.stringify(QUERIES[i])} differs with indexes`);
+    }
+  } finally {
+    w.close();
+    c.close();
+  }
+});
+
+test('a limited subscription on an indexed sort field follows writes into, within and out of its page', async () => {
+  const map = hlc.uniqueName('iql');
+  const w = await Client.authed({ name: 'writer' });
+  const s = await Client.authed({ name: 'subscriber' });
+  try {
+    const ops = [];
+    for (let i = 0; i < 50; i++) ops.push(hlc.putOp(map, `k${i}`, { n: i * 10, cat: i % 2 }, hlc.now('w')));
+    await w.sendOps(ops);
+    psql(`SELECT topgun.create_index(${lit(map)}, 'n')`);
+    await until(() => psql(`SELECT state FROM topgun.indexes WHERE map = ${lit(map)}`) === 'ready',
+      'the index is built', 60000);
+    s.send({ type: 'QUERY_SUB', payload: { queryId: 'lim', mapName: map,
+      query: { where: { cat: 0 }, sort: { n: 'asc' }, limit: 3 } } });
+    const r = await s.waitFor(resp('lim'));
+    assert.deepEqual(r.payload.results.map((x) => x.key), ['k0', 'k2', 'k4']);
+    assert.equal(r.payload.hasMore, true);
+    const upd = (key, type) => (m) => m.type === 'QUERY_UPDATE' && m.payload.queryId === 'lim' &&
+      m.payload.key === key && m.payload.type === type;
+
+    // a write after the page's boundary changes nothing the subscriber holds
+    await w.sendOps([hlc.putOp(map, 'k40', { n: 401, cat: 0 }, hlc.now('w'))]);
+    // a write into the page: k5 enters, k4 (the old boundary) leaves
+    await w.sendOps([hlc.putOp(map, 'k5', { n: 15, cat: 0 }, hlc.now('w'))]);
+    await s.waitFor(upd('k5', 'UPDATE'));
+    await s.waitFor(upd('k4', 'REMOVE'));
+    // a member leaves: the page refills from past its boundary (k4 again)
+    await w.sendOps([hlc.putOp(map, 'k0', { n: 0, cat: 1 }, hlc.now('w'))]);
+    await s.waitFor(upd('k0', 'REMOVE'));
+    await s.waitFor(upd('k4', 'UPDATE'));
+    // a member changes in place
+    await w.sendOps([hlc.putOp(map, 'k2', { n: 21, cat: 0, x: 1 }, hlc.now('w'))]);
+    const u = await s.waitFor(upd('k2', 'UPDATE'));
+    assert.deepEqual(u.payload.value, { n: 21, cat: 0, x: 1 });
+    await s.barrier();
+    const seen = s.log.filter((m) => m.type === 'QUERY_UPDATE' && m.payload.queryId === 'lim')
+      .map((m) => `${m.payload.type} ${m.payload.key}`);
+    assert.ok(!seen.some((x) => x.endsWith(' k40')), `k40 is outside the page: ${seen}`);
+  } finally {
+    w.close();
+    s.close();
+  }
+});
+
+test('on a 20,000-record map, equality and sort + limit pages are read through the indexes', async () => {
+  const map = hlc.uniqueName('iqb');
+  const c = await Client.authed({ name: 'reader' });
+  try {
+    psql(`SELECT count(*) FROM topgun.lww_put_many(array_fill(${lit(map)}::text, ARRAY[20000]),
+      (SELECT array_agg('k' || n ORDER BY n) FROM generate_series(0, 19999) n),
+      (SELECT array_agg(jsonb_build_object('n', n, 'cat', n % 100) ORDER BY n) FROM generate_series(0, 19999) n),
+      (SELECT array_agg(topgun.hlc(1700000000000 + n, 0, 'load') ORDER BY n) FROM generate_series(0, 19999) n))`);
+    const eq = { where: { cat: 7 }, sort: { n: 'desc' }, limit: 5 };
+    const top = { sort: { n: 'desc' }, limit: 3 };
+    const eqBefore = await pages(c, map, { ...eq, limit: 50 });
+    const topBefore = (await pages(c, map, top)).slice(0, 4);
+    psql(`SELECT topgun.create_index(${lit(map)}, 'cat'), topgun.create_index(${lit(map)}, 'n')`);
+    await until(() => psql(`SELECT count(*) FILTER (WHERE state = 'ready') FROM topgun.indexes
+      WHERE map = ${lit(map)}`) === '2', 'the indexes are built', 60000);
+    psql('ANALYZE topgun.lww');
+    const scans0 = idxScans(map);
+    const eqAfter = await pages(c, map, { ...eq, limit: 50 });
+    assert.deepEqual(eqAfter, eqBefore);
+    assert.equal(eqAfter.flatMap((p) => p.keys).length, 200);
+    assert.deepEqual(eqAfter[0].keys.slice(0, 3), ['k19907', 'k19807', 'k19707']);
+    const topAfter = (await pages(c, map, top));
+    assert.deepEqual(topAfter.slice(0, 4), topBefore);
+    assert.deepEqual(topAfter[1].keys, ['k19996', 'k19995', 'k19994']);
+    await until(() => idxScans(map) > scans0, 'the pages were read through the field indexes', 15000);
+  } finally {
+    c.close();
+  }
+});
