@@ -161,10 +161,49 @@ typedef struct TgQuerySub
 	bool		dirty;			/* changed while loading: refresh once loaded */
 	bool		inflight;		/* a page read is out */
 	struct Pending *running;	/* the re-run that read is for */
+
+	/* where the map finds it (query_subs.c) */
+	struct TgQuerySub *eq_next;	/* in its equality bucket, or the rest list */
+	struct TgQuerySub *eq_prev;
+	uint64		eq_hash;
+	int			eq_slot;		/* -1: no equality constraint (rest list) */
+	uint64		visit;			/* last write that looked at it */
+
+	/* a limited page's last row (no cursor): writes after it are outside */
+	char	   *bkey;			/* NULL: unknown */
+	size_t		bkeylen;
+	char	   *bval;			/* its value, msgpack */
+	size_t		bvallen;
+	size_t		mem;			/* bytes counted in query_subscription_bytes */
 } TgQuerySub;
+
+/* query_subs.c: per-map registry and index of the subscriptions */
+typedef void (*TgQsubsVisit) (TgQuerySub *sub, void *arg);
+extern TgMapSubs *tg_qsubs_map(const char *map, size_t len, bool create);
+extern const char *tg_qsubs_map_name(const TgMapSubs *ms, size_t *len);
+extern void tg_qsubs_add(TgMapSubs *ms, TgQuerySub *sub);
+extern void tg_qsubs_remove(TgQuerySub *sub);
+extern void tg_qsubs_hold(TgQuerySub *sub, const char *key, size_t keylen);
+extern void tg_qsubs_release(TgQuerySub *sub, const char *key, size_t keylen);
+extern void tg_qsubs_release_all(TgQuerySub *sub);
+extern void tg_qsubs_account(TgQuerySub *sub, bool gone);
+extern void tg_qsubs_set_boundary(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value);
+extern bool tg_qsubs_is_boundary(const TgQuerySub *sub, const char *key, size_t keylen);
+extern int	tg_qsubs_vs_boundary(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value);
+extern void tg_qsubs_candidates(TgMapSubs *ms, const char *key, size_t keylen, const MpNode *value,
+								TgQsubsVisit fn, void *arg);
 
 extern bool tg_query_handle_sub(TgConn *c, TgMessage *m);	/* true: a read is out */
 extern void tg_read_fetch(TgConn *c, const char *payload, size_t len);	/* reader */
+/* a page read for a subscription (query_fetch.c encodes it, queries.c reads it) */
+typedef struct TgQPage
+{
+	int			n;
+	int64		total;
+	const MpNode **keys;
+	const MpNode **values;
+} TgQPage;
+extern bool tg_query_page_decode(MpArena *arena, const char *msg, Size len, TgQPage *pg);
 extern void tg_query_handle_unsub(TgConn *c, TgStr query_id);
 extern void tg_query_conn_gone(TgConn *c);
 extern bool tg_query_map_has_subs(const char *map, size_t len);

@@ -23,7 +23,6 @@
 #include "postgres.h"
 
 #include "utils/builtins.h"
-#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "exec/exec.h"
@@ -32,71 +31,6 @@
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)
 #define MAX_CHANGED		64
-
-/* ------------------------------------------------------------ per-map lists */
-
-typedef struct MapKey
-{
-	uint16		len;
-	char		name[TG_WIRE_MAX_MAP_BYTES + 1];	/* NUL-padded */
-} MapKey;
-
-struct TgMapSubs
-{
-	MapKey		key;			/* hash key: must be first */
-	TgQuerySub *head;
-	int			n;
-};
-
-static HTAB *map_subs = NULL;
-
-static void
-mapkey(MapKey *k, const char *map, size_t len)
-{
-	memset(k, 0, sizeof(*k));
-	k->len = (uint16) Min(len, TG_WIRE_MAX_MAP_BYTES);
-	memcpy(k->name, map, k->len);
-}
-
-static TgMapSubs *
-map_lookup(const char *map, size_t len, bool create)
-{
-	MapKey		k;
-	bool		found;
-	TgMapSubs  *ms;
-
-	if (map_subs == NULL)
-	{
-		HASHCTL		ctl;
-
-		if (!create)
-			return NULL;
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(MapKey);
-		ctl.entrysize = sizeof(TgMapSubs);
-		ctl.hcxt = TopMemoryContext;
-		map_subs = hash_create("topgun query subscriptions", 64, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	if (len > TG_WIRE_MAX_MAP_BYTES)
-		return NULL;
-	mapkey(&k, map, len);
-	ms = hash_search(map_subs, &k, create ? HASH_ENTER : HASH_FIND, &found);
-	if (ms && create && !found)
-	{
-		ms->head = NULL;
-		ms->n = 0;
-	}
-	return ms;
-}
-
-bool
-tg_query_map_has_subs(const char *map, size_t len)
-{
-	TgMapSubs  *ms = map_lookup(map, len, false);
-
-	return ms != NULL && ms->n > 0;
-}
 
 /* ------------------------------------------------------------ pending re-runs */
 
@@ -152,8 +86,8 @@ tg_query_has_pending(void)
 static void
 sub_free(TgQuerySub *sub)
 {
-	TgMapSubs  *ms = sub->ms;
-
+	tg_qsubs_account(sub, true);
+	tg_stat_sub(TG_STAT_QUERY_SUBS, 1);
 	pending_drop_sub(sub);
 	if (sub->inflight)
 		tg_readers_forget(sub);
@@ -164,20 +98,11 @@ sub_free(TgQuerySub *sub)
 		free(sub->running);
 	}
 	free(sub->qraw);
-	if (ms)
-	{
-		if (sub->map_prev)
-			sub->map_prev->map_next = sub->map_next;
-		else
-			ms->head = sub->map_next;
-		if (sub->map_next)
-			sub->map_next->map_prev = sub->map_prev;
-		ms->n--;
-		if (ms->n == 0)
-			hash_search(map_subs, &ms->key, HASH_REMOVE, NULL);
-	}
+	tg_qsubs_remove(sub);
 	tg_query_free(sub->q);
 	tg_ks_free(&sub->keys);
+	free(sub->bkey);
+	free(sub->bval);
 	free(sub->cursor);
 	free(sub->query_id);
 	free(sub);
@@ -284,135 +209,166 @@ drop_for_limit(TgQuerySub *sub)
 	conn_drop_sub(c, sub->query_id, strlen(sub->query_id));
 }
 
+/* Queue a re-read of the subscription's page after the commit. */
+static void
+pend(TgQuerySub *sub, const char *key, size_t keylen)
+{
+	Pending    *p = pending_find(sub);
+
+	if (p == NULL)
+	{
+		p = calloc(1, sizeof(Pending));
+		if (p == NULL)
+			return;
+		p->sub = sub;
+		p->next = pending;
+		pending = p;
+	}
+	if (p->nchanged >= 0 && p->nchanged < MAX_CHANGED)
+	{
+		p->changed[p->nchanged] = malloc(keylen + 1);
+		if (p->changed[p->nchanged])
+		{
+			memcpy(p->changed[p->nchanged], key, keylen);
+			p->changed_len[p->nchanged] = keylen;
+			p->nchanged++;
+		}
+	}
+	else if (p->nchanged >= 0)
+	{
+		for (int i = 0; i < p->nchanged; i++)
+			free(p->changed[i]);
+		p->nchanged = -1;
+	}
+}
+
+static void
+key_enter(TgQuerySub *sub, const char *key, size_t keylen)
+{
+	(void) tg_ks_add(&sub->keys, key, keylen);
+	tg_qsubs_hold(sub, key, keylen);
+	tg_qsubs_account(sub, false);
+}
+
+static void
+key_leave(TgQuerySub *sub, const char *key, size_t keylen)
+{
+	tg_ks_del(&sub->keys, key, keylen);
+	tg_qsubs_release(sub, key, keylen);
+	tg_qsubs_account(sub, false);
+}
+
+/*
+ * A limited page without a cursor, settled (no read out or queued), whose
+ * last row is known: decide from the new record alone when that is exact.
+ * Returns false when the page has to be read again.
+ */
+static bool
+page_change(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value, bool in,
+			bool match)
+{
+	int64		limit = tg_query_limit(sub->q);
+	bool		full;
+	int			c;
+
+	if (limit < 0 || sub->cursor || sub->bkey == NULL || sub->inflight || pending_find(sub))
+		return false;
+	full = (int64) sub->keys.n >= limit;
+	c = match ? tg_qsubs_vs_boundary(sub, key, keylen, value) : 0;
+	if (!in && full)
+		return c > 0;			/* after a full page: outside it, nothing to send */
+	if (full)
+		return false;			/* a member of a full page moved or left: refill */
+	/* the page holds every match: it grows and shrinks in place */
+	if (match)
+	{
+		if (!in && sub->keys.n >= (uint32) tg_max_query_results)
+			return false;
+		if (!in)
+			key_enter(sub, key, keylen);
+		send_update(sub, key, keylen, value, NULL, false);
+		if (c > 0)
+			tg_qsubs_set_boundary(sub, key, keylen, value);
+		else if (tg_qsubs_is_boundary(sub, key, keylen))
+			tg_qsubs_set_boundary(sub, NULL, 0, NULL);
+	}
+	else
+	{
+		key_leave(sub, key, keylen);
+		send_update(sub, key, keylen, NULL, NULL, true);
+		if (tg_qsubs_is_boundary(sub, key, keylen))
+			tg_qsubs_set_boundary(sub, NULL, 0, NULL);
+	}
+	return true;
+}
+
+typedef struct Change
+{
+	const char *key;
+	size_t		keylen;
+	const MpNode *value;
+} Change;
+
+static void
+consider(TgQuerySub *sub, void *arg)
+{
+	Change	   *ch = arg;
+	bool		in,
+				match;
+
+	tg_stat_add(TG_STAT_QUERY_CANDIDATES, 1);
+	if (sub->conn->closed || sub->conn->closing)
+		return;
+	if (sub->loading)
+	{
+		/* its first page is being read: refresh it once it is there */
+		sub->dirty = true;
+		return;
+	}
+	in = tg_ks_has(&sub->keys, ch->key, ch->keylen);
+	match = tg_query_match(sub->q, ch->value);
+	if (!in && !match)
+		return;
+	if (sub->rerun)
+	{
+		if (!page_change(sub, ch->key, ch->keylen, ch->value, in, match))
+			pend(sub, ch->key, ch->keylen);
+		return;
+	}
+	if (match)
+	{
+		if (!in && sub->keys.n >= (uint32) tg_max_query_results)
+		{
+			drop_for_limit(sub);
+			return;
+		}
+		if (!in)
+			key_enter(sub, ch->key, ch->keylen);
+		send_update(sub, ch->key, ch->keylen, ch->value, NULL, false);
+	}
+	else
+	{
+		key_leave(sub, ch->key, ch->keylen);
+		send_update(sub, ch->key, ch->keylen, NULL, NULL, true);
+	}
+}
+
 void
 tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keylen,
 				   const MpNode *value)
 {
-	TgMapSubs  *ms = map_lookup(map, maplen, false);
-	TgQuerySub *sub,
-			   *next;
+	TgMapSubs  *ms = tg_qsubs_map(map, maplen, false);
+	Change		ch;
 
 	if (ms == NULL)
 		return;
-	for (sub = ms->head; sub; sub = next)
-	{
-		bool		in,
-					match;
-
-		next = sub->map_next;
-		if (sub->conn->closed || sub->conn->closing)
-			continue;
-		if (sub->loading)
-		{
-			/* its first page is being read: refresh it once it is there */
-			sub->dirty = true;
-			continue;
-		}
-		in = tg_ks_has(&sub->keys, key, keylen);
-		match = tg_query_match(sub->q, value);
-		if (!in && !match)
-			continue;
-		if (sub->rerun)
-		{
-			Pending    *p = pending_find(sub);
-
-			if (p == NULL)
-			{
-				p = calloc(1, sizeof(Pending));
-				if (p == NULL)
-					continue;
-				p->sub = sub;
-				p->next = pending;
-				pending = p;
-			}
-			if (p->nchanged >= 0 && p->nchanged < MAX_CHANGED)
-			{
-				p->changed[p->nchanged] = malloc(keylen + 1);
-				if (p->changed[p->nchanged])
-				{
-					memcpy(p->changed[p->nchanged], key, keylen);
-					p->changed_len[p->nchanged] = keylen;
-					p->nchanged++;
-				}
-			}
-			else if (p->nchanged >= 0)
-			{
-				for (int i = 0; i < p->nchanged; i++)
-					free(p->changed[i]);
-				p->nchanged = -1;
-			}
-			continue;
-		}
-		if (match)
-		{
-			if (!in && sub->keys.n >= (uint32) tg_max_query_results)
-			{
-				drop_for_limit(sub);
-				continue;
-			}
-			if (!in && !tg_ks_add(&sub->keys, key, keylen))
-				continue;
-			send_update(sub, key, keylen, value, NULL, false);
-		}
-		else
-		{
-			tg_ks_del(&sub->keys, key, keylen);
-			send_update(sub, key, keylen, NULL, NULL, true);
-		}
-	}
+	ch.key = key;
+	ch.keylen = keylen;
+	ch.value = value;
+	tg_qsubs_candidates(ms, key, keylen, value, consider, &ch);
 }
 
 /* ------------------------------------------------------------ pages from a reader */
-
-/* The rows of a TG_REP_ROWS reply: {rows: [[key, value], ...], total}. */
-typedef struct QPage
-{
-	int			n;
-	int64		total;
-	const MpNode **keys;
-	const MpNode **values;
-} QPage;
-
-static bool
-page_decode(MpArena *arena, const char *msg, Size len, QPage *pg)
-{
-	TgRecIter	it;
-	TgRec		rec;
-	const char *p;
-	MpLimits	lim;
-	char		err[128];
-	const MpNode *root = NULL;
-	const MpNode *rows;
-	const MpNode *total;
-
-	tg_rec_iter_init(&it, msg, len);
-	while (tg_rec_next(&it, &rec, &p))
-		if (rec.kind == TG_REP_ROWS)
-		{
-			lim.max_depth = 64;
-			lim.max_nodes = (uint32) Min((Size) UINT32_MAX - 1, (Size) rec.len + 1);
-			lim.max_str = (uint32) Min((Size) UINT32_MAX - 1, Max((Size) rec.len, 1));
-			root = mp_decode(arena, (const uint8_t *) p, rec.len, &lim, err, sizeof(err));
-			break;
-		}
-	if (root == NULL || (rows = mp_map_get(root, "rows")) == NULL || rows->type != MP_ARRAY ||
-		(total = mp_map_get(root, "total")) == NULL)
-		return false;
-	pg->n = (int) rows->len;
-	pg->total = (int64) mp_number_as_double(total);
-	pg->keys = palloc(sizeof(MpNode *) * Max(1, pg->n));
-	pg->values = palloc(sizeof(MpNode *) * Max(1, pg->n));
-	for (int i = 0; i < pg->n; i++)
-	{
-		const MpNode *row = &rows->v.items[i];
-
-		if (row->type != MP_ARRAY || row->len != 2 || row->v.items[0].type != MP_STR)
-			return false;
-		pg->keys[i] = &row->v.items[0];
-		pg->values[i] = &row->v.items[1];
-	}
-	return true;
-}
 
 static void fetch_done(TgConn *c, void *arg, const char *msg, Size len,
 					   const TgRecError *err);
@@ -426,7 +382,12 @@ submit_fetch(TgQuerySub *sub, bool holds_conn, int64 cursor_ttl_ms)
 	mp_buf_init(&b, (size_t) 1 << 30);
 	mp_put_map_header(&b, 4);
 	mp_put_str(&b, "m");
-	mp_put_strn(&b, sub->ms->key.name, sub->ms->key.len);
+	{
+		size_t		mlen;
+		const char *mname = tg_qsubs_map_name(sub->ms, &mlen);
+
+		mp_put_strn(&b, mname, mlen);
+	}
 	mp_put_str(&b, "q");
 	if (sub->qraw)
 		mp_put_raw(&b, sub->qraw, sub->qraw_len);
@@ -465,7 +426,7 @@ changed_key(Pending *p, const char *key, size_t keylen)
 
 /* A re-read page: send what left, entered or changed. */
 static void
-apply_rerun(TgQuerySub *sub, const QPage *pg, Pending *p)
+apply_rerun(TgQuerySub *sub, const TgQPage *pg, Pending *p)
 {
 	TgKeySet	fresh = {0};
 
@@ -488,13 +449,20 @@ apply_rerun(TgQuerySub *sub, const QPage *pg, Pending *p)
 		if (!tg_ks_has(&sub->keys, k, kl) || changed_key(p, k, kl))
 			send_update(sub, k, kl, pg->values[i], NULL, false);
 	}
+	tg_qsubs_release_all(sub);
 	tg_ks_free(&sub->keys);
 	sub->keys = fresh;
+	for (int i = 0; i < pg->n; i++)
+		tg_qsubs_hold(sub, pg->keys[i]->v.s, pg->keys[i]->len);
+	if (pg->n > 0)
+		tg_qsubs_set_boundary(sub, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len, pg->values[pg->n - 1]);
+	else
+		tg_qsubs_set_boundary(sub, NULL, 0, NULL);
 }
 
 /* The first page: QUERY_RESP, then the subscription is live. */
 static void
-apply_first(TgQuerySub *sub, const QPage *pg)
+apply_first(TgQuerySub *sub, const TgQPage *pg)
 {
 	TgConn	   *c = sub->conn;
 	int64		limit = tg_query_limit(sub->q);
@@ -502,6 +470,7 @@ apply_first(TgQuerySub *sub, const QPage *pg)
 	char		next_cursor[16384];
 	MpBuf	   *b;
 	TgStr		map;
+	size_t		map_len;
 	TgStr		qid;
 
 	if (pg->n > tg_max_query_results)
@@ -553,7 +522,7 @@ apply_first(TgQuerySub *sub, const QPage *pg)
 	tg_buf_send(c, b);
 
 	for (int i = 0; i < pg->n; i++)
-		tg_ks_add(&sub->keys, pg->keys[i]->v.s, pg->keys[i]->len);
+		key_enter(sub, pg->keys[i]->v.s, pg->keys[i]->len);
 	sub->loading = false;
 	if (!sub->cursor_valid)
 	{
@@ -561,8 +530,10 @@ apply_first(TgQuerySub *sub, const QPage *pg)
 		free(sub->cursor);
 		sub->cursor = NULL;
 	}
-	map.p = sub->ms->key.name;
-	map.len = sub->ms->key.len;
+	if (pg->n > 0)
+		tg_qsubs_set_boundary(sub, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len, pg->values[pg->n - 1]);
+	map.p = tg_qsubs_map_name(sub->ms, &map_len);
+	map.len = (uint32) map_len;
 	qid.p = sub->query_id;
 	qid.len = (uint32) strlen(sub->query_id);
 	tg_watch_add_query(c, map, qid);
@@ -589,14 +560,14 @@ fetch_done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *er
 	TgQuerySub *sub = arg;
 	Pending    *p = sub->running;
 	MpArena		arena;
-	QPage		pg;
+	TgQPage		pg;
 
 	sub->inflight = false;
 	sub->running = NULL;
 	if (c == NULL)
 		goto out;
 	mp_arena_init(&arena);
-	if (msg == NULL || !page_decode(&arena, msg, len, &pg))
+	if (msg == NULL || !tg_query_page_decode(&arena, msg, len, &pg))
 	{
 		if (sub->loading)
 		{
@@ -724,12 +695,9 @@ tg_query_handle_sub(TgConn *c, TgMessage *m)
 	sub->cursor_valid = cursor_valid;
 	if (cursor_node && cursor_node->type == MP_STR)
 		sub->cursor = strndup(cursor_node->v.s, cursor_node->len);
-	sub->ms = map_lookup(map.p, map.len, true);
-	sub->map_next = sub->ms->head;
-	if (sub->ms->head)
-		sub->ms->head->map_prev = sub;
-	sub->ms->head = sub;
-	sub->ms->n++;
+	tg_qsubs_add(tg_qsubs_map(map.p, map.len, true), sub);
+	tg_stat_add(TG_STAT_QUERY_SUBS, 1);
+	tg_qsubs_account(sub, false);
 	sub->next = c->queries;
 	c->queries = sub;
 	c->nqueries++;
@@ -748,10 +716,12 @@ tg_query_recheck_conn(TgConn *c)
 	{
 		TgQuerySub *n = s->next;
 
-		if (!tg_acl_allowed(c, s->ms->key.name, s->ms->key.len, TG_ACT_READ))
+		size_t		mlen;
+		const char *mname = tg_qsubs_map_name(s->ms, &mlen);
+
+		if (!tg_acl_allowed(c, mname, mlen, TG_ACT_READ))
 		{
-			tg_send_error(c, 403, psprintf("Access denied for %.*s", (int) s->ms->key.len,
-										   s->ms->key.name));
+			tg_send_error(c, 403, psprintf("Access denied for %.*s", (int) mlen, mname));
 			conn_drop_sub(c, s->query_id, strlen(s->query_id));
 		}
 		s = n;

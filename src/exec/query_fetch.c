@@ -437,3 +437,44 @@ tg_read_fetch(TgConn *c, const char *payload, size_t len)
 	PG_END_TRY();
 }
 
+/* Session side: the rows of a TG_REP_ROWS reply: {rows: [[key, value], ...], total}. */
+bool
+tg_query_page_decode(MpArena *arena, const char *msg, Size len, TgQPage *pg)
+{
+	TgRecIter	it;
+	TgRec		rec;
+	const char *p;
+	MpLimits	lim;
+	char		err[128];
+	const MpNode *root = NULL;
+	const MpNode *rows;
+	const MpNode *total;
+
+	tg_rec_iter_init(&it, msg, len);
+	while (tg_rec_next(&it, &rec, &p))
+		if (rec.kind == TG_REP_ROWS)
+		{
+			lim.max_depth = 64;
+			lim.max_nodes = (uint32) Min((Size) UINT32_MAX - 1, (Size) rec.len + 1);
+			lim.max_str = (uint32) Min((Size) UINT32_MAX - 1, Max((Size) rec.len, 1));
+			root = mp_decode(arena, (const uint8_t *) p, rec.len, &lim, err, sizeof(err));
+			break;
+		}
+	if (root == NULL || (rows = mp_map_get(root, "rows")) == NULL || rows->type != MP_ARRAY ||
+		(total = mp_map_get(root, "total")) == NULL)
+		return false;
+	pg->n = (int) rows->len;
+	pg->total = (int64) mp_number_as_double(total);
+	pg->keys = palloc(sizeof(MpNode *) * Max(1, pg->n));
+	pg->values = palloc(sizeof(MpNode *) * Max(1, pg->n));
+	for (int i = 0; i < pg->n; i++)
+	{
+		const MpNode *row = &rows->v.items[i];
+
+		if (row->type != MP_ARRAY || row->len != 2 || row->v.items[0].type != MP_STR)
+			return false;
+		pg->keys[i] = &row->v.items[0];
+		pg->values[i] = &row->v.items[1];
+	}
+	return true;
+}

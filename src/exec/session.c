@@ -625,6 +625,9 @@ tg_session_main(Datum arg)
 	pg_atomic_write_u64(&tg_exec_slot(0)->reloads,
 						pg_atomic_read_u64(&tg_worker_shared->stats[TG_STAT_RELOADS]));
 	pg_atomic_write_u32(&tg_exec_slot(0)->pid, (uint32) MyProcPid);
+	/* a new generation starts without subscriptions */
+	pg_atomic_write_u64(&tg_worker_shared->stats[TG_STAT_QUERY_SUBS], 0);
+	pg_atomic_write_u64(&tg_worker_shared->stats[TG_STAT_QUERY_SUB_BYTES], 0);
 	on_shmem_exit(session_exit_cb, (Datum) 0);
 	metrics_slot = tg_metrics_executor_register("session");
 	tg_metrics_executor_set(metrics_slot, 0);

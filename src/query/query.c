@@ -411,6 +411,7 @@ tg_query_compile(const MpNode *query, char *err, size_t errlen)
 		return NULL;
 	}
 	mp_arena_init(&q->arena);
+	q->arena.chunk_min = 1024;	/* a subscription keeps it: stay small */
 	q->limit = -1;
 	cc.q = q;
 	cc.err = err;

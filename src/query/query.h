@@ -115,6 +115,10 @@ typedef int (*TgPreIndexed) (const char *attr, size_t len, void *arg);
 
 extern const TgPre *tg_query_prefilter(const TgQuery *q, MpArena *arena, TgPreIndexed indexed,
 									   void *arg);
+/* Memory a compiled query holds. */
+extern size_t tg_query_bytes(const TgQuery *q);
+/* value[attr] as the query language reads it (NULL: undefined). */
+extern const MpNode *tg_query_attr(const MpNode *value, const char *attr, size_t len);
 /* The first sort field unless it is _key (false: none). */
 extern bool tg_query_sort_field(const TgQuery *q, const char **field, size_t *len, bool *desc);
 /* Do a and b tie on the first sort field? */

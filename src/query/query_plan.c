@@ -131,6 +131,18 @@ tg_query_prefilter(const TgQuery *q, MpArena *arena, TgPreIndexed indexed, void 
 	return q->root ? plan(q->root, arena, indexed, arg, 0) : NULL;
 }
 
+size_t
+tg_query_bytes(const TgQuery *q)
+{
+	return sizeof(TgQuery) + q->arena.allocated;
+}
+
+const MpNode *
+tg_query_attr(const MpNode *value, const char *attr, size_t len)
+{
+	return tgq_get_attr(value, attr, len);
+}
+
 bool
 tg_query_sort_field(const TgQuery *q, const char **field, size_t *len, bool *desc)
 {

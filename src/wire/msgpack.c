@@ -38,6 +38,7 @@ mp_arena_init(MpArena *arena)
 {
 	arena->head = NULL;
 	arena->allocated = 0;
+	arena->chunk_min = 0;
 }
 
 void *
@@ -55,7 +56,7 @@ mp_arena_alloc(MpArena *arena, size_t size)
 	if (c == NULL || c->size - c->used < need)
 	{
 		/* Grow geometrically so that large trees need few chunks. */
-		size_t		csize = MP_CHUNK_MIN;
+		size_t		csize = arena->chunk_min ? arena->chunk_min : MP_CHUNK_MIN;
 
 		if (c != NULL && c->size < (SIZE_MAX / 4) && c->size * 2 > csize)
 			csize = c->size * 2;
@@ -111,6 +112,7 @@ mp_arena_free(MpArena *arena)
 	}
 	arena->head = NULL;
 	arena->allocated = 0;
+	arena->chunk_min = 0;
 }
 
 /* =============================================================== decoder */

@@ -53,6 +53,7 @@ typedef struct MpArena
 {
 	MpArenaChunk *head;			/* newest chunk first */
 	size_t		allocated;		/* total bytes obtained from malloc */
+	size_t		chunk_min;		/* first chunk's size (0: 16 KiB), for small long-lived trees */
 } MpArena;
 
 extern void mp_arena_init(MpArena *arena);

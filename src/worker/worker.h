@@ -98,6 +98,9 @@ typedef enum TgStat
 	TG_STAT_ACCESS_DENIED,
 	TG_STAT_LIMIT_REACHED,
 	TG_STAT_RELOADS,
+	TG_STAT_QUERY_CANDIDATES,	/* subscriptions a write looked at */
+	TG_STAT_QUERY_SUBS,			/* gauge: live query subscriptions */
+	TG_STAT_QUERY_SUB_BYTES,	/* gauge: memory they hold */
 	TG_STAT_COUNT
 } TgStat;
 
@@ -178,6 +181,14 @@ tg_stat_add(TgStat s, uint64 n)
 	if (tg_worker_shared)
 		pg_atomic_fetch_add_u64(&tg_worker_shared->stats[s], n);
 	tg_metrics_stat((int) s, n);
+}
+
+/* for the gauges */
+static inline void
+tg_stat_sub(TgStat s, uint64 n)
+{
+	if (tg_worker_shared)
+		pg_atomic_fetch_sub_u64(&tg_worker_shared->stats[s], n);
 }
 
 static inline TgExecSlot *

@@ -86,6 +86,9 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"access_denied",
 	"limits_reached",
 	"reloads",
+	"query_candidates",
+	"query_subscriptions",
+	"query_subscription_bytes",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {

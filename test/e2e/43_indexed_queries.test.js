@@ -188,3 +188,51 @@ test('on a 20,000-record map, equality and sort + limit pages are read through t
     c.close();
   }
 });
+
+const stat = (name) => Number(psql(`SELECT value FROM topgun.worker_stats WHERE name = ${lit(name)}`));
+
+test('a write reaches only the subscriptions it can affect; memory per subscription is reported', async () => {
+  const map = hlc.uniqueName('iqs');
+  const w = await Client.authed({ name: 'writer' });
+  const s = await Client.authed({ name: 'subscriber' });
+  try {
+    await w.sendOps([hlc.putOp(map, 'seed', { owner: 'nobody', v: 0 }, hlc.now('w'))]);
+    const subs0 = stat('query_subscriptions');
+    const bytes0 = stat('query_subscription_bytes');
+    const N = 300;
+    for (let i = 0; i < N; i++) {
+      s.send({ type: 'QUERY_SUB', payload: { queryId: `o${i}`, mapName: map, query: { where: { owner: `u${i}` } } } });
+    }
+    s.send({ type: 'QUERY_SUB', payload: { queryId: 'all', mapName: map, query: { where: { v: { $gte: 0 } } } } });
+    for (let i = 0; i < N; i++) await s.waitFor(resp(`o${i}`));
+    await s.waitFor(resp('all'));
+    assert.equal(stat('query_subscriptions') - subs0, N + 1);
+    const perSub = (stat('query_subscription_bytes') - bytes0) / (N + 1);
+    assert.ok(perSub > 0 && perSub < 2048, `bytes per idle subscription: ${perSub}`);
+
+    const upd = (qid, key, type) => (m) => m.type === 'QUERY_UPDATE' && m.payload.queryId === qid &&
+      m.payload.key === key && m.payload.type === type;
+    let c0 = stat('query_candidates');
+    await w.sendOps([hlc.putOp(map, 'k1', { owner: 'u7', v: 1 }, hlc.now('w'))]);
+    await s.waitFor(upd('o7', 'k1', 'UPDATE'));
+    await s.waitFor(upd('all', 'k1', 'UPDATE'));
+    assert.ok(stat('query_candidates') - c0 <= 2, `a write to u7 looked at ${stat('query_candidates') - c0} subscriptions`);
+
+    // the record moves from u7 to u9: u7's subscription hears of it without the old value
+    c0 = stat('query_candidates');
+    await w.sendOps([hlc.putOp(map, 'k1', { owner: 'u9', v: 2 }, hlc.now('w'))]);
+    await s.waitFor(upd('o7', 'k1', 'REMOVE'));
+    await s.waitFor(upd('o9', 'k1', 'UPDATE'));
+    assert.ok(stat('query_candidates') - c0 <= 3, `the move looked at ${stat('query_candidates') - c0} subscriptions`);
+    // and a delete reaches its holders only
+    await w.sendOps([hlc.removeOp(map, 'k1', hlc.now('w'))]);
+    await s.waitFor(upd('o9', 'k1', 'REMOVE'));
+    await s.waitFor(upd('all', 'k1', 'REMOVE'));
+    await s.barrier();
+    const others = s.log.filter((m) => m.type === 'QUERY_UPDATE' && !['o7', 'o9', 'all'].includes(m.payload.queryId));
+    assert.deepEqual(others, []);
+  } finally {
+    w.close();
+    s.close();
+  }
+});
