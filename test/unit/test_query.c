@@ -267,6 +267,232 @@ rx(const char *pattern, const char *subject)
 	return r;
 }
 
+/* ------------------------------------------------------------ index prefilters */
+
+/* jsonb's order of a top-level value: [] < null < string < number < boolean < array < object */
+static int
+jb_rank(const MpNode *v)
+{
+	switch (v->type)
+	{
+		case MP_NIL:
+			return 0;
+		case MP_STR:
+			return 1;
+		case MP_INT:
+		case MP_UINT:
+		case MP_FLOAT:
+			return 2;
+		case MP_BOOL:
+			return 3;
+		case MP_ARRAY:
+			return v->len == 0 ? -1 : 4;
+		default:
+			return 5;
+	}
+}
+
+/* jsonb v <=> scalar c (strings only for equality: their order is the collation's) */
+static int
+jb_cmp(const MpNode *v, const MpNode *c)
+{
+	int			rv = jb_rank(v),
+				rc = jb_rank(c);
+
+	if (rv != rc)
+		return rv < rc ? -1 : 1;
+	switch (rv)
+	{
+		case 2:
+			{
+				double		a = mp_number_as_double(v),
+							b = mp_number_as_double(c);
+
+				return a < b ? -1 : a > b ? 1 : 0;
+			}
+		case 1:
+			return v->len == c->len && memcmp(v->v.s, c->v.s, v->len) == 0 ? 0 : 2;
+		case 3:
+			return v->v.b == c->v.b ? 0 : v->v.b ? 1 : -1;
+		default:
+			return 0;
+	}
+}
+
+/* The SQL the reader runs for a prefilter (query_sql.c), evaluated the way PostgreSQL would. */
+static bool
+pre_eval(const TgPre *p, const MpNode *data)
+{
+	const MpNode *v;
+	int			c;
+
+	if (p->kind == TG_PRE_AND || p->kind == TG_PRE_OR)
+	{
+		for (int i = 0; i < p->n; i++)
+			if (pre_eval(p->kids[i], data) != (p->kind == TG_PRE_AND))
+				return p->kind != TG_PRE_AND;
+		return p->kind == TG_PRE_AND;
+	}
+	v = tg_query_attr(data, p->attr, p->attrlen);
+	if (v == NULL)
+		return false;			/* value #> path IS NULL: every comparison is NULL */
+	c = jb_cmp(v, p->value);
+	switch (p->op)
+	{
+		case TG_PRE_EQ:
+			return c == 0;
+		case TG_PRE_GT:
+			return c == 1 || jb_rank(v) < 2;
+		case TG_PRE_GTE:
+			return c == 1 || c == 0 || jb_rank(v) < 2;
+		case TG_PRE_LT:
+			return c == -1 || jb_rank(v) >= 3;
+		default:
+			return c == -1 || c == 0 || jb_rank(v) >= 3;
+	}
+}
+
+static int
+pre_indexed(const char *attr, size_t len, void *arg)
+{
+	(void) arg;
+	if (len == 1 && attr[0] == 'a')
+		return TG_PRE_ORDERED;
+	if (len == 1 && attr[0] == 'b')
+		return TG_PRE_EQUALITY;
+	return TG_PRE_NONE;
+}
+
+/*
+ * Soundness: every record a query matches passes its prefilter, for random
+ * queries over values of every type (the index may only add candidates).
+ */
+static uint32_t pre_seed = 12345;
+
+static int
+rnd(int n)
+{
+	pre_seed = pre_seed * 1103515245u + 12345u;
+	return (int) ((pre_seed >> 8) % (uint32_t) n);
+}
+
+static void
+test_prefilter(void)
+{
+	static const char *const vals[] = {"-3", "0", "-0.0", "1", "5", "5.5", "7", "10", "1000000", "\"5\"", "\"10\"",
+		"\"abc\"", "\"\"", "\" 7 \"", "null", "true", "false", "[]", "[5]", "[1,2]", "{}", "{\"x\":1}", NULL};
+	static const char *const consts[] = {"5", "\"5\"", "null", "true", "false", "0", "10", "\"abc\"", "-3", "5.5", "[5]"};
+	static const char *const ops[] = {"eq", "neq", "gt", "gte", "lt", "lte", "like"};
+	static const char *const attrs[] = {"a", "b", "c"};
+	int			nv = (int) (sizeof(vals) / sizeof(vals[0]));
+	const MpNode **recs = malloc(sizeof(MpNode *) * nv * nv);
+	int			nrec = 0,
+				unsound = 0,
+				used = 0;
+	char		buf[2048],
+				leaf[4][256],
+				err[256];
+
+	for (int i = 0; i < nv; i++)
+		for (int j = 0; j < nv; j++)
+		{
+			int			o = snprintf(buf, sizeof(buf), "{\"c\":1");
+
+			if (vals[i])
+				o += snprintf(buf + o, sizeof(buf) - o, ",\"a\":%s", vals[i]);
+			if (vals[j])
+				o += snprintf(buf + o, sizeof(buf) - o, ",\"b\":%s", vals[j]);
+			snprintf(buf + o, sizeof(buf) - o, "}");
+			recs[nrec++] = V(buf);
+		}
+	for (int t = 0; t < 3000; t++)
+	{
+		TgQuery    *q;
+		MpArena		pa;
+		const TgPre *pre;
+
+		for (int l = 0; l < 4; l++)
+		{
+			const char *op = ops[rnd(7)];
+			const char *at = attrs[rnd(3)];
+			const char *cv = strcmp(op, "like") == 0 ? "\"5%\"" : consts[rnd(11)];
+
+			snprintf(leaf[l], sizeof(leaf[l]), "{\"op\":\"%s\",\"attribute\":\"%s\",\"value\":%s}", op, at, cv);
+		}
+		switch (rnd(5))
+		{
+			case 0:
+				snprintf(buf, sizeof(buf), "{\"predicate\":%s}", leaf[0]);
+				break;
+			case 1:
+				snprintf(buf, sizeof(buf), "{\"predicate\":{\"op\":\"and\",\"children\":[%s,%s]}}", leaf[0], leaf[1]);
+				break;
+			case 2:
+				snprintf(buf, sizeof(buf), "{\"predicate\":{\"op\":\"or\",\"children\":[%s,%s,%s]}}", leaf[0], leaf[1], leaf[2]);
+				break;
+			case 3:
+				snprintf(buf, sizeof(buf), "{\"predicate\":{\"op\":\"and\",\"children\":[{\"op\":\"or\",\"children\":[%s,%s]},{\"op\":\"not\",\"children\":[%s]},%s]}}",
+						 leaf[0], leaf[1], leaf[2], leaf[3]);
+				break;
+			default:
+				{
+					const char *x = consts[rnd(11)],
+							   *y = consts[rnd(11)],
+							   *z = consts[rnd(11)];
+
+					snprintf(buf, sizeof(buf), "{\"where\":{\"a\":{\"$gt\":%s,\"$lte\":%s},\"b\":%s}}", x, y, z);
+				}
+				break;
+		}
+		q = Q(buf, err, sizeof(err));
+		if (q == NULL)
+			continue;
+		mp_arena_init(&pa);
+		pre = tg_query_prefilter(q, &pa, pre_indexed, NULL);
+		if (pre)
+		{
+			used++;
+			for (int r = 0; r < nrec; r++)
+				if (tg_query_match(q, recs[r]) && !pre_eval(pre, recs[r]))
+				{
+					if (unsound++ < 5)
+						printf("unsound prefilter for %s\n", buf);
+				}
+		}
+		mp_arena_free(&pa);
+		tg_query_free(q);
+	}
+	CHECK(used > 500, "prefilters were built for %d of the random queries", used);
+	CHECK(unsound == 0, "every match passes its prefilter (%d misses)", unsound);
+	/* what gets a prefilter */
+	{
+		MpArena		pa;
+		TgQuery    *q;
+
+		mp_arena_init(&pa);
+		q = Q("{\"where\":{\"a\":5}}", err, sizeof(err));
+		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) != NULL, "eq on an indexed field");
+		tg_query_free(q);
+		q = Q("{\"where\":{\"c\":5}}", err, sizeof(err));
+		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "eq on a field without an index");
+		tg_query_free(q);
+		q = Q("{\"where\":{\"b\":{\"$gt\":5}}}", err, sizeof(err));
+		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "a range needs an ordered index");
+		tg_query_free(q);
+		q = Q("{\"where\":{\"a\":{\"$gt\":\"abc\"}}}", err, sizeof(err));
+		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "no range on strings (collation order)");
+		tg_query_free(q);
+		q = Q("{\"predicate\":{\"op\":\"or\",\"children\":[{\"op\":\"eq\",\"attribute\":\"a\",\"value\":1},{\"op\":\"eq\",\"attribute\":\"c\",\"value\":1}]}}", err, sizeof(err));
+		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "or with an unindexed branch: none");
+		tg_query_free(q);
+		q = Q("{\"where\":{\"a\":1e20}}", err, sizeof(err));
+		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "numbers beyond 2^53: none");
+		tg_query_free(q);
+		mp_arena_free(&pa);
+	}
+	free(recs);
+}
+
 int
 main(void)
 {
@@ -608,6 +834,7 @@ main(void)
 		tg_query_cursor_free(&cur);
 		tg_query_free(q);
 	}
+	test_prefilter();
 	mp_arena_free(&arena);
 
 	printf("test_query: %d passed, %d failed\n", checks - failures, failures);
