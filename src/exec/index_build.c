@@ -39,6 +39,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "exec/index_build.h"
+
 /* the builder's advisory lock: pg_locks classid, objid (objsubid 2) */
 #define TG_INDEX_LOCK_KEY1 1952999777u
 #define TG_INDEX_LOCK_KEY2 1u
@@ -122,6 +124,60 @@ Datum
 tg_index_launch(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(launch_builder());
+}
+
+/*
+ * Start a builder when rows of this database are pending and none runs (a
+ * crash or restart interrupted it).  The session executor calls it once at
+ * its start, in its own transaction; a database without the registry (no
+ * extension yet, an older version) has nothing to resume.  Never throws.
+ */
+void
+tg_index_resume(void)
+{
+	MemoryContext old = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		bool		pending = false;
+		bool		isnull;
+
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_execute("SELECT to_regclass('topgun.field_indexes') IS NOT NULL"
+						" AND to_regprocedure('topgun._index_builder_running()') IS NOT NULL",
+						true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+			pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+		if (pending)
+		{
+			pending = false;
+			if (SPI_execute("SELECT EXISTS (SELECT 1 FROM topgun.field_indexes WHERE state IN ('building', 'dropping'))"
+							" AND NOT topgun._index_builder_running()", true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+				pending = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+		}
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		if (pending)
+		{
+			if (launch_builder())
+				ereport(LOG, (errmsg("topgun: resuming interrupted field index builds")));
+			else
+				ereport(WARNING,
+						(errmsg("topgun: could not start the index builder (max_worker_processes too low?)"),
+						 errhint("CALL topgun.index_wait(map, field) starts it again.")));
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
 }
 
 /* -------------------------------------------------------------- builder */

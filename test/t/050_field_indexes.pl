@@ -9,7 +9,9 @@
 #  - drop_index removes both indexes and the row;
 #  - SIGKILL of the builder mid-build (a crash-restart of the server): the
 #    row is taken up again by index_wait, the invalid index the killed build
-#    left is dropped, and the state ends 'ready' (never stuck in 'building').
+#    left is dropped, and the state ends 'ready' (never stuck in 'building');
+#  - with the sync server running, the same crash needs no call at all: the
+#    session executor's start resumes the build.
 # Every wait polls a fact (registry state, pg_stat_progress_create_index,
 # pg_stat_activity); nothing sleeps for a fixed time.
 use strict;
@@ -142,4 +144,46 @@ SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
 is($node->safe_psql('postgres', q{SELECT valid FROM topgun.indexes WHERE field = 'n'}), 't', 'both indexes valid');
 
 $node->stop;
+
+# --- with the sync server: its session executor resumes the build by itself
+my $wsport = PostgreSQL::Test::Cluster::get_free_port();
+my $srv = PostgreSQL::Test::Cluster->new('fidxsrv');
+$srv->init;
+$srv->append_conf(
+	'postgresql.conf', qq{
+shared_preload_libraries = 'topgun'
+topgun.port = $wsport
+topgun.listen_addresses = '127.0.0.1'
+topgun.jwt_secret = 'fidx-test-secret-0123456789abcdefghijklmnopqrstuv'
+restart_after_crash = on
+});
+$srv->start;
+$srv->safe_psql('postgres', 'CREATE EXTENSION topgun');
+$srv->safe_psql(
+	'postgres', q{
+INSERT INTO topgun.lww (map, key, value, ts)
+  SELECT 'm', 'k' || g, jsonb_build_object('cat', g % 100), topgun.hlc_now() FROM generate_series(1, 20000) g});
+$blocker = $srv->background_psql('postgres');
+$blocker->query_safe('BEGIN');
+$blocker->query_safe(q{SELECT topgun.lww_put('other', 'z', '1')});
+is($srv->safe_psql('postgres', q{SELECT topgun.create_index('m', 'cat')}), 'building', 'build on the server node');
+ok($srv->poll_query_until('postgres', $building_phase), 'its builder is in the middle of the build');
+$pid = $srv->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'topgun index builder'});
+kill 'KILL', $pid;
+eval { $blocker->quit; };
+$back = 0;
+$deadline = time() + 120;
+while (!$back && time() < $deadline)
+{
+	my $r = eval {
+		$srv->safe_psql('postgres',
+			q{SELECT state FROM topgun.field_indexes WHERE map = 'm' AND field = 'cat'});
+	};
+	$back = defined $r && $r eq 'ready';
+	usleep(100_000) unless $back;
+}
+ok($back, 'after the crash-restart the build is resumed and ends ready without any call');
+is($srv->safe_psql('postgres', q{SELECT valid FROM topgun.indexes WHERE field = 'cat'}), 't', 'both indexes valid');
+ok($srv->log_contains(qr/resuming interrupted field index builds/), 'the session executor logged the resume');
+$srv->stop;
 done_testing();
