@@ -11,7 +11,8 @@
 -- The builder works through every pending row of its database, one at a
 -- time (builds never run side by side: two concurrent builds on one table
 -- wait for each other's snapshots).  A row whose builder is gone (crash,
--- restart) is taken up again by the next create_index, drop_index or
+-- restart) is taken up again when the sync server's session executor starts
+-- (in topgun.database), or by the next create_index, drop_index or
 -- index_wait: the build starts over, after dropping the invalid index the
 -- interrupted build left.
 --
