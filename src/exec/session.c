@@ -44,6 +44,7 @@
 #include "exec/exec.h"
 #include "exec/search_live.h"
 #include "exec/gc.h"
+#include "exec/index_build.h"
 #include "exec/journal_live.h"
 #include "metrics/metrics.h"
 
@@ -633,6 +634,7 @@ tg_session_main(Datum arg)
 	tg_metrics_executor_set(metrics_slot, 0);
 	tg_auth_configure(true);
 	tg_readers_start(seg, hdr);
+	tg_index_resume();			/* field index builds a restart interrupted */
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "topgun session loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
