@@ -81,7 +81,7 @@ async function pages(c, map, query) {
 
 function idxScans(map) {
   psql('SELECT pg_stat_force_next_flush()');
-  return Number(psql(`SELECT coalesce(sum(s.idx_scan), 0) FROM topgun.indexes i
+  return Number(psql(`SELECT coalesce(sum(s.idx_scan), 0) FROM topgun.field_indexes i
     JOIN pg_stat_user_indexes s ON s.indexrelname = i.lww_index WHERE i.map = ${lit(map)}`));
 }
 
