@@ -95,6 +95,8 @@ else
 	# the two maps is ready (bounded: 10 minutes).
 	for ((i = 0; ; i++)); do
 		[ "$(sql "SELECT coalesce(bool_and(state = 'ready'), false) FROM topgun.indexes WHERE map IN ('big', 'owned')")" = t ] && break
+		failed="$(sql "SELECT string_agg(map || '.' || field || '=' || state, ' ') FROM topgun.indexes WHERE map IN ('big', 'owned') AND state IN ('failed', 'error', 'invalid')")"
+		[ -z "$failed" ] || tg_die "index build failed: $failed"
 		[ "$i" -lt 6000 ] || tg_die "indexes not ready after 10 minutes: $(sql "SELECT string_agg(map || '.' || field || '=' || state, ' ') FROM topgun.indexes")"
 		sleep 0.1
 	done
