@@ -20,6 +20,10 @@
 #   perf     (opt-in) perf record -g of the server's processes during the
 #            50 x 50 cell; the summary goes to $TG_BENCH_PERF_OUT
 #            (default /tmp/topgun-perf.txt).
+#   query    (opt-in) bench/query_bench.sh, live queries on a 1M-record map
+#            (issue 13), on its own throwaway cluster, before the others;
+#            TG_BENCH_QUERY_ARGS goes to it (e.g. --no-index), its QB_*
+#            variables apply, QB_SECONDS defaults to TG_BENCH_SECONDS.
 # TG_BENCH_SECONDS sets the seconds measured per phase (default 10).
 # Needs the extension built and installed (make && make install, or
 # scripts/setup.sh; with scripts/devpg.sh's environment, into the private copy).
@@ -32,6 +36,13 @@ PARTS="${TG_BENCH_PARTS:-limit base matrix open500}"
 SECS="${TG_BENCH_SECONDS:-10}"
 PERF_OUT="${TG_BENCH_PERF_OUT:-/tmp/topgun-perf.txt}"
 want() { [[ " $PARTS " == *" $1 "* ]]; }
+
+if want query; then
+	# shellcheck disable=SC2086
+	QB_SECONDS="${QB_SECONDS:-$SECS}" bash "$REPO/bench/query_bench.sh" ${TG_BENCH_QUERY_ARGS:-}
+	rest="${PARTS//query/}"
+	[ -n "${rest// /}" ] || exit 0	# only the query part asked for
+fi
 
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
