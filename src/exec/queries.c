@@ -277,8 +277,14 @@ page_change(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value
 	c = match ? tg_qsubs_vs_boundary(sub, key, keylen, value) : 0;
 	if (!in && full)
 		return c > 0;			/* after a full page: outside it, nothing to send */
+	if (full && match && c < 0 && !tg_qsubs_is_boundary(sub, key, keylen))
+	{
+		/* a member changed and still sorts before the last row: it stays */
+		send_update(sub, key, keylen, value, NULL, false);
+		return true;
+	}
 	if (full)
-		return false;			/* a member of a full page moved or left: refill */
+		return false;			/* a member of a full page moved past its end or left: refill */
 	/* the page holds every match: it grows and shrinks in place */
 	if (match)
 	{
