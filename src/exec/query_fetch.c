@@ -11,6 +11,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 
 #include "exec/exec.h"
@@ -314,6 +315,21 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 		tg_qsql_load_indexes(&s, map);
 		if (s.nidx > 0)
 			pre = tg_query_prefilter(q, &parena, tg_qsql_indexed, &s);
+		if (pre != NULL || (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc) &&
+							tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED))
+		{
+			/*
+			 * PostgreSQL ignores the statistics of partial indexes when it
+			 * estimates a condition (selfuncs.c), so the type-range and OR
+			 * conditions on a field index are guessed at a third of the
+			 * table each and planned as a scan of every map.  Every
+			 * condition built here has an index of this map behind it: the
+			 * scan is never the better plan.  Local to this request's
+			 * transaction.
+			 */
+			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_LOCAL, true, 0, false);
+		}
 		if (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc) &&
 			tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED)
 		{
