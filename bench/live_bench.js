@@ -14,31 +14,20 @@
 //                   received by every subscriber / elapsed.
 // Environment: TOPGUN_WS_URL, TOPGUN_PG, TOPGUN_JWT_SECRET, TOPGUN_PSQL;
 // LIVE_SUBS (100), LIVE_RATE (1000), LIVE_SECONDS (5), LIVE_BATCH (500).
-const path = require('node:path');
 const crypto = require('node:crypto');
 const { spawn } = require('node:child_process');
 
-const e2e = path.join(__dirname, '..', 'test', 'e2e', 'node_modules');
-const WebSocket = require(path.join(e2e, 'ws'));
-const { pack, unpack } = require(path.join(e2e, 'msgpackr'));
+const { WebSocket, pack, unpack, token: mint } = require('./lib_node');
 
 const URL = process.env.TOPGUN_WS_URL;
 const PG = process.env.TOPGUN_PG;
-const SECRET = process.env.TOPGUN_JWT_SECRET;
 const PSQL = process.env.TOPGUN_PSQL || '/usr/lib/postgresql/15/bin/psql';
 const SUBS = Number(process.env.LIVE_SUBS || 100);
 const RATE = Number(process.env.LIVE_RATE || 1000);
 const SECONDS = Number(process.env.LIVE_SECONDS || 5);
 const BATCH = Number(process.env.LIVE_BATCH || 500);
 
-const b64 = (b) => Buffer.from(b).toString('base64url');
-function token(sub) {
-  const now = Math.floor(Date.now() / 1000);
-  const h = b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const p = b64(JSON.stringify({ sub, userId: sub, roles: ['USER'], iat: now, exp: now + 3600 }));
-  const s = crypto.createHmac('sha256', SECRET).update(`${h}.${p}`).digest('base64url');
-  return `${h}.${p}.${s}`;
-}
+const token = (sub) => mint(sub, { roles: ['USER'], ttlS: 3600 });
 
 // sample(): whether this socket's messages must be decoded right now
 function connect(name, onMessage, sample = () => true) {

@@ -19,17 +19,13 @@
 // never for time.  A server ERROR frame or an unexpected close ends the run (exit 1).
 // Environment: TOPGUN_WS_URL, TOPGUN_JWT_SECRET, TOPGUN_PG, TOPGUN_PSQL, QB_INDEXED
 // and the QB_* knobs of bench/query_bench.sh.
-const path = require('node:path');
 const fs = require('node:fs');
 const crypto = require('node:crypto');
 const { execFileSync } = require('node:child_process');
 
-const e2e = path.join(__dirname, '..', 'test', 'e2e', 'node_modules');
-const WebSocket = require(path.join(e2e, 'ws'));
-const { pack, unpack } = require(path.join(e2e, 'msgpackr'));
+const { WebSocket, pack, unpack, token, now, stats } = require('./lib_node');
 
 const URL = process.env.TOPGUN_WS_URL;
-const SECRET = process.env.TOPGUN_JWT_SECRET;
 const PG = process.env.TOPGUN_PG;
 const PSQL = process.env.TOPGUN_PSQL || '/usr/lib/postgresql/15/bin/psql';
 const INDEXED = process.env.QB_INDEXED === '1';
@@ -43,21 +39,6 @@ const OWNERS = Number(process.env.QB_OWNERS || 10000);
 const FANOUT_WRITES = Number(process.env.QB_FANOUT_WRITES || 2000);
 const REPLY_TIMEOUT_MS = Number(process.env.QB_TIMEOUT_MS || 600000);
 
-const b64 = (b) => Buffer.from(b).toString('base64url');
-function token(sub) {
-  const now = Math.floor(Date.now() / 1000);
-  const h = b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const p = b64(JSON.stringify({ sub, userId: sub, roles: ['ADMIN'], iat: now, exp: now + 7200 }));
-  const s = crypto.createHmac('sha256', SECRET).update(`${h}.${p}`).digest('base64url');
-  return `${h}.${p}.${s}`;
-}
-
-const now = () => Number(process.hrtime.bigint()) / 1e6;
-const pct = (a, p) => (a.length ? a[Math.min(a.length - 1, Math.floor(a.length * p))] : NaN);
-function stats(a) {
-  const s = a.slice().sort((x, y) => x - y);
-  return { n: s.length, p50: pct(s, 0.5), p99: pct(s, 0.99), max: s.length ? s[s.length - 1] : NaN };
-}
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 const fmt = (s) => `p50 ${f2(s.p50)} ms  p99 ${f2(s.p99)} ms  max ${f2(s.max)} ms  (n=${s.n})`;
 const tag = crypto.randomBytes(3).toString('hex');
