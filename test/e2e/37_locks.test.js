@@ -3,13 +3,15 @@
 // ADDENDUM §A3, docs/locks.md): grant, FIFO hand-over, release by token,
 // release on disconnect, fencing tokens that only grow, PUT checked on
 // "lock:<name>", the topgun.locks view and topgun.lock_release(); and many
-// connections fighting for one lock never hold it at the same time.
+// 100 connections fighting for one lock never hold it at the same time (a
+// counter updated read-modify-write under the lock loses no update).
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { Client } = require('./lib/client');
 const { psql, rows, lit } = require('./lib/psql');
 const barrier = require('./lib/barrier');
+const hlc = require('./lib/hlc');
 
 const lockName = (p) => `${p}-${crypto.randomBytes(4).toString('hex')}`;
 
@@ -89,27 +91,58 @@ test('topgun.lock_release() hands the lock to the next waiter', async () => {
   } finally { await a.close(); await b.close(); }
 });
 
-test('30 connections fighting for one lock: never two holders, tokens strictly increasing', { timeout: 120000 }, async () => {
+// 100 connections fight for one lock; the lock is the only thing that keeps
+// their read-modify-writes of one LWW counter apart.  Each connection loops
+// LOCK_REQUEST → LOCK_GRANTED → read the counter (SQL, after the previous
+// holder's OP_ACK, which comes after the durable commit) → OP_BATCH PUT
+// value+1 → OP_ACK → LOCK_RELEASE with the token → LOCK_RELEASED.  A lost
+// update (two holders at once) would leave the counter short of the number of
+// critical sections.  Every event is seen by this one process, so the holder
+// intervals [grant received, release sent] are ordered by real causality: the
+// next grant can only be sent after the server read the previous release.
+const FIGHTERS = 100;
+const ROUNDS = 3;
+test(`${FIGHTERS} connections fighting for one lock: counter read-modify-write under the lock, tokens strictly increasing, no overlapping holds`, { timeout: 120000 }, async () => {
   const name = lockName('contended');
+  const map = lockName('lock-counter');
+  const key = 'counter';
+  const readCounter = () => {
+    const v = psql(`SELECT coalesce((SELECT (value->>'n')::int FROM topgun.lww WHERE map = ${lit(map)} AND key = ${lit(key)}), 0)`);
+    return Number(v);
+  };
   const clients = [];
-  for (let i = 0; i < 30; i++) clients.push(await Client.authed({ name: `fighter-${i}` }));
+  for (let i = 0; i < FIGHTERS; i++) clients.push(await Client.authed({ name: `fighter-${i}` }));
+  let clock = 0;				// logical time: one tick per event of this process
   let holder = null;
   let overlaps = 0;
-  const tokens = [];
+  const grants = [];				// in grant (receipt) order
   try {
     await Promise.all(clients.map(async (c, i) => {
-      for (let round = 0; round < 3; round++) {
-        const g = await granted(c, request(c, name), 60000);
+      for (let round = 0; round < ROUNDS; round++) {
+        const g = await granted(c, request(c, name), 90000);
+        const start = ++clock;
         if (holder !== null) overlaps++;
         holder = i;
-        tokens.push(g.fencingToken);
-        await new Promise((r) => setImmediate(r));
+        const n = readCounter();
+        const ts = hlc.now(`fighter-${i}`);
+        const ack = await c.sendOps([hlc.putOp(map, key, { n: n + 1, by: i }, ts)], 10000);
+        assert.equal(ack.payload.results.every((r) => r.success === true), true, `write of ${n + 1} acked`);
+        assert.equal(holder, i, 'still the only holder after the write');
         holder = null;
-        assert.equal(await release(c, name, g.fencingToken), true);
+        const end = ++clock;
+        grants.push({ i, token: g.fencingToken, start, end });
+        assert.equal(await release(c, name, g.fencingToken), true, 'released with its token');
       }
     }));
-    assert.equal(overlaps, 0, 'mutual exclusion');
-    assert.equal(tokens.length, 90);
-    for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i] > tokens[i - 1], `token ${i}: ${tokens[i]} > ${tokens[i - 1]}`);
+    const total = FIGHTERS * ROUNDS;
+    assert.equal(overlaps, 0, 'mutual exclusion: no grant while another connection held the lock');
+    assert.equal(grants.length, total);
+    assert.equal(readCounter(), total, 'the counter equals the number of critical sections (no lost update)');
+    for (let k = 1; k < grants.length; k++) {
+      assert.ok(grants[k].token > grants[k - 1].token, `token ${k}: ${grants[k].token} > ${grants[k - 1].token}`);
+      assert.ok(grants[k].start > grants[k - 1].end, `hold ${k} starts after hold ${k - 1} ended`);
+    }
+    assert.equal(new Set(grants.map((g) => g.i)).size, FIGHTERS, 'every connection got the lock');
+    await until('the lock free again', () => !heldRow(name));
   } finally { await Promise.all(clients.map((c) => c.close())); }
 });
