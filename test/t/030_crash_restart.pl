@@ -18,6 +18,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 't', 'test/t';
+use CrashUtil;
 use File::Temp qw(tempdir);
 use JSON::PP;
 use Time::HiRes qw(time usleep);
@@ -55,7 +57,7 @@ sub wait_serving
 	my $deadline = time() + 60;
 	while (time() < $deadline)
 	{
-		my $up = try_sql(
+		my $up = try_sql($connstr,
 			"SELECT count(*) FROM topgun.worker_stats WHERE name IN ('ready', 'listening') AND value = 1");
 		return 1 if defined $up && $up eq '2';
 		usleep(200_000);
@@ -166,43 +168,6 @@ sub crash_cycle
 	return finish_writers($w, $kind);
 }
 
-# One query through psql -c, nothing on stdin, stderr discarded; undef when it
-# fails.  (poll_query_until feeds the query on stdin: while the server is in
-# crash recovery psql exits before reading it, and the EPIPE on that write
-# kills the test script with exit code 32.)
-sub try_sql
-{
-	my ($sql) = @_;
-	my $pid = open(my $fh, '-|');
-	return undef unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDERR, '>', '/dev/null');
-		open(STDIN, '<', '/dev/null');
-		exec('psql', '-XAtq', '-d', $connstr, '-c', $sql) or POSIX::_exit(127);
-	}
-	local $/;
-	my $out = <$fh>;
-	close $fh;
-	return undef if $? != 0;
-	$out //= '';
-	$out =~ s/\s+$//;
-	return $out;
-}
-
-sub wait_sql
-{
-	my ($sql, $want, $secs) = @_;
-	my $deadline = time() + $secs;
-	while (time() < $deadline)
-	{
-		my $r = try_sql($sql);
-		return 1 if defined $r && $r eq $want;
-		usleep(200_000);
-	}
-	return 0;
-}
-
 sub worker_pid
 {
 	return $node->safe_psql('postgres',
@@ -218,7 +183,7 @@ my $s = crash_cycle(
 		my $pid = worker_pid();
 		ok($pid > 0, "worker pid $pid");
 		kill 'KILL', $pid;
-		ok( wait_sql(
+		ok( wait_sql($connstr,
 				"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'topgun sync server' AND pid <> $pid",
 				't', 120),
 			'worker restarted by the postmaster');

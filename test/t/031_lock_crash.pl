@@ -22,6 +22,8 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use lib 't', 'test/t';
+use CrashUtil;
 use File::Temp qw(tempdir);
 use JSON::PP;
 use Time::HiRes qw(time usleep);
@@ -53,44 +55,9 @@ $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION topgun');
 my $connstr = $node->connstr('postgres');
 
-# One query through psql -c, nothing on stdin, stderr discarded; undef when it
-# fails (see 030_crash_restart.pl: poll_query_until dies during recovery).
-sub try_sql
-{
-	my ($sql) = @_;
-	my $pid = open(my $fh, '-|');
-	return undef unless defined $pid;
-	if ($pid == 0)
-	{
-		open(STDERR, '>', '/dev/null');
-		open(STDIN, '<', '/dev/null');
-		exec('psql', '-XAtq', '-d', $connstr, '-c', $sql) or POSIX::_exit(127);
-	}
-	local $/;
-	my $out = <$fh>;
-	close $fh;
-	return undef if $? != 0;
-	$out //= '';
-	$out =~ s/\s+$//;
-	return $out;
-}
-
-sub wait_sql
-{
-	my ($sql, $want, $secs) = @_;
-	my $deadline = time() + $secs;
-	while (time() < $deadline)
-	{
-		my $r = try_sql($sql);
-		return 1 if defined $r && $r eq $want;
-		usleep(100_000);
-	}
-	return 0;
-}
-
 sub wait_serving
 {
-	return wait_sql(
+	return wait_sql($connstr,
 		"SELECT count(*) FROM topgun.worker_stats WHERE name IN ('ready', 'listening') AND value = 1",
 		'2', 120);
 }
@@ -125,7 +92,7 @@ sub cycle
 	my @names = @{ $held->{names} };
 	my $in = quote_list(@names);
 	cmp_ok($held->{tokens}{ $names[0] } // 0, '>', 1000, "$kind: the first name's tokens went past the first reserved block");
-	ok( wait_sql(
+	ok( wait_sql($connstr,
 			"SELECT count(*) FILTER (WHERE holder IS NOT NULL AND waiters = 1) FROM topgun.locks WHERE name IN ($in)",
 			scalar(@names), 30),
 		"$kind: topgun.locks shows every lock held with its waiter");
@@ -134,18 +101,18 @@ sub cycle
 	my $victim = $node->safe_psql('postgres', $pid_sql);
 	ok($victim > 0, "$kind: pid $victim");
 	kill 'KILL', $victim;
-	ok( wait_sql(
+	ok( wait_sql($connstr,
 			"SELECT count(*) FROM pg_stat_activity WHERE pid = $victim", '0', 120),
 		"$kind: the killed process is gone");
 	ok(wait_serving(), "$kind: the server serves again after the postmaster's reinitialisation");
 	like(substr(slurp_file($node->logfile), $logpos), qr/terminated by signal 9/, "$kind: the postmaster saw the SIGKILL");
 
-	is(try_sql("SELECT count(*) FROM topgun.locks WHERE name IN ($in)"), '0',
+	is(try_sql($connstr, "SELECT count(*) FROM topgun.locks WHERE name IN ($in)"), '0',
 		"$kind: no old lock is held after the restart");
 	my $ok_hi = 1;
 	for my $name (@names)
 	{
-		my $hi = try_sql("SELECT coalesce(max(hi), 0) FROM topgun.lock_tokens WHERE name = '$name'") // 0;
+		my $hi = try_sql($connstr, "SELECT coalesce(max(hi), 0) FROM topgun.lock_tokens WHERE name = '$name'") // 0;
 		$ok_hi = 0 unless $hi >= $held->{tokens}{$name};
 	}
 	ok($ok_hi, "$kind: topgun.lock_tokens.hi covers every token granted before the kill");
