@@ -595,6 +595,7 @@ tg_session_main(Datum arg)
 {
 	dsm_segment *seg;
 	MemoryContext loop_cxt;
+	TimestampTz last_resume;
 
 	tg_role = TG_ROLE_SESSION;
 	tg_exec_out = &outbuf;
@@ -635,6 +636,7 @@ tg_session_main(Datum arg)
 	tg_auth_configure(true);
 	tg_readers_start(seg, hdr);
 	tg_index_resume();			/* field index builds a restart interrupted */
+	last_resume = GetCurrentTimestamp();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "topgun session loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	for (;;)
@@ -671,6 +673,13 @@ tg_session_main(Datum arg)
 			any = true;
 		}
 		PG_END_TRY();
+		if (!any && !IsTransactionOrTransactionBlock() &&
+			TimestampDifferenceExceeds(last_resume, GetCurrentTimestamp(), 60 * 1000))
+		{
+			/* a builder that could not be started at its commit (no free worker slot) */
+			tg_index_resume();
+			last_resume = GetCurrentTimestamp();
+		}
 		if (!any)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 250,
 							 PG_WAIT_EXTENSION);
