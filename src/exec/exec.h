@@ -175,6 +175,7 @@ typedef struct TgQuerySub
 	char	   *bval;			/* its value, msgpack */
 	size_t		bvallen;
 	size_t		mem;			/* bytes counted in query_subscription_bytes */
+	bool		refilling;		/* the read out is one row past bkey */
 } TgQuerySub;
 
 /* query_subs.c: per-map registry and index of the subscriptions */
@@ -189,6 +190,7 @@ extern void tg_qsubs_release_all(TgQuerySub *sub);
 extern void tg_qsubs_account(TgQuerySub *sub, bool gone);
 extern void tg_qsubs_set_boundary(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value);
 extern bool tg_qsubs_is_boundary(const TgQuerySub *sub, const char *key, size_t keylen);
+extern bool tg_qsubs_boundary_cursor(TgQuerySub *sub, char *out, size_t outlen);
 extern int	tg_qsubs_vs_boundary(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value);
 extern void tg_qsubs_candidates(TgMapSubs *ms, const char *key, size_t keylen, const MpNode *value,
 								TgQsubsVisit fn, void *arg);

@@ -1,22 +1,20 @@
 /*
  * queries.c — live query subscriptions (QUERY_SUB / QUERY_UNSUB,
- * QUERY_RESP, QUERY_UPDATE; PROTOCOL.md §7, docs/live.md).
+ * QUERY_RESP, QUERY_UPDATE; PROTOCOL.md §7, docs/live.md "Cost of a write").
  *
  * Each subscription holds its compiled query (src/query, JS semantics) and
- * the set of keys the client currently holds.  Subscriptions are listed per
- * map (a hash table map name → list), so a write only looks at the
- * subscriptions of its own map, and for each of them evaluates the compiled
- * predicate on the one changed value:
+ * the keys the client holds; query_subs.c finds the subscriptions a write
+ * can affect, and each decides from the new record alone:
  *
- *   no limit/cursor: matches now → UPDATE (enter or change); matched
- *                    before but not now → REMOVE.  O(1) per subscription.
- *   limit or cursor: the page depends on other records, so when the change
- *                    touches the page (matches now, or was in it) the query
- *                    is re-run from the database after the event, and the
- *                    page is diffed (REMOVE leaving keys, UPDATE entering
- *                    and changed keys).  Changes that neither match nor
- *                    were in the page cost one predicate evaluation.
- *
+ *   no limit/cursor: matches now -> UPDATE; held but no longer matching ->
+ *                    REMOVE.  O(1).
+ *   limit:           after a full page's last row -> nothing; a page holding
+ *                    every match changes in place; a member that stays
+ *                    before the last row is updated in place; a member that
+ *                    leaves is replaced by the row after the last one (a
+ *                    one-row keyset read); anything else re-reads the page.
+ *   cursor:          re-reads the page.
+ * Pages are read by reader executors (query_fetch.c) and diffed here.
  * Bounds: topgun.max_subscriptions_per_connection (queries + counters),
  * topgun.max_query_results keys tracked per subscription.
  */
@@ -39,6 +37,7 @@ typedef struct Pending
 	struct Pending *next;
 	TgQuerySub *sub;
 	int			nchanged;		/* -1: too many, refresh every value */
+	bool		refill;			/* only the row after the page's last (a member left) */
 	char	   *changed[MAX_CHANGED];
 	size_t		changed_len[MAX_CHANGED];
 } Pending;
@@ -224,6 +223,7 @@ pend(TgQuerySub *sub, const char *key, size_t keylen)
 		p->next = pending;
 		pending = p;
 	}
+	p->refill = false;			/* another change: the whole page */
 	if (p->nchanged >= 0 && p->nchanged < MAX_CHANGED)
 	{
 		p->changed[p->nchanged] = malloc(keylen + 1);
@@ -283,8 +283,27 @@ page_change(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value
 		send_update(sub, key, keylen, value, NULL, false);
 		return true;
 	}
+	if (full && !match && tg_query_sort_count(sub->q) <= 1)
+	{
+		/*
+		 * A member left a full page: the row after the page's last one
+		 * (a keyset read of one row, by the cursor order: first sort
+		 * field, then key) takes its place.
+		 */
+		Pending    *p = calloc(1, sizeof(Pending));
+
+		if (p == NULL)
+			return false;
+		key_leave(sub, key, keylen);
+		send_update(sub, key, keylen, NULL, NULL, true);
+		p->sub = sub;
+		p->refill = true;
+		p->next = pending;
+		pending = p;
+		return true;
+	}
 	if (full)
-		return false;			/* a member of a full page moved past its end or left: refill */
+		return false;			/* a member of a full page moved past its end: read it again */
 	/* the page holds every match: it grows and shrinks in place */
 	if (match)
 	{
@@ -381,12 +400,19 @@ static void fetch_done(TgConn *c, void *arg, const char *msg, Size len,
 
 /* Ask a reader for the subscription's current page. */
 static void
-submit_fetch(TgQuerySub *sub, bool holds_conn, int64 cursor_ttl_ms)
+submit_fetch(TgQuerySub *sub, bool holds_conn, int64 cursor_ttl_ms, const char *cursor, int64 limit)
 {
 	MpBuf		b;
 
+	if (cursor == NULL)
+		cursor = sub->cursor;
 	mp_buf_init(&b, (size_t) 1 << 30);
-	mp_put_map_header(&b, 4);
+	mp_put_map_header(&b, limit >= 0 ? 5 : 4);
+	if (limit >= 0)
+	{
+		mp_put_str(&b, "l");
+		mp_put_int(&b, limit);
+	}
 	mp_put_str(&b, "m");
 	{
 		size_t		mlen;
@@ -400,8 +426,8 @@ submit_fetch(TgQuerySub *sub, bool holds_conn, int64 cursor_ttl_ms)
 	else
 		mp_put_nil(&b);
 	mp_put_str(&b, "c");
-	if (sub->cursor)
-		mp_put_str(&b, sub->cursor);
+	if (cursor)
+		mp_put_str(&b, cursor);
 	else
 		mp_put_nil(&b);
 	mp_put_str(&b, "t");
@@ -560,6 +586,25 @@ apply_first(TgQuerySub *sub, const TgQPage *pg)
 	}
 }
 
+/* The row after the page's last one (if any) joins the page and becomes its last. */
+static void
+apply_refill(TgQuerySub *sub, const TgQPage *pg)
+{
+	for (int i = 0; i < pg->n; i++)
+	{
+		const char *k = pg->keys[i]->v.s;
+		size_t		kl = pg->keys[i]->len;
+
+		if (!tg_ks_has(&sub->keys, k, kl))
+		{
+			key_enter(sub, k, kl);
+			send_update(sub, k, kl, pg->values[i], NULL, false);
+		}
+		tg_qsubs_set_boundary(sub, k, kl, pg->values[i]);
+	}
+	/* none: the old last row still separates the page from every other match */
+}
+
 static void
 fetch_done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *err)
 {
@@ -568,14 +613,24 @@ fetch_done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *er
 	MpArena		arena;
 	TgQPage		pg;
 
+	bool		refill = sub->refilling;
+
 	sub->inflight = false;
 	sub->running = NULL;
+	sub->refilling = false;
 	if (c == NULL)
 		goto out;
 	mp_arena_init(&arena);
 	if (msg == NULL || !tg_query_page_decode(&arena, msg, len, &pg))
 	{
-		if (sub->loading)
+		if (refill)
+		{
+			/* the page is one short: read it whole next time anything touches it */
+			tg_qsubs_set_boundary(sub, NULL, 0, NULL);
+			ereport(LOG, (errmsg("topgun: could not refill query %s: %s", sub->query_id,
+								 err ? err->message : "malformed reply")));
+		}
+		else if (sub->loading)
 		{
 			tg_send_error(c, err ? err->code : 500, err ? err->message : "Malformed reply from a reader");
 			conn_drop_sub(c, sub->query_id, strlen(sub->query_id));
@@ -584,6 +639,8 @@ fetch_done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *er
 			ereport(LOG, (errmsg("topgun: could not refresh query %s: %s", sub->query_id,
 								 err ? err->message : "malformed reply")));
 	}
+	else if (refill)
+		apply_refill(sub, &pg);
 	else if (sub->loading)
 		apply_first(sub, &pg);
 	else
@@ -603,6 +660,7 @@ void
 tg_query_run_pending(void)
 {
 	Pending   **pp = &pending;
+	char		cur[16384];
 
 	while (*pp)
 	{
@@ -624,7 +682,13 @@ tg_query_run_pending(void)
 		}
 		tg_stat_add(TG_STAT_QUERY_RERUNS, 1);
 		sub->running = p;
-		submit_fetch(sub, false, INT64CONST(1) << 52);
+		if (p->refill && tg_qsubs_boundary_cursor(sub, cur, sizeof(cur)))
+		{
+			sub->refilling = true;
+			submit_fetch(sub, false, INT64CONST(1) << 52, cur, 1);
+		}
+		else
+			submit_fetch(sub, false, INT64CONST(1) << 52, NULL, -1);
 	}
 }
 
@@ -708,7 +772,7 @@ tg_query_handle_sub(TgConn *c, TgMessage *m)
 	c->queries = sub;
 	c->nqueries++;
 	c->slot_dirty = true;
-	submit_fetch(sub, true, CURSOR_TTL_MS);
+	submit_fetch(sub, true, CURSOR_TTL_MS, NULL, -1);
 	return true;
 }
 

@@ -393,7 +393,7 @@ tg_read_fetch(TgConn *c, const char *payload, size_t len)
 	MpLimits	lim;
 	char		err[256];
 	const MpNode *req;
-	const MpNode *m, *qn, *cn, *tn;
+	const MpNode *m, *qn, *cn, *tn, *ln;
 	TgQuery    *volatile q = NULL;
 	TgCursor	cur;
 	volatile bool have_cur = false;
@@ -410,12 +410,15 @@ tg_read_fetch(TgConn *c, const char *payload, size_t len)
 	req = mp_decode(&arena, (const uint8_t *) payload, len, &lim, err, sizeof(err));
 	if (req == NULL || (m = mp_map_get(req, "m")) == NULL || m->type != MP_STR)
 		elog(ERROR, "topgun: malformed fetch request");
+	ln = mp_map_get(req, "l");
 	qn = mp_map_get(req, "q");
 	cn = mp_map_get(req, "c");
 	tn = mp_map_get(req, "t");
 	q = tg_query_compile(qn && qn->type != MP_NIL ? qn : NULL, err, sizeof(err));
 	if (q == NULL)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("Invalid query: %s", err)));
+	if (ln && (ln->type == MP_INT || ln->type == MP_UINT || ln->type == MP_FLOAT))
+		tg_query_set_limit(q, (int64) mp_number_as_double(ln));	/* a refill: one row */
 	map = pnstrdup(m->v.s, m->len);
 	PG_TRY();
 	{

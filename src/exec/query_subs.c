@@ -483,24 +483,47 @@ tg_qsubs_is_boundary(const TgQuerySub *sub, const char *key, size_t keylen)
 	return sub->bkey && sub->bkeylen == keylen && memcmp(sub->bkey, key, keylen) == 0;
 }
 
+/* The page's last row, decoded into a (NULL if there is none or it is unreadable). */
+static const MpNode *
+boundary_node(const TgQuerySub *sub, MpArena *a)
+{
+	MpLimits	lim;
+	char		err[64];
+
+	mp_arena_init(a);
+	a->chunk_min = 1024;
+	if (sub->bkey == NULL)
+		return NULL;
+	lim.max_depth = 64;
+	lim.max_nodes = (uint32) sub->bvallen + 1;
+	lim.max_str = (uint32) sub->bvallen + 1;
+	return mp_decode(a, (const uint8_t *) sub->bval, sub->bvallen, &lim, err, sizeof(err));
+}
+
 /* > 0: the record sorts after the page's last row. */
 int
 tg_qsubs_vs_boundary(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value)
 {
 	MpArena		a;
-	MpLimits	lim;
-	char		err[64];
-	const MpNode *b;
+	const MpNode *b = boundary_node(sub, &a);
 	int			c = -1;
 
-	lim.max_depth = 64;
-	lim.max_nodes = (uint32) sub->bvallen + 1;
-	lim.max_str = (uint32) sub->bvallen + 1;
-	mp_arena_init(&a);
-	a.chunk_min = 1024;
-	b = mp_decode(&a, (const uint8_t *) sub->bval, sub->bvallen, &lim, err, sizeof(err));
 	if (b)
 		c = tg_query_compare(sub->q, key, keylen, value, sub->bkey, sub->bkeylen, b);
 	mp_arena_free(&a);
 	return c;
+}
+
+/* A cursor naming the page's last row (false: none can be made). */
+bool
+tg_qsubs_boundary_cursor(TgQuerySub *sub, char *out, size_t outlen)
+{
+	MpArena		a;
+	const MpNode *b = boundary_node(sub, &a);
+	bool		ok = false;
+
+	if (b)
+		ok = tg_query_cursor_make(sub->q, sub->bkey, sub->bkeylen, b, tg_now_ms(), out, outlen);
+	mp_arena_free(&a);
+	return ok;
 }

@@ -115,6 +115,9 @@ typedef int (*TgPreIndexed) (const char *attr, size_t len, void *arg);
 
 extern const TgPre *tg_query_prefilter(const TgQuery *q, MpArena *arena, TgPreIndexed indexed,
 									   void *arg);
+/* Number of sort fields; a page of at most `limit` results (refills: 1). */
+extern int	tg_query_sort_count(const TgQuery *q);
+extern void tg_query_set_limit(TgQuery *q, int64_t limit);
 /* Memory a compiled query holds. */
 extern size_t tg_query_bytes(const TgQuery *q);
 /* value[attr] as the query language reads it (NULL: undefined). */

@@ -131,6 +131,18 @@ tg_query_prefilter(const TgQuery *q, MpArena *arena, TgPreIndexed indexed, void 
 	return q->root ? plan(q->root, arena, indexed, arg, 0) : NULL;
 }
 
+int
+tg_query_sort_count(const TgQuery *q)
+{
+	return q->nsort;
+}
+
+void
+tg_query_set_limit(TgQuery *q, int64_t limit)
+{
+	q->limit = limit;
+}
+
 size_t
 tg_query_bytes(const TgQuery *q)
 {

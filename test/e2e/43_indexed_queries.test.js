@@ -236,3 +236,42 @@ test('a write reaches only the subscriptions it can affect; memory per subscript
     s.close();
   }
 });
+
+test('a limited page whose member leaves with nothing after it shrinks, then grows in place', async () => {
+  const map = hlc.uniqueName('iqr');
+  const w = await Client.authed({ name: 'writer' });
+  const s = await Client.authed({ name: 'subscriber' });
+  try {
+    await w.sendOps([0, 1, 2].map((i) => hlc.putOp(map, `k${i}`, { n: i, cat: 0 }, hlc.now('w'))));
+    psql(`SELECT topgun.create_index(${lit(map)}, 'n')`);
+    await until(() => psql(`SELECT state FROM topgun.indexes WHERE map = ${lit(map)}`) === 'ready',
+      'the index is built', 60000);
+    s.send({ type: 'QUERY_SUB', payload: { queryId: 'p', mapName: map,
+      query: { where: { cat: 0 }, sort: { n: 'asc' }, limit: 3 } } });
+    const r = await s.waitFor(resp('p'));
+    assert.deepEqual(r.payload.results.map((x) => x.key), ['k0', 'k1', 'k2']);
+    assert.equal(r.payload.hasMore, false);
+    const upd = (key, type) => (m) => m.type === 'QUERY_UPDATE' && m.payload.queryId === 'p' &&
+      m.payload.key === key && m.payload.type === type;
+    await w.sendOps([hlc.putOp(map, 'k1', { n: 1, cat: 1 }, hlc.now('w'))]);
+    await s.waitFor(upd('k1', 'REMOVE'));
+    await s.barrier();
+    // nothing came after the page: it has two rows, and the next match enters it
+    await w.sendOps([hlc.putOp(map, 'k9', { n: 1000, cat: 0 }, hlc.now('w'))]);
+    await s.waitFor(upd('k9', 'UPDATE'));
+    // now full again: a match after its last row stays outside
+    await w.sendOps([hlc.putOp(map, 'k10', { n: 2000, cat: 0 }, hlc.now('w'))]);
+    // a match before it enters, and the last row (k9) leaves
+    await w.sendOps([hlc.putOp(map, 'k5', { n: 5, cat: 0 }, hlc.now('w'))]);
+    await s.waitFor(upd('k5', 'UPDATE'));
+    await s.waitFor(upd('k9', 'REMOVE'));
+    await s.barrier();
+    const seen = s.log.filter((m) => m.type === 'QUERY_UPDATE' && m.payload.queryId === 'p')
+      .map((m) => `${m.payload.type} ${m.payload.key}`);
+    assert.deepEqual(seen.slice(0, 2), ['REMOVE k1', 'UPDATE k9']);
+    assert.deepEqual(seen.slice(2).sort(), ['REMOVE k9', 'UPDATE k5']);   // k10 never
+  } finally {
+    w.close();
+    s.close();
+  }
+});
