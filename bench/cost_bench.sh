@@ -19,6 +19,9 @@
 # {n, done, text}: owner_only reads the stored record and accepts it (no
 # ownerId), so the chain runs for every op and rejects none; a run with
 # rejected ops, errors or dropped connections fails the bench.
+# Each line is followed by the median server CPU per applied op (all topgun%
+# processes, /proc/PID/stat, over worker_stats ops_applied): the same cost
+# without the noise of other jobs on the machine; the verdict is on ops/s.
 # A warm-up run per map count first writes every key (later runs overwrite).
 # When a target is not met and perf is installed (COST_PERF=auto; 1 always,
 # 0 never), one more "with" run is recorded with perf record -g on the
@@ -71,12 +74,31 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 echo "# cluster: PostgreSQL $(sql 'SHOW server_version'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg);" \
 	"ws_load --connections $CONNS --batch $BATCH --window $WINDOW --duration $SECS, $PAIRS pairs per cell"
 
+# CPU milliseconds (user + system) used so far by the given pids.
+cpu_ms() {
+	local total=0 p t
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] || continue
+		t="$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")"
+		total=$((total + t))
+	done
+	echo $((total * 1000 / $(getconf CLK_TCK)))
+}
+applied() { sql "SELECT value FROM topgun.worker_stats WHERE name = 'ops_applied'"; }
 # One measured ws_load run; prints its acked ops/s, fails on any rejected op.
+# The server's CPU per applied op (warm-up included, on both sides alike) goes
+# to $WORK/cpu: unlike ops/s it does not move with what else the machine runs.
 load() {
-	local out ops
+	local out ops pids c0 a0
+	pids="$(server_pids)"
+	# shellcheck disable=SC2086
+	c0="$(cpu_ms $pids)"
+	a0="$(applied)"
 	out="$("$REPO/bench/ws_load" --port "$WSPORT" --secret "$secret" --idle 0 --rate 0 \
 		--connections "$CONNS" --batch "$BATCH" --window "$WINDOW" --duration "$SECS" --maps "$1" | grep -v '^#')"
 	echo "$out" >>"$WORK/runs.log"
+	# shellcheck disable=SC2086
+	awk -v c=$(($(cpu_ms $pids) - c0)) -v a=$(($(applied) - a0)) 'BEGIN { printf "%.1f\n", (a > 0 ? 1000 * c / a : 0) }' >"$WORK/cpu"
 	ops="$(field 'acked_ops\/s' "$out")"
 	for f in rejected_ops errors dropped_connections; do
 		[ "$(field "$f" "$out")" = 0 ] || tg_die "$f in: $out"
@@ -116,23 +138,31 @@ for feat in $FEATURES; do
 			load "$maps" >/dev/null	# every key written once: the measured runs overwrite
 			warmed="$warmed $maps"
 		fi
-		with=(); without=()
+		with=(); without=(); cwith=(); cwithout=()
 		for _ in $(seq "$PAIRS"); do
 			feature "$feat" on
 			s0="$(events)"
 			with+=("$(load "$maps")")
+			cwith+=("$(cat "$WORK/cpu")")
 			s1="$(events)"
 			[ "$feat" != journal ] || [ "$s1" -gt "$s0" ] || tg_die "journal on but no events written"
 			feature "$feat" off
 			without+=("$(load "$maps")")
+			cwithout+=("$(cat "$WORK/cpu")")
 		done
 		mw="$(median "${with[@]}")"; mo="$(median "${without[@]}")"
 		line="$(awk -v w="$mw" -v o="$mo" -v t="${min_ratio[$feat]}" 'BEGIN {
 			r = o > 0 ? w / o : 0
 			printf "ops/s without %.0f, with %.0f, ratio %.3f (cost %.1f %%), target ratio >= %.2f: %s",
 				o, w, r, 100 * (1 - r), t, (r >= t ? "met" : "NOT MET") }')"
+		cw="$(median "${cwith[@]}")"; co="$(median "${cwithout[@]}")"
+		cline="$(awk -v w="$cw" -v o="$co" -v t="${min_ratio[$feat]}" 'BEGIN {
+			r = w > 0 ? o / w : 0
+			printf "server CPU us/op without %.1f, with %.1f, ratio without/with %.3f: %s",
+				o, w, r, (r >= t ? "met" : "NOT MET") }')"
 		echo "$feat maps=$maps  $line   runs with=[${with[*]}] without=[${without[*]}]"
-		summary+=("$feat maps=$maps: $line")
+		echo "$feat maps=$maps  $cline   runs with=[${cwith[*]}] without=[${cwithout[*]}]"
+		summary+=("$feat maps=$maps: $line" "$feat maps=$maps: $cline")
 		[[ "$line" != *"NOT MET"* ]] || failed="$maps"
 	done
 	if [ "$PERF" = 1 ] || { [ "$PERF" = auto ] && [ -n "$failed" ]; }; then
