@@ -175,11 +175,11 @@ for feat in $FEATURES; do
 			wait "$perf_job" || true
 			feature "$feat" off
 			perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2>/dev/null |
-				grep -E '^ +[0-9.]+%' | grep -v '\] 0x' | head -60 >"$PERF_OUT-$feat.txt" || true
+				grep -E '^ +[0-9.]+%' | grep -vE '\] (0x|0{16} )' | sed 's/ *-  *- *$//' | head -60 >"$PERF_OUT-$feat.txt" || true
 			{
 				echo "# self time, top 40"
 				perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
-					grep -E '^ +[0-9.]+%' | grep -v '\] 0x' | head -40
+					grep -E '^ +[0-9.]+%' | grep -vE '\] (0x|0{16} )' | sed 's/ *-  *- *$//' | head -40
 			} >>"$PERF_OUT-$feat.txt" || true
 			echo "# perf -g of the server during a run with the $feat on (maps=$maps, $ops ops/s under perf)," \
 				"children % / self %, top 30 inclusive, then top 15 self (all in $PERF_OUT-$feat.txt):"
