@@ -24,6 +24,10 @@
 #            (issue 13), on its own throwaway cluster, before the others;
 #            TG_BENCH_QUERY_ARGS goes to it (e.g. --no-index), its QB_*
 #            variables apply, QB_SECONDS defaults to TG_BENCH_SECONDS.
+#   cost     (opt-in) bench/cost_bench.sh, ingest with vs without a journal
+#            (issue 16) and a resolver (issue 15), on its own throwaway
+#            cluster, before the others; its COST_* variables apply,
+#            COST_SECONDS defaults to TG_BENCH_SECONDS.
 # TG_BENCH_SECONDS sets the seconds measured per phase (default 10).
 # Needs the extension built and installed (make && make install, or
 # scripts/setup.sh; with scripts/devpg.sh's environment, into the private copy).
@@ -40,9 +44,13 @@ want() { [[ " $PARTS " == *" $1 "* ]]; }
 if want query; then
 	# shellcheck disable=SC2086
 	QB_SECONDS="${QB_SECONDS:-$SECS}" bash "$REPO/bench/query_bench.sh" ${TG_BENCH_QUERY_ARGS:-}
-	rest="${PARTS//query/}"
-	[ -n "${rest// /}" ] || exit 0	# only the query part asked for
 fi
+if want cost; then
+	COST_SECONDS="${COST_SECONDS:-$SECS}" bash "$REPO/bench/cost_bench.sh"
+fi
+rest=" $PARTS "
+for p in query cost; do rest="${rest// $p / }"; done
+[ -n "${rest// /}" ] || exit 0	# only parts on their own clusters asked for
 
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 

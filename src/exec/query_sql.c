@@ -19,10 +19,14 @@
  */
 #include "postgres.h"
 
+#include <locale.h>
+
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/pg_locale.h"
 
 #include "exec/exec.h"
 #include "exec/query_sql.h"
@@ -116,6 +120,43 @@ tg_qsql_jsonb(TgQSql *s, const MpNode *v)
 	return n;
 }
 
+/*
+ * Strings starting with an ASCII prefix: [prefix, prefix with its last byte
+ * + 1).  A range only where jsonb orders strings by their bytes: the C and
+ * POSIX collations, and C.UTF-8 (glibc sorts it by code point, which is
+ * byte order in UTF-8); under a linguistic collation there is none.
+ */
+static bool
+render_prefix(TgQSql *s, const TgPre *p, StringInfo out)
+{
+	const char *coll = setlocale(LC_COLLATE, NULL);
+	MpNode		lo,
+				hi;
+	char	   *up;
+	int			path,
+				a,
+				b;
+
+	if (!lc_collate_is_c(DEFAULT_COLLATION_OID) &&
+		!(coll && (strcmp(coll, "C.UTF-8") == 0 || strcmp(coll, "C.utf8") == 0)))
+		return false;
+	memset(&lo, 0, sizeof(lo));
+	lo.type = MP_STR;
+	lo.v.s = p->value->v.s;
+	lo.len = (uint32) p->prefixlen;
+	up = pnstrdup(p->value->v.s, p->prefixlen);
+	up[p->prefixlen - 1]++;		/* ASCII below 0x7f: stays one byte */
+	hi = lo;
+	hi.v.s = up;
+	path = tg_qsql_path(s, p->attr, p->attrlen);
+	a = tg_qsql_jsonb(s, &lo);
+	b = tg_qsql_jsonb(s, &hi);
+	if (a == 0 || b == 0)
+		return false;
+	appendStringInfo(out, "((value #> $%d) >= $%d AND (value #> $%d) < $%d)", path, a, path, b);
+	return true;
+}
+
 static bool
 render(TgQSql *s, const TgPre *p, StringInfo out)
 {
@@ -151,6 +192,8 @@ render(TgQSql *s, const TgPre *p, StringInfo out)
 		appendStringInfoString(out, sub.data);
 		return true;
 	}
+	if (p->op == TG_PRE_PREFIX)
+		return render_prefix(s, p, out);
 	path = tg_qsql_path(s, p->attr, p->attrlen);
 	c = tg_qsql_jsonb(s, p->value);
 	if (c == 0)

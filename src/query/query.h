@@ -99,7 +99,8 @@ enum
 	TG_PRE_GT,
 	TG_PRE_GTE,
 	TG_PRE_LT,
-	TG_PRE_LTE
+	TG_PRE_LTE,
+	TG_PRE_PREFIX				/* a string starting with value[0 .. prefixlen) */
 };
 typedef struct TgPre
 {
@@ -107,7 +108,8 @@ typedef struct TgPre
 	int			op;				/* CMP: TG_PRE_EQ .. TG_PRE_LTE */
 	const char *attr;			/* CMP */
 	size_t		attrlen;
-	const MpNode *value;		/* CMP: null/bool/string/number (EQ), number */
+	const MpNode *value;		/* CMP: null/bool/string/number (EQ), number, pattern */
+	size_t		prefixlen;		/* TG_PRE_PREFIX: ASCII non-letters of the like pattern */
 	int			n;				/* AND / OR */
 	const struct TgPre **kids;
 } TgPre;

@@ -55,6 +55,43 @@ pre_new(MpArena *arena, int kind)
 	return p;
 }
 
+/*
+ * like 'p%…': only strings match, and a match starts with the pattern's
+ * literal prefix.  The prefix stops at a wildcard (% _), before a character
+ * that * or ? applies to (the reference keeps their regex meaning), and at
+ * anything but an ASCII non-letter: like is case-insensitive, and only
+ * characters without case spell one byte sequence.
+ */
+static const TgPre *
+like_prefix(const QNode *n, MpArena *arena, TgPreIndexed indexed, void *arg)
+{
+	size_t		k = 0;
+	TgPre	   *p;
+
+	if (n->attr == NULL || n->value == NULL || n->value->type != MP_STR ||
+		indexed(n->attr, n->attrlen, arg) != TG_PRE_ORDERED)
+		return NULL;
+	while (k < n->value->len)
+	{
+		unsigned char c = (unsigned char) n->value->v.s[k];
+
+		if (c < 0x20 || c > 0x7e || c == '%' || c == '_' || c == '*' || c == '?' ||
+			(c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))
+			break;
+		if (k + 1 < n->value->len && (n->value->v.s[k + 1] == '*' || n->value->v.s[k + 1] == '?'))
+			break;
+		k++;
+	}
+	if (k == 0 || (p = pre_new(arena, TG_PRE_CMP)) == NULL)
+		return NULL;
+	p->op = TG_PRE_PREFIX;
+	p->attr = n->attr;
+	p->attrlen = n->attrlen;
+	p->value = n->value;
+	p->prefixlen = k;
+	return p;
+}
+
 static const TgPre *
 plan(const QNode *n, MpArena *arena, TgPreIndexed indexed, void *arg, int depth)
 {
@@ -97,6 +134,8 @@ plan(const QNode *n, MpArena *arena, TgPreIndexed indexed, void *arg, int depth)
 		case Q_LT:
 		case Q_LTE:
 			break;
+		case Q_LIKE:
+			return like_prefix(n, arena, indexed, arg);
 		default:
 			return NULL;
 	}

@@ -58,6 +58,10 @@ const QUERIES = [
   { where: { a: { $gt: 1 } }, sort: { a: 'asc' }, limit: 4 },
   { sort: { n: 'asc', s: 'desc' }, limit: 25 },
   { where: { s: 'blue' }, sort: { n: 'asc' } },
+  { predicate: { op: 'like', attribute: 'a', value: '1%' } },
+  { predicate: { op: 'like', attribute: 'a', value: ' 7%' } },
+  { predicate: { op: 'and', children: [{ op: 'like', attribute: 'a', value: '1_' }, { op: 'eq', attribute: 's', value: 'red' }] } },
+  { predicate: { op: 'like', attribute: 'a', value: '1*0' } },
 ];
 
 let seq = 0;

@@ -336,6 +336,8 @@ pre_eval(const TgPre *p, const MpNode *data)
 	v = tg_query_attr(data, p->attr, p->attrlen);
 	if (v == NULL)
 		return false;			/* value #> path IS NULL: every comparison is NULL */
+	if (p->op == TG_PRE_PREFIX)
+		return v->type == MP_STR && v->len >= p->prefixlen && memcmp(v->v.s, p->value->v.s, p->prefixlen) == 0;
 	c = jb_cmp(v, p->value);
 	switch (p->op)
 	{
@@ -380,9 +382,10 @@ static void
 test_prefilter(void)
 {
 	static const char *const vals[] = {"-3", "0", "-0.0", "1", "5", "5.5", "7", "10", "1000000", "\"5\"", "\"10\"",
-		"\"abc\"", "\"\"", "\" 7 \"", "null", "true", "false", "[]", "[5]", "[1,2]", "{}", "{\"x\":1}", NULL};
+		"\"abc\"", "\"\"", "\" 7 \"", "\"5x\"", "\"1\"", "\"100\"", "\"11\"", "null", "true", "false", "[]", "[5]", "[1,2]", "{}", "{\"x\":1}", NULL};
 	static const char *const consts[] = {"5", "\"5\"", "null", "true", "false", "0", "10", "\"abc\"", "-3", "5.5", "[5]"};
 	static const char *const ops[] = {"eq", "neq", "gt", "gte", "lt", "lte", "like"};
+	static const char *const likes[] = {"\"5%\"", "\"1_%\"", "\"a%\"", "\"7\"", "\"1*%\"", "\" 7%\"", "\"%5\"", "\"10?\""};
 	static const char *const attrs[] = {"a", "b", "c"};
 	int			nv = (int) (sizeof(vals) / sizeof(vals[0]));
 	const MpNode **recs = malloc(sizeof(MpNode *) * nv * nv);
@@ -415,7 +418,7 @@ test_prefilter(void)
 		{
 			const char *op = ops[rnd(7)];
 			const char *at = attrs[rnd(3)];
-			const char *cv = strcmp(op, "like") == 0 ? "\"5%\"" : consts[rnd(11)];
+			const char *cv = strcmp(op, "like") == 0 ? likes[rnd(8)] : consts[rnd(11)];
 
 			snprintf(leaf[l], sizeof(leaf[l]), "{\"op\":\"%s\",\"attribute\":\"%s\",\"value\":%s}", op, at, cv);
 		}
@@ -484,6 +487,23 @@ test_prefilter(void)
 		tg_query_free(q);
 		q = Q("{\"predicate\":{\"op\":\"or\",\"children\":[{\"op\":\"eq\",\"attribute\":\"a\",\"value\":1},{\"op\":\"eq\",\"attribute\":\"c\",\"value\":1}]}}", err, sizeof(err));
 		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "or with an unindexed branch: none");
+		tg_query_free(q);
+		q = Q("{\"predicate\":{\"op\":\"like\",\"attribute\":\"a\",\"value\":\"2024-1_%\"}}", err, sizeof(err));
+		{
+			const TgPre *lp = q ? tg_query_prefilter(q, &pa, pre_indexed, NULL) : NULL;
+
+			CHECK(lp && lp->op == TG_PRE_PREFIX && lp->prefixlen == 6, "like '2024-1_%%': prefix '2024-1'");
+		}
+		tg_query_free(q);
+		q = Q("{\"predicate\":{\"op\":\"like\",\"attribute\":\"a\",\"value\":\"ab%\"}}", err, sizeof(err));
+		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "like with a cased prefix: none (case-insensitive)");
+		tg_query_free(q);
+		q = Q("{\"predicate\":{\"op\":\"like\",\"attribute\":\"a\",\"value\":\"12*%\"}}", err, sizeof(err));
+		{
+			const TgPre *lp = q ? tg_query_prefilter(q, &pa, pre_indexed, NULL) : NULL;
+
+			CHECK(lp && lp->prefixlen == 1, "like '12*%%': the 2 is optional, prefix '1'");
+		}
 		tg_query_free(q);
 		q = Q("{\"where\":{\"a\":1e20}}", err, sizeof(err));
 		CHECK(q && tg_query_prefilter(q, &pa, pre_indexed, NULL) == NULL, "numbers beyond 2^53: none");
