@@ -23,6 +23,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+/* the per-call read of the stored records, planned once per backend */
+static SPIPlanPtr stored_plan = NULL;
+static Oid	stored_plan_ts = InvalidOid;
+
 PG_FUNCTION_INFO_V1(tg_resolve_ops);
 
 #define MAX_OPS 100000
@@ -236,7 +240,9 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 		qa[0] = PointerGetDatum(construct_array(sm, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
 		qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
 		qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
-		rc = SPI_execute_with_args(
+		if (stored_plan == NULL || stored_plan_ts != tstype)
+		{
+			SPIPlanPtr	p = SPI_prepare(
 			/* LATERAL: one primary-key probe per op, whatever the statistics say */
 			"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
 			"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
@@ -244,7 +250,17 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 			"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) LEFT JOIN LATERAL "
 			"(SELECT x.ts, x.value, x.ttl_ms FROM topgun.lww x "
 			"WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k) l ON true ORDER BY u.i",
-			3, types, qa, NULL, true, 0);
+			3, types);
+
+			/* kept: planning it on every call was 17 % of a resolved write's CPU */
+			if (p == NULL || SPI_keepplan(p) != 0)
+				elog(ERROR, "could not prepare the stored-record read: %s", SPI_result_code_string(SPI_result));
+			if (stored_plan)
+				SPI_freeplan(stored_plan);
+			stored_plan = p;
+			stored_plan_ts = tstype;
+		}
+		rc = SPI_execute_plan(stored_plan, qa, NULL, true, 0);
 		if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
 			elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
 		tt = SPI_tuptable;
