@@ -106,8 +106,9 @@ load() {
 	echo "${ops:-0}"
 }
 
-# Turn a feature on or off for every ws-load map; the server re-reads the
-# resolver patterns at most 1 s later (exec/resolve.c), so wait for that.
+# Turn a feature on or off for every ws-load map.  Both settings tables send a
+# relcache invalidation when they change (topgun._invalidate_cache), so the
+# session executor's next transaction — the next group commit — sees it.
 feature() {
 	case "$1 $2" in
 	"journal on") sql "SELECT topgun.journal_enable('ws-load*')" >/dev/null ;;
@@ -116,7 +117,6 @@ feature() {
 	"resolver off") sql "SELECT topgun.unregister_resolver('$RESOLVER', 'ws-load*')" >/dev/null ;;
 	*) tg_die "unknown feature $1" ;;
 	esac
-	sleep 1.5
 }
 
 # The journal's last sequence number: a journaled run must move it.

@@ -323,3 +323,26 @@ tg_before_row_tuple(FunctionCallInfo fcinfo, const char *trigger_function)
 				 errmsg("%s must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger", trigger_function)));
 	return TRIGGER_FIRED_BY_UPDATE(td->tg_event) ? td->tg_newtuple : td->tg_trigtuple;
 }
+
+/*
+ * topgun._invalidate_cache(): an AFTER ... FOR EACH STATEMENT trigger on a
+ * small settings table (topgun.resolvers, topgun.journal_maps) whose rows
+ * backends cache.  It sends a relcache invalidation of the table, which every
+ * backend receives when the change commits (at its next transaction start),
+ * so a cache is dropped exactly when its table changed — by the SQL API or by
+ * direct DML — and never polled.
+ */
+PG_FUNCTION_INFO_V1(tg_invalidate_cache);
+Datum
+tg_invalidate_cache(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("_invalidate_cache must be an AFTER ... FOR EACH STATEMENT trigger")));
+	CacheInvalidateRelcache(td->tg_relation);
+	return PointerGetDatum(NULL);
+}

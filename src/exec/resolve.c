@@ -5,15 +5,19 @@
  * chain of every resolver registered for the op's map (built-ins natively,
  * DBA functions through SQL) and answers accept / merge / reject / local per
  * op.  Which maps have resolvers is cached (the patterns of
- * topgun.resolvers, re-read at most once a second and after a wire
- * registration), so a map without resolvers costs one glob walk per op.
+ * topgun.resolvers, re-read when the table's change commits: its statement
+ * trigger sends a relcache invalidation), so a map without resolvers costs
+ * one glob walk per op.
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -21,11 +25,11 @@
 #include "exec/events.h"
 #include "exec/resolve.h"
 
-#define PATTERNS_TTL_MS	1000
 
 static char **patterns = NULL;
 static int	npatterns = 0;
-static int64 loaded_ms = -1;
+static bool loaded = false;
+static Oid	resolvers_relid = InvalidOid;
 static int	plan_patterns = -1;
 static int	plan_resolve = -1;
 static int	plan_restamp = -1;
@@ -33,19 +37,34 @@ static int	plan_restamp = -1;
 void
 tg_resolvers_invalidate(void)
 {
-	loaded_ms = -1;
+	loaded = false;
+}
+
+/* topgun.resolvers changed (its statement trigger, topgun._invalidate_cache) */
+static void
+relcache_cb(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == resolvers_relid)
+		loaded = false;
 }
 
 /* In a transaction. */
 bool
 tg_resolvers_on(const char *map)
 {
-	int64		now = tg_mono_ms();
 	size_t		len = strlen(map);
 
-	if (loaded_ms < 0 || now - loaded_ms > PATTERNS_TTL_MS)
+	if (!loaded)
 	{
 		MemoryContext old;
+		static bool cb_registered = false;
+
+		if (!cb_registered)
+		{
+			CacheRegisterRelcacheCallback(relcache_cb, (Datum) 0);
+			cb_registered = true;
+		}
+		resolvers_relid = get_relname_relid("resolvers", get_namespace_oid("topgun", false));
 
 		if (SPI_execute_plan(tg_live_plan(&plan_patterns,
 										  "SELECT DISTINCT map_pattern FROM topgun.resolvers", 0, NULL),
@@ -61,7 +80,7 @@ tg_resolvers_on(const char *map)
 		for (int i = 0; i < npatterns; i++)
 			patterns[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		MemoryContextSwitchTo(old);
-		loaded_ms = now;
+		loaded = true;
 	}
 	for (int i = 0; i < npatterns; i++)
 		if (tg_res_glob(patterns[i], strlen(patterns[i]), map, len))

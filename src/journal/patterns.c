@@ -6,8 +6,8 @@
  * itself).  The storage triggers ask for every row they see, so the answer
  * is cached per backend: the patterns, and the decision per map name.  The
  * cache is dropped by a relcache invalidation of topgun.journal_maps, which
- * journal_enable()/journal_disable() send (transactionally: other backends
- * see the change when it commits).  With no pattern at all the check is one
+ * the table's statement trigger (topgun._invalidate_cache) sends
+ * (transactionally: other backends see the change when it commits).  With no pattern at all the check is one
  * comparison.
  */
 #include "topgun.h"
@@ -37,7 +37,6 @@ static char **patterns = NULL;
 static HTAB *decisions = NULL;
 
 PG_FUNCTION_INFO_V1(tg_journal_enabled);
-PG_FUNCTION_INFO_V1(tg_journal_invalidate);
 
 /* Glob match: '*' is any run of characters (iterative, linear backtracking). */
 static bool
@@ -181,14 +180,4 @@ tg_journal_enabled(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(tg_journal_any_enabled());
 	map = PG_GETARG_TEXT_PP(0);
 	PG_RETURN_BOOL(tg_journal_map_enabled(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map)));
-}
-
-/* topgun._journal_invalidate(): every backend reloads the patterns after this commits. */
-Datum
-tg_journal_invalidate(PG_FUNCTION_ARGS)
-{
-	Oid			relid = tg_journal_relid("journal_maps", false);
-
-	CacheInvalidateRelcacheByRelid(relid);
-	PG_RETURN_VOID();
 }

@@ -113,6 +113,14 @@ CREATE TABLE topgun.resolvers (
 );
 COMMENT ON TABLE topgun.resolvers IS 'Conflict resolvers on client writes, highest priority first, then registration order';
 SELECT pg_catalog.pg_extension_config_dump('topgun.resolvers', '');
+-- Backends cache the resolver patterns (src/exec/resolve.c) and drop the
+-- cache on a relcache invalidation of this table, sent by this trigger when
+-- a change commits; topgun.journal_maps uses the same trigger.
+CREATE FUNCTION topgun._invalidate_cache() RETURNS trigger
+  AS 'MODULE_PATHNAME', 'tg_invalidate_cache' LANGUAGE C;
+REVOKE ALL ON FUNCTION topgun._invalidate_cache() FROM PUBLIC;
+CREATE TRIGGER resolvers_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON topgun.resolvers
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._invalidate_cache();
 
 
 -- Resolvers on SQL writes: resolvers registered with apply_to_sql also judge

@@ -29,13 +29,15 @@ COMMENT ON TABLE topgun.journal_events IS 'Journal events in sequence order (rea
 SELECT pg_catalog.pg_extension_config_dump('topgun.journal_maps', '');
 SELECT pg_catalog.pg_extension_config_dump('topgun.journal_events', '');
 SELECT pg_catalog.pg_extension_config_dump('topgun.journal_seq', '');
+-- the journaled-map cache of every backend (src/journal/patterns.c) is
+-- dropped when this table's change commits (the trigger function: 65_logic.sql)
+CREATE TRIGGER journal_maps_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON topgun.journal_maps
+  FOR EACH STATEMENT EXECUTE FUNCTION topgun._invalidate_cache();
 
 CREATE FUNCTION topgun.journal_enabled(map text DEFAULT NULL) RETURNS boolean
   AS 'MODULE_PATHNAME', 'tg_journal_enabled' LANGUAGE C STABLE PARALLEL SAFE;
 COMMENT ON FUNCTION topgun.journal_enabled(text) IS
   'Whether the map is journaled (NULL: whether any map is)';
-CREATE FUNCTION topgun._journal_invalidate() RETURNS void
-  AS 'MODULE_PATHNAME', 'tg_journal_invalidate' LANGUAGE C VOLATILE;
 CREATE FUNCTION topgun.journal_horizon() RETURNS bigint
   AS 'MODULE_PATHNAME', 'tg_journal_horizon_sql' LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION topgun.journal_horizon() IS
@@ -75,7 +77,6 @@ BEGIN
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM topgun._journal_invalidate();
   RETURN true;
 END $$;
 COMMENT ON FUNCTION topgun.journal_enable(text) IS
@@ -88,7 +89,6 @@ BEGIN
   IF NOT FOUND THEN
     RETURN false;
   END IF;
-  PERFORM topgun._journal_invalidate();
   RETURN true;
 END $$;
 COMMENT ON FUNCTION topgun.journal_disable(text) IS
@@ -184,4 +184,3 @@ COMMENT ON FUNCTION topgun.journal_trim(integer) IS
 REVOKE ALL ON FUNCTION topgun.journal_trim(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION topgun.journal_enable(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION topgun.journal_disable(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION topgun._journal_invalidate() FROM PUBLIC;

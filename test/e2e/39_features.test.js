@@ -78,6 +78,25 @@ test('a resolver rejects a write: OP_ACK false, MERGE_REJECTED, and the writer c
   }
 });
 
+test('a resolver registered or dropped in SQL applies from the next client write on (no cache delay)', async () => {
+  const map = hlc.uniqueName('sqlres');
+  const c = await Client.authed({ name: 'writer' });
+  try {
+    let ack = await c.sendOps([hlc.putOp(map, 'stock', -5, hlc.now('writer'))]);
+    assert.equal(ack.payload.results[0].success, true, 'no resolver yet');
+    psql(`SELECT topgun.register_resolver('builtin:non_negative', ${lit(map)})`);
+    ack = await c.sendOps([hlc.putOp(map, 'stock', -6, hlc.now('writer'))]);
+    assert.equal(ack.payload.results[0].success, false, 'the resolver is in force at once');
+    psql(`SELECT topgun.unregister_resolver('builtin:non_negative', ${lit(map)})`);
+    ack = await c.sendOps([hlc.putOp(map, 'stock', -7, hlc.now('writer'))]);
+    assert.equal(ack.payload.results[0].success, true, 'and gone at once');
+    assert.equal(psql(`SELECT topgun.lww_get(${lit(map)}, 'stock')`), '-7');
+  } finally {
+    psql(`SELECT topgun.unregister_resolver('builtin:non_negative', ${lit(map)})`);
+    await c.close();
+  }
+});
+
 test('SEARCH: results from an enabled map; a map without search gets SEARCH_RESP with an error', async () => {
   const map = hlc.uniqueName('docs');
   const c = await Client.authed({ name: 'searcher' });
