@@ -4,9 +4,11 @@
  * Input: a msgpack array [query, value, value, ...] (anything else is also
  * tried as a raw regex pattern/subject pair).  For every input: compile the
  * query (errors are fine), evaluate it on every value, check that the sort
- * order is antisymmetric, that a cursor made for a result is accepted back as
- * "valid" and does not place that result after itself.  Any violated
- * property traps.
+ * order is antisymmetric and transitive (a total order), that a cursor made
+ * for a result is accepted back as "valid" and does not place that result
+ * after itself, and that the index prefilter (every attribute indexed) has
+ * at most one comparison per predicate node, which bounds the parameters of
+ * its SQL (src/exec/query_sql.c).  Any violated property traps.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +24,37 @@ static int
 sign(int v)
 {
 	return (v > 0) - (v < 0);
+}
+
+static int
+all_indexed(const char *attr, size_t len, void *arg)
+{
+	(void) attr;
+	(void) arg;
+	return (len & 1) ? TG_PRE_EQUALITY : TG_PRE_ORDERED;
+}
+
+/* comparisons in a prefilter (traps on a malformed tree) */
+static int
+pre_leaves(const TgPre *p, int depth)
+{
+	int			n = 0;
+
+	if (p == NULL || depth > TG_QUERY_MAX_NODES)
+		__builtin_trap();
+	if (p->kind == TG_PRE_CMP)
+	{
+		if (p->attr == NULL || p->value == NULL || p->op < TG_PRE_EQ || p->op > TG_PRE_PREFIX ||
+			(p->op == TG_PRE_PREFIX && (p->value->type != MP_STR || p->prefixlen == 0 ||
+										p->prefixlen > p->value->len)))
+			__builtin_trap();
+		return 1;
+	}
+	if (p->n < 2)
+		__builtin_trap();
+	for (int i = 0; i < p->n; i++)
+		n += pre_leaves(p->kids[i], depth + 1);
+	return n;
 }
 
 int
@@ -69,6 +102,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		mp_arena_free(&arena);
 		return 0;
 	}
+	{
+		MpArena		pa;
+		const TgPre *pre;
+
+		mp_arena_init(&pa);
+		pre = tg_query_prefilter(q, &pa, all_indexed, NULL);
+		if (pre && pre_leaves(pre, 0) > TG_QUERY_MAX_NODES)
+			__builtin_trap();
+		mp_arena_free(&pa);
+	}
 	for (uint32_t i = 1; i < root->len; i++)
 	{
 		const MpNode *v = &root->v.items[i];
@@ -99,6 +142,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			ba = tg_query_compare(q, key2, strlen(key2), &root->v.items[j], key, strlen(key), v);
 			if (sign(ab) != -sign(ba))
 				__builtin_trap();
+			for (uint32_t k = 1; k < root->len && k < 8; k++)
+			{
+				char		key3[16];
+
+				snprintf(key3, sizeof(key3), "k%u", k);
+				if (ab < 0 &&
+					tg_query_compare(q, key2, strlen(key2), &root->v.items[j], key3, strlen(key3),
+									 &root->v.items[k]) < 0 &&
+					tg_query_compare(q, key, strlen(key), v, key3, strlen(key3), &root->v.items[k]) >= 0)
+					__builtin_trap();	/* the sort order is total: < is transitive */
+			}
 		}
 	}
 	tg_query_free(q);

@@ -12,7 +12,9 @@
 
 #include "query/query.h"
 
-#define TG_QSQL_MAX_ARGS	(2 * TG_QUERY_MAX_NODES + 8)
+/* the map, then at most 3 per prefilter comparison (path, constant(s); fuzz_query
+ * checks one comparison per predicate node at most), the sort path and cursor */
+#define TG_QSQL_MAX_ARGS	(3 * TG_QUERY_MAX_NODES + 8)
 
 typedef struct TgQIndex
 {

@@ -551,7 +551,19 @@ tgq_sort_compare(const MpNode *a, const MpNode *b)
 
 	if (ta != tb)
 		return sort_rank(ta) < sort_rank(tb) ? -1 : 1;
-	if (ta != JS_NUMBER && ta != JS_STRING && ta != JS_BOOL && ta != JS_ARRAY)
+	if (ta == JS_NUMBER)
+	{
+		double		x = mp_number_as_double(a),
+					y = mp_number_as_double(b);
+
+		/* NaN (never stored: only in a forged cursor) after every number */
+		if (isnan(x) || isnan(y))
+			return isnan(x) == isnan(y) ? 0 : isnan(x) ? 1 : -1;
+		if (a->type == MP_INT && b->type == MP_INT)
+			return a->v.i < b->v.i ? -1 : a->v.i > b->v.i;
+		return x < y ? -1 : x > y;
+	}
+	if (ta != JS_STRING && ta != JS_BOOL && ta != JS_ARRAY)
 		return 0;
 	c = tgq_js_compare(a, b);
 	return c == 2 ? 0 : c;
