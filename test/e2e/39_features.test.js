@@ -88,7 +88,11 @@ test('a resolver registered or dropped in SQL applies from the next client write
     ack = await c.sendOps([hlc.putOp(map, 'stock', -6, hlc.now('writer'))]);
     assert.equal(ack.payload.results[0].success, false, 'the resolver is in force at once');
     psql(`SELECT topgun.unregister_resolver('builtin:non_negative', ${lit(map)})`);
-    ack = await c.sendOps([hlc.putOp(map, 'stock', -7, hlc.now('writer'))]);
+    // newer than the stored record, which the rejection re-stamped with the server's clock
+    const [ms, ctr] = psql(`SELECT ts::text FROM topgun.lww WHERE map = ${lit(map)} AND key = 'stock'`).split(':').map(Number);
+    const t = hlc.now('writer');
+    const ts = t.millis > ms ? t : { millis: ms, counter: ctr + 1, nodeId: 'writer' };
+    ack = await c.sendOps([hlc.putOp(map, 'stock', -7, ts)]);
     assert.equal(ack.payload.results[0].success, true, 'and gone at once');
     assert.equal(psql(`SELECT topgun.lww_get(${lit(map)}, 'stock')`), '-7');
   } finally {
