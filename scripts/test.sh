@@ -26,6 +26,8 @@
 #   TOPGUN_SUITES    space-separated subset to run (default: all)
 #   TOPGUN_KEEP=1    keep the temporary directories for inspection
 #   TOPGUN_E2E_CONF  one extra postgresql.conf line for the e2e cluster
+#   TOPGUN_E2E_FILES e2e files to run (names without .test.js; default: all)
+#   TOPGUN_TAP_FILES TAP files to run (names without .pl; default: all)
 #                    (scripts/valgrind.sh lengthens the heartbeat timeout)
 set -uo pipefail
 # shellcheck source=lib.sh
@@ -285,6 +287,12 @@ suite_e2e() {
 		# test must not overlap the others).
 		local files=()
 		mapfile -t files < <(ls test/e2e/*.test.js | sort)
+		if [ -n "${TOPGUN_E2E_FILES:-}" ]; then
+			# a subset while developing: TOPGUN_E2E_FILES="37_locks 38_rejections"
+			local want=() w
+			for w in $TOPGUN_E2E_FILES; do want+=("test/e2e/${w%.test.js}.test.js"); done
+			files=("${want[@]}")
+		fi
 		if [ "${#conc[@]}" -gt 0 ]; then
 			TOPGUN_WS_URL="ws://127.0.0.1:$WSPORT" \
 				TOPGUN_PG="$(tg_conninfo "$state")" \
@@ -324,6 +332,12 @@ suite_tap() {
 	tree_copy
 	local rc=0 files=()
 	mapfile -t files < <(cd "$TREE" && ls test/t/*.pl | sort)
+	if [ -n "${TOPGUN_TAP_FILES:-}" ]; then
+		# a subset while developing: TOPGUN_TAP_FILES="031_lock_crash"
+		files=()
+		local w
+		for w in $TOPGUN_TAP_FILES; do files+=("test/t/${w%.pl}.pl"); done
+	fi
 	# The crash/restart tests drive real WebSocket clients (test/t/crash_clients.js,
 	# built on the e2e helpers): give the tree copy the e2e node modules.
 	if [ ! -d "$TREE/test/e2e/node_modules" ]; then
