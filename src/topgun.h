@@ -10,11 +10,30 @@
 
 #include "postgres.h"
 
+#include "utils/guc.h"
+
 /* Hard limits on names, enforced by every write path (documented in docs/sql-api.md). */
 #define TG_MAX_MAP_BYTES	256
 #define TG_MAX_KEY_BYTES	1024
 #define TG_MAX_NODE_BYTES	128
 #define TG_MAX_TAG_BYTES	256
+
+/*
+ * topgun.production (src/core/mode.c; registered with the sync server's GUCs):
+ * every module's production defaults follow it (docs/configuration.md).
+ */
+extern bool tg_production;
+
+/*
+ * Settings whose default follows topgun.production: an enum GUC of auto
+ * (the default: on exactly when topgun.production is on), on and off (the
+ * boolean spellings are accepted too).
+ */
+#define TG_AUTO_OFF		0
+#define TG_AUTO_ON		1
+#define TG_AUTO			2
+extern const struct config_enum_entry tg_auto_bool_options[];
+extern bool tg_auto_on(int mode);
 
 /* Module initialisation (called from _PG_init). */
 extern void tg_clock_init(void);

@@ -365,6 +365,25 @@ string_claim(const TgJsonValue *v, char *buf, size_t cap)
 	return tg_json_string_decode(v, buf, cap + 1, &has_nul) >= 0 && !has_nul;
 }
 
+/*
+ * An identity claim (sub / userId): a string of at most TG_JWT_MAX_ID_BYTES
+ * bytes.  A longer one is refused with its own message (never truncated:
+ * two identities sharing a prefix would become one user).
+ */
+static bool
+id_claim(const TgJsonValue *v, const char *name, char *buf, char *err, size_t errlen)
+{
+	if (string_claim(v, buf, TG_JWT_MAX_ID_BYTES))
+		return true;
+	/* a decoded string is never longer than its JSON text */
+	if (v->type == TG_JSON_STRING && v->len - 2 > TG_JWT_MAX_ID_BYTES &&
+		tg_json_string_decode(v, buf, TG_JWT_MAX_ID_BYTES + 1, NULL) < 0)
+		tg_jwt_set_err(err, errlen, "%s longer than %d bytes", name, TG_JWT_MAX_ID_BYTES);
+	else
+		tg_jwt_set_err(err, errlen, "invalid %s value", name);
+	return false;
+}
+
 enum
 {
 	C_EXP, C_NBF, C_IAT, C_SUB, C_USERID, C_ROLES, C_NCLAIMS
@@ -453,20 +472,14 @@ check_claims(const TgJsonValue *pl, int64_t now_s, int leeway_s, int flags,
 	}
 	if (counts[C_SUB])
 	{
-		if (!string_claim(&vals[C_SUB], out->sub, TG_JWT_MAX_ID_BYTES))
-		{
-			tg_jwt_set_err(err, errlen, "invalid sub value");
+		if (!id_claim(&vals[C_SUB], "sub", out->sub, err, errlen))
 			return TG_JWT_BAD_CLAIMS;
-		}
 		out->has_sub = true;
 	}
 	if (counts[C_USERID])
 	{
-		if (!string_claim(&vals[C_USERID], out->user_id, TG_JWT_MAX_ID_BYTES))
-		{
-			tg_jwt_set_err(err, errlen, "invalid userId value");
+		if (!id_claim(&vals[C_USERID], "userId", out->user_id, err, errlen))
 			return TG_JWT_BAD_CLAIMS;
-		}
 		out->has_user_id = true;
 	}
 	else if (out->has_sub)

@@ -34,7 +34,15 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static char *tg_node_id_guc = NULL;
 static int	tg_max_drift_ms = 60000;
-static bool tg_strict_clock = false;
+/* topgun.strict_clock: on, off, or auto (= on exactly when topgun.production) */
+static int	tg_strict_clock_mode = TG_AUTO;
+
+/* Whether remote timestamps beyond topgun.max_drift_ms are refused. */
+bool
+tg_clock_strict(void)
+{
+	return tg_auto_on(tg_strict_clock_mode);
+}
 
 /* Drift warnings are rate limited per process: one line per 10 s, then a count. */
 #define DRIFT_WARN_INTERVAL_MS 10000
@@ -128,10 +136,12 @@ tg_clock_init(void)
 							"How far ahead of the local wall clock a remote timestamp may be.",
 							NULL, &tg_max_drift_ms, 60000, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
-	DefineCustomBoolVariable("topgun.strict_clock",
+	DefineCustomEnumVariable("topgun.strict_clock",
 							 "Reject remote timestamps further than topgun.max_drift_ms ahead.",
-							 "When off, such timestamps are accepted with a rate-limited warning.",
-							 &tg_strict_clock, false, PGC_SUSET, 0, NULL, NULL, NULL);
+							 "on: refuse them; off: accept them with a rate-limited warning; "
+							 "auto: on when topgun.production is on, else off.",
+							 &tg_strict_clock_mode, TG_AUTO, tg_auto_bool_options,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = clock_shmem_request;
@@ -214,7 +224,7 @@ drift_check(const TgHlc *remote, int64 sys)
 
 	if (drift <= tg_max_drift_ms)
 		return true;
-	if (tg_strict_clock)
+	if (tg_clock_strict())
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_FIELD_OVERFLOW),
 				 errmsg("clock drift detected: timestamp of node \"%.*s\" is more than %d ms ahead of the local clock",
@@ -247,7 +257,7 @@ tg_clock_drift_error(const TgHlc *remote)
 {
 	int64		sys = wall_millis();
 
-	if (!tg_strict_clock || remote->millis - sys <= tg_max_drift_ms ||
+	if (!tg_clock_strict() || remote->millis - sys <= tg_max_drift_ms ||
 		remote->millis <= clock_millis(get_clock()))
 		return NULL;
 	return psprintf("clock drift detected: timestamp of node \"%.*s\" is more than %d ms ahead of the local clock",

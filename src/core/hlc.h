@@ -44,5 +44,6 @@ extern TgHlc *tg_clock_now(void);
 extern TgHlc *tg_clock_update(const TgHlc *remote);
 extern void tg_clock_observe(const TgHlc *remote);
 extern char *tg_clock_drift_error(const TgHlc *remote);
+extern bool tg_clock_strict(void);
 
 #endif							/* TG_HLC_H */

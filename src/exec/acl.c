@@ -96,8 +96,9 @@ tg_acl_load(void)
 	MemoryContextSwitchTo(old);
 	if (npolicies == 0 && tg_production && (!acl_loaded || acl_stale))
 		ereport(WARNING,
-				(errmsg("topgun: topgun.policies is empty: every authenticated client may read and write every map, topic and counter"),
-				 errhint("Insert policies, e.g. INSERT INTO topgun.policies (role, pattern, actions) VALUES ('USER', 'public/*', '{READ}').")));
+				(errmsg("topgun: topgun.policies is empty: with topgun.production on, every action of a client without the ADMIN role is denied"),
+				 errhint("Insert policies to open up, e.g. INSERT INTO topgun.policies (role, pattern, actions) VALUES ('USER', 'public/*', '{READ}'); "
+						 "('USER', '*', '{ALL}') allows every authenticated client everything (docs/access-control.md).")));
 	acl_loaded = true;
 	acl_stale = false;
 }
@@ -145,7 +146,7 @@ glob_match(const char *p, size_t plen, const char *s, size_t slen)
 static bool
 pattern_match(TgConn *c, const char *pattern, const char *res, size_t len)
 {
-	const char *uid = c->user_id[0] ? c->user_id : c->sub;
+	const char *uid = tg_conn_identity(c);
 	const char *at = strstr(pattern, "{userId}");
 
 	if (at == NULL)
@@ -202,7 +203,7 @@ tg_acl_allowed(TgConn *c, const char *resource, size_t len, TgAction act)
 	if (!acl_loaded)
 		return false;			/* fail closed until the policies could be read */
 	if (npolicies == 0)
-		return true;
+		return !tg_production;	/* development: open; production: fail closed */
 	for (int i = 0; i < npolicies; i++)
 	{
 		if ((policies[i].actions & act) == 0)

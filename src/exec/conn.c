@@ -52,6 +52,12 @@ tg_conn_kill(TgConn *c, int code, const char *reason)
 	close_record(c, TG_REC_KILL, code, reason);
 }
 
+const char *
+tg_conn_identity(const TgConn *c)
+{
+	return c->user_id[0] ? c->user_id : c->sub;
+}
+
 void
 tg_conn_update_slot(TgConn *c)
 {
@@ -62,7 +68,8 @@ tg_conn_update_slot(TgConn *c)
 		return;
 	memset(&s, 0, sizeof(s));
 	s.authenticated = c->authenticated;
-	strlcpy(s.user, c->user_id[0] ? c->user_id : c->sub, sizeof(s.user));
+	s.expires_ms = c->token_expires_ms;
+	strlcpy(s.user, tg_conn_identity(c), sizeof(s.user));
 	s.watched_maps = c->nwatches + c->ntopics + c->ncounters;
 	s.queries = c->nqueries;
 	s.topics = c->ntopics;

@@ -183,9 +183,41 @@ h_ignore(TgConn *c, TgInMsg *in, TgMessage *m)
 	return TG_ANSWERED;			/* AUTH again after AUTH_ACK: the client does that */
 }
 
+/*
+ * An invalid op without a usable id cannot be named in the OP_ACK: answer
+ * it with ERROR 400 naming the op and its field, so that no op is dropped
+ * silently.  The valid ops of the batch are still applied and acked (a
+ * client resending the batch gets the same answer again).
+ */
+static void
+answer_unnamed_invalid(TgConn *c, const TgMessage *m)
+{
+	int			nbad = 0;
+	int			first = -1;
+	const char *why;
+
+	for (uint32 i = 0; i < m->u.op_batch.n_ops; i++)
+	{
+		const TgOp *op = &m->u.op_batch.ops[i];
+
+		if (!op->valid && !op->has_id && nbad++ == 0)
+			first = (int) i;
+	}
+	if (nbad == 0)
+		return;
+	why = m->u.op_batch.ops[first].error ? m->u.op_batch.ops[first].error : "invalid op";
+	if (nbad == 1)
+		tg_send_error(c, 400, psprintf("Invalid op ops[%d] not applied: %s", first, why));
+	else
+		tg_send_error(c, 400, psprintf("%d invalid ops without a usable id not applied; ops[%d]: %s",
+									   nbad, first, why));
+}
+
 static TgHandled
 h_write(TgConn *c, TgInMsg *in, TgMessage *m)
 {
+	if (m->type == TG_MSG_OP_BATCH && m->u.op_batch.n_invalid > 0)
+		answer_unnamed_invalid(c, m);
 	tg_group_add(c, in, m);
 	return TG_FRAME_KEPT;
 }
@@ -389,6 +421,8 @@ handle_one(TgInMsg *in)
 		else
 			tg_conn_close(c, 4001, "Auth required");
 	}
+	else if (c->token_expires_ms > 0 && tg_now_ms() >= c->token_expires_ms)
+		tg_conn_close(c, 4001, "Token expired");	/* not applied: resent after re-AUTH */
 	else if (msg.type < TG_MSG_COUNT_ && handlers[msg.type] != NULL)
 		r = handlers[msg.type] (c, in, &msg);
 	else

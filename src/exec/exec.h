@@ -80,6 +80,8 @@ tg_put_tgstr(MpBuf *b, TgStr s)
 /* ------------------------------------------------ conn.c (where sends go) */
 
 extern void tg_conn_handled(TgConn *c, int n);
+/* The connection's identity: the token's userId, else its sub ("" if none). */
+extern const char *tg_conn_identity(const TgConn *c);
 
 /* ------------------------------------------------ watches.c */
 extern bool tg_watches_map(TgConn *c, const char *map, size_t len);

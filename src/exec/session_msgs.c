@@ -130,7 +130,8 @@ tg_handle_auth(TgConn *c, TgMessage *m)
 	}
 	else
 		r = tg_jwt_verify(&tg_jwt_key, m->u.auth.token.p, m->u.auth.token.len,
-						  (int64_t) time(NULL), tg_jwt_leeway_s, 0, 0,
+						  (int64_t) time(NULL), tg_jwt_leeway_s, 0,
+						  tg_auto_on(tg_jwt_require_exp) ? TG_JWT_REQUIRE_EXP : 0,
 						  &claims, err, sizeof(err));
 	if (r != TG_JWT_OK)
 	{
@@ -154,6 +155,10 @@ tg_handle_auth(TgConn *c, TgMessage *m)
 	tg_stat_add(TG_STAT_AUTH_OK, 1);
 	c->authenticated = true;
 	c->last_ping_ms = tg_mono_ms();
+	/* closed with 4001 at exp + leeway (src/server/main.c, tg_dispatch) */
+	c->token_expires_ms = 0;
+	if (claims.has_exp && claims.exp < 1e14)	/* later than year 5000: never */
+		c->token_expires_ms = (int64) (claims.exp * 1000.0) + (int64) tg_jwt_leeway_s * 1000;
 	strlcpy(c->sub, claims.has_sub ? claims.sub : "", sizeof(c->sub));
 	strlcpy(c->user_id, claims.has_user_id ? claims.user_id : "", sizeof(c->user_id));
 	for (int i = 0; i < c->nroles; i++)

@@ -19,6 +19,8 @@
 #include "storage/dsm.h"
 #include "storage/shm_mq.h"
 
+#include "auth/jwt.h"
+
 #define TG_IPC_MAGIC		0x74677131	/* "tgq1" */
 #define TG_MAX_READERS		32
 
@@ -73,7 +75,8 @@ typedef struct TgRecSession
 	int32		counters;
 	uint64		limit_hits;
 	uint64		denied;
-	char		user[128];
+	int64		expires_ms;		/* the token's exp + leeway (wall ms), 0 = never */
+	char		user[TG_JWT_MAX_ID_BYTES + 1];	/* the whole identity */
 } TgRecSession;
 
 typedef struct TgRecError

@@ -83,10 +83,9 @@ Datum
 tg_repl_observe(PG_FUNCTION_ARGS)
 {
 	TgHlc	   *ts = PG_GETARG_HLC_P(0);
-	const char *strict = GetConfigOption("topgun.strict_clock", true, false);
 	const char *drift = GetConfigOption("topgun.max_drift_ms", true, false);
 
-	if (strict != NULL && strcmp(strict, "on") == 0 && drift != NULL &&
+	if (tg_clock_strict() && drift != NULL &&
 		ts->millis - wall_millis() > pg_strtoint64(drift))
 	{
 		/* accepted by its origin already: keep the row, not the clock jump */

@@ -228,6 +228,7 @@ apply_records(const void *data, Size len)
 					memcpy(&s, p, Min(sizeof(s), r.len));
 					s.user[sizeof(s.user) - 1] = '\0';
 					c->authenticated = s.authenticated;
+					c->token_expires_ms = s.expires_ms;
 					strlcpy(c->user_id, s.user, sizeof(c->user_id));
 					c->nwatches = s.watched_maps;
 					c->nqueries = s.queries;

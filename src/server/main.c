@@ -333,6 +333,10 @@ housekeeping(void)
 		else if (c->authenticated &&
 				 now - Max(c->last_ping_ms, c->last_rx_ms) > tg_heartbeat_timeout_ms)
 			tg_sock_close(c, 4002, "Heartbeat timeout");
+		/* the token expired on an open connection: the client reconnects with a fresh one */
+		else if (c->authenticated && c->token_expires_ms > 0 &&
+				 tg_now_ms() >= c->token_expires_ms)
+			tg_sock_close(c, 4001, "Token expired");
 		tg_sock_update_slot(c);
 	}
 }

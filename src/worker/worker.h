@@ -15,6 +15,9 @@
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
 
+#include "auth/jwt.h"
+#include "topgun.h"
+
 /*
  * Invariant checks of the sync server (queues, group commit, fan-out):
  * compiled in by `make DEBUG=1` (the sanitizer suite), out of release builds.
@@ -44,7 +47,7 @@ extern char *tg_jwt_secret;
 extern char *tg_jwt_public_key_file;
 extern char *tg_jwt_secret_file;
 extern int	tg_jwt_leeway_s;
-extern bool tg_production;
+extern int	tg_jwt_require_exp;	/* TG_AUTO / TG_AUTO_ON / TG_AUTO_OFF */
 extern char *tg_ssl_cert_file;
 extern char *tg_ssl_key_file;
 extern int	tg_group_commit_max_ops;
@@ -111,7 +114,8 @@ extern const char *const tg_stat_names[TG_STAT_COUNT];
  * changecount protocol of PgBackendStatus (odd = being written).
  */
 #define TG_SLOT_ADDR_LEN	64
-#define TG_SLOT_USER_LEN	128
+/* a whole identity (sub / userId, never truncated) plus its NUL */
+#define TG_SLOT_USER_LEN	(TG_JWT_MAX_ID_BYTES + 1)
 
 typedef struct TgConnSlot
 {
@@ -268,8 +272,9 @@ typedef struct TgConn
 	int64		last_ping_ms;
 	int64		last_rx_ms;		/* a complete frame arrived (liveness, see housekeeping) */
 	char		remote[64];
-	char		sub[128];
-	char		user_id[128];
+	char		sub[TG_SLOT_USER_LEN];
+	char		user_id[TG_SLOT_USER_LEN];
+	int64		token_expires_ms;	/* wall clock: the token's exp + leeway; 0 = never */
 	int			nroles;
 	char	   *roles[TG_MAX_ROLES];
 	TgWatch    *watches;

@@ -39,7 +39,7 @@ char	   *tg_jwt_secret = NULL;
 char	   *tg_jwt_public_key_file = NULL;
 char	   *tg_jwt_secret_file = NULL;
 int			tg_jwt_leeway_s = 30;
-bool		tg_production = false;
+int			tg_jwt_require_exp = TG_AUTO;
 char	   *tg_ssl_cert_file = NULL;
 char	   *tg_ssl_key_file = NULL;
 int			tg_group_commit_max_ops = 20000;
@@ -267,6 +267,11 @@ tg_worker_init(void)
 							"Clock leeway in seconds for JWT exp/nbf checks.",
 							NULL, &tg_jwt_leeway_s, 30, 0, 3600,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomEnumVariable("topgun.jwt_require_exp",
+							 "Refuse client JWTs without an exp claim.",
+							 "auto: on when topgun.production is on, else off.",
+							 &tg_jwt_require_exp, TG_AUTO, tg_auto_bool_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("topgun.production",
 							 "Production mode: refuse to serve with a missing, default or weak JWT secret.",
 							 NULL, &tg_production, false,

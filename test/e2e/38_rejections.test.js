@@ -17,6 +17,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const { Client } = require('./lib/client');
 const hlc = require('./lib/hlc');
+const env = require('./lib/env');
+const jwt = require('./lib/jwt');
 const { psql, rows, lit } = require('./lib/psql');
 const { workerPid, waitWorker, restartServer } = require('./lib/server');
 const { setGuc, stat, feedBarrier } = require('./lib/barrier');
@@ -136,14 +138,28 @@ test('strict clock: a timestamp too far ahead is rejected over the wire; the res
     assert.match((await w.waitFor('OP_REJECTED')).payload.reason, /clock drift/);
     assert.equal(lwwGet(map, 'k'), 'old');
 
-    // with strict_clock off the same timestamp is accepted (with a warning)
+    // the default, auto, is on in production (an ADMIN writer: production's
+    // empty policy table denies everyone else)
     await setGuc('topgun.strict_clock', null);
+    await setGuc('topgun.production', 'on');
+    const adm = await Client.authed({ name: 'admin', token: jwt.hs256(env.jwtSecret, jwt.defaultClaims({ roles: ['ADMIN'] })) });
+    try {
+      adm.send({ type: 'CLIENT_OP', payload: hlc.putOp(map, 'k', 'in production', { ...future, counter: 2 }) });
+      assert.match((await adm.waitFor('OP_REJECTED')).payload.reason, /clock drift/);
+      assert.equal(lwwGet(map, 'k'), 'old');
+    } finally {
+      await setGuc('topgun.production', null);
+      await adm.close();
+    }
+
+    // with strict_clock off (auto outside production) the same timestamp is accepted (with a warning)
     const later = hlc.putOp(map, 'k', 'accepted', { ...future, counter: 3 });
     const ack2 = await w.sendOps([later]);
     assert.equal(ack2.payload.results[0].success, true);
     assert.equal(lwwGet(map, 'k'), 'accepted');
   } finally {
     await setGuc('topgun.strict_clock', null);
+    await setGuc('topgun.production', null);
     await setGuc('topgun.max_drift_ms', null);
     await w.close();
     await watcher.close();

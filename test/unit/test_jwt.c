@@ -817,8 +817,34 @@ test_hs256(void)
 		free(t);
 		snprintf(payload, sizeof(payload), "{\"sub\":\"%s\"}", id257);
 		t = hs(payload);
-		CHECK(verify(&key, t, 0, &c, err) == TG_JWT_BAD_CLAIMS, "257-byte sub: %s", err);
+		CHECK(verify(&key, t, 0, &c, err) == TG_JWT_BAD_CLAIMS &&
+			  strcmp(err, "sub longer than 256 bytes") == 0, "257-byte sub: %s", err);
 		free(t);
+		snprintf(payload, sizeof(payload), "{\"sub\":\"a\",\"userId\":\"%s\"}", id257);
+		t = hs(payload);
+		CHECK(verify(&key, t, 0, &c, err) == TG_JWT_BAD_CLAIMS &&
+			  strcmp(err, "userId longer than 256 bytes") == 0, "257-byte userId: %s", err);
+		free(t);
+		/* 86 escapes of 3 bytes each: 516 JSON bytes, 258 decoded: still too long */
+		{
+			char		esc[700];
+			char	   *q = esc;
+
+			for (int i = 0; i < 86; i++)
+				q += sprintf(q, "\\u20ac");
+			snprintf(payload, sizeof(payload), "{\"sub\":\"%s\"}", esc);
+			t = hs(payload);
+			CHECK(verify(&key, t, 0, &c, err) == TG_JWT_BAD_CLAIMS &&
+				  strcmp(err, "sub longer than 256 bytes") == 0, "escaped 258-byte sub: %s", err);
+			free(t);
+			/* 85 of them decode to 255 bytes from 510 JSON bytes: accepted */
+			esc[85 * 6] = '\0';
+			snprintf(payload, sizeof(payload), "{\"sub\":\"%s\"}", esc);
+			t = hs(payload);
+			CHECK(verify(&key, t, 0, &c, err) == TG_JWT_OK && strlen(c.sub) == 255,
+				  "escaped 255-byte sub: %s", err);
+			free(t);
+		}
 	}
 
 	/* segments and base64url strictness; every variant is correctly signed */
