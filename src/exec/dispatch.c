@@ -294,13 +294,6 @@ h_search_unsub(TgConn *c, TgInMsg *in, TgMessage *m)
 }
 
 static TgHandled
-h_partition_map(TgConn *c, TgInMsg *in, TgMessage *m)
-{
-	tg_partition_map(c, m);
-	return TG_ANSWERED;
-}
-
-static TgHandled
 h_lock(TgConn *c, TgInMsg *in, TgMessage *m)
 {
 	tg_lock_handle(c, m);
@@ -349,7 +342,7 @@ static const TgHandler handlers[TG_MSG_COUNT_] = {
 	[TG_MSG_JOURNAL_READ] = h_feature,
 	[TG_MSG_JOURNAL_SUBSCRIBE] = h_journal_sub,
 	[TG_MSG_JOURNAL_UNSUBSCRIBE] = h_journal_unsub,
-	[TG_MSG_PARTITION_MAP_REQUEST] = h_partition_map,
+	[TG_MSG_PARTITION_MAP_REQUEST] = h_feature,
 	/* hybrid queries (§A2): the client expects nothing back */
 	[TG_MSG_HYBRID_QUERY_SUBSCRIBE] = h_ignore,
 	[TG_MSG_HYBRID_QUERY_UNSUBSCRIBE] = h_ignore,

@@ -247,7 +247,9 @@ extern void tg_counters_conn_gone(TgConn *c);
 /* ------------------------------------------------------- requests.c, read_msgs.c */
 extern void tg_send_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, const char *error);
 extern bool tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m);
-extern void tg_partition_map(TgConn *c, TgMessage *m);
+/* mesh_map.c: this node's endpoint for cluster-mode clients */
+extern void tg_mesh_url(char *buf, size_t len);
+extern void tg_mesh_advertise(void);
 extern void tg_read_message(TgConn *c, TgMessage *m);	/* reader */
 
 /* ------------------------------------------------------- locks.c */

@@ -4,11 +4,13 @@
  * writes, and the writes they make -- entry processors, resolver
  * registrations -- reach the other clients through the change feed like any
  * SQL write): ENTRY_PROCESS(_BATCH), SEARCH / SEARCH_SUB snapshots,
- * JOURNAL_READ, REGISTER/UNREGISTER/LIST_RESOLVERS.  The session executor
+ * JOURNAL_READ, REGISTER/UNREGISTER/LIST_RESOLVERS, PARTITION_MAP_REQUEST.  The session executor
  * checked access before; every answer is the message's own reply type (the
  * client ignores ERROR), built by SQL as jsonb and sent as msgpack.
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -29,6 +31,7 @@ typedef enum
 	Q_REGISTER,
 	Q_UNREGISTER,
 	Q_LIST,
+	Q_PARTITION,
 	Q_COUNT
 } QueryId;
 
@@ -53,6 +56,8 @@ static const char *const query_sql[Q_COUNT] = {
 	"'priority', r.priority) || CASE WHEN r.key_pattern IS NULL THEN '{}'::jsonb "
 	"ELSE pg_catalog.jsonb_build_object('keyPattern', r.key_pattern) END), '[]')) "
 	"FROM topgun.registered_resolvers r WHERE $2::text IS NULL OR r.map_pattern = $2",
+	[Q_PARTITION] = "SELECT CASE WHEN m IS NOT NULL THEN pg_catalog.jsonb_build_object('type', 'PARTITION_MAP', 'payload', m) END "
+	"FROM topgun.partition_map($1, $2) m",
 };
 
 static const Oid query_types[Q_COUNT][6] = {
@@ -63,10 +68,11 @@ static const Oid query_types[Q_COUNT][6] = {
 	[Q_REGISTER] = {TEXTOID, TEXTOID, INT4OID, TEXTOID},
 	[Q_UNREGISTER] = {TEXTOID, TEXTOID},
 	[Q_LIST] = {TEXTOID, TEXTOID},
+	[Q_PARTITION] = {INT8OID, TEXTOID},
 };
 
-static const int query_nargs[Q_COUNT] = {5, 5, 6, 4, 4, 2, 2};
-static int	query_slot[Q_COUNT] = {-1, -1, -1, -1, -1, -1, -1};
+static const int query_nargs[Q_COUNT] = {5, 5, 6, 4, 4, 2, 2, 2};
+static int	query_slot[Q_COUNT] = {-1, -1, -1, -1, -1, -1, -1, -1};
 
 static Datum
 str(TgStr s)
@@ -221,6 +227,19 @@ tg_read_message(TgConn *c, TgMessage *m)
 			n[1] = m->u.list_resolvers.has_map_name ? ' ' : 'n';
 			run(c, Q_LIST, a, n, true);
 			break;
+		case TG_MSG_PARTITION_MAP_REQUEST:
+			{
+				char		url[512];
+				double		v = m->u.partition_map_request.has_current_version ?
+					m->u.partition_map_request.current_version : 0;
+
+				/* nothing is sent for a version at or above ours (as the reference) */
+				a[0] = Int64GetDatum(v >= 9.0e18 ? INT64_MAX : v <= -9.0e18 ? INT64_MIN : (int64) floor(v));
+				tg_mesh_url(url, sizeof(url));
+				a[1] = CStringGetTextDatum(url);
+				run(c, Q_PARTITION, a, n, true);
+				break;
+			}
 		default:
 			elog(ERROR, "topgun: no database part for %s", tg_msg_type_name(m->type));
 	}

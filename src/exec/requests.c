@@ -3,7 +3,7 @@
  * (PROTOCOL-ADDENDUM §A0-§A8): access checks and the typed failure replies
  * (the client ignores ERROR, so a request it waits for always gets its own
  * reply type), then the database part in a reader executor
- * (read_msgs.c).  Also PARTITION_MAP for cluster-mode clients and the
+ * (read_msgs.c), PARTITION_MAP for cluster-mode clients included.  Also the
  * messages that want no answer.
  */
 #include "postgres.h"
@@ -14,8 +14,6 @@
 #include "exec/exec.h"
 #include "exec/readers.h"
 #include "exec/resolve.h"
-
-#define PARTITION_COUNT 271
 
 typedef struct Pending
 {
@@ -122,6 +120,9 @@ done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *err)
 	{
 		if (msg)
 			tg_readers_forward_frames(c, NULL, msg, len, NULL);
+		else if (p->type == TG_MSG_PARTITION_MAP_REQUEST)
+			ereport(LOG, (errmsg("topgun: PARTITION_MAP for connection %llu failed: %s",
+								 (unsigned long long) c->id, err->message)));	/* no reply type */
 		else
 			tg_send_typed_failure(c, p->type, p->request_id, strlen(p->request_id), err->message);
 	}
@@ -180,6 +181,8 @@ tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m)
 					denied = psprintf("Access Denied for map %.*s", (int) map.len, map.p);
 				break;
 			}
+		case TG_MSG_PARTITION_MAP_REQUEST:
+			break;				/* the cluster's members: any authenticated client */
 		case TG_MSG_LIST_RESOLVERS:
 			if (m->u.list_resolvers.has_map_name && !allowed(c, m->u.list_resolvers.map_name, TG_ACT_READ))
 			{
@@ -199,7 +202,7 @@ tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m)
 		return false;
 	}
 	p = malloc(sizeof(Pending));
-	if (p == NULL || (p->request_id = strndup(rid.p, rid.len)) == NULL)
+	if (p == NULL || (p->request_id = rid.p ? strndup(rid.p, rid.len) : strdup("")) == NULL)
 	{
 		free(p);
 		tg_send_typed_failure(c, m->type, rid.p, rid.len, "Server out of memory");
@@ -208,63 +211,4 @@ tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m)
 	p->type = m->type;
 	tg_readers_submit(c, true, TG_REQ_MESSAGE, in->data, in->len, done, p);
 	return true;
-}
-
-/*
- * PARTITION_MAP for a cluster-mode client (§A8.2): every key belongs to this
- * node (every node of a mesh holds everything), advertised at
- * topgun.advertise_url.  Only for a currentVersion below 1, as the reference.
- */
-void
-tg_partition_map(TgConn *c, TgMessage *m)
-{
-	const char *node = tg_node_id();
-	char		url[512];
-	MpBuf	   *b;
-
-	if (m->u.partition_map_request.has_current_version &&
-		m->u.partition_map_request.current_version >= 1)
-		return;
-	if (tg_advertise_url && tg_advertise_url[0])
-		strlcpy(url, tg_advertise_url, sizeof(url));
-	else
-		snprintf(url, sizeof(url), "ws://%s:%d",
-				 (tg_listen_addresses && tg_listen_addresses[0] && strcmp(tg_listen_addresses, "*") != 0)
-				 ? tg_listen_addresses : "localhost", tg_port);
-	b = tg_buf_begin();
-	mp_put_map_header(b, 2);
-	mp_put_str(b, "type");
-	mp_put_str(b, "PARTITION_MAP");
-	mp_put_str(b, "payload");
-	mp_put_map_header(b, 5);
-	mp_put_str(b, "version");
-	mp_put_int(b, 1);
-	mp_put_str(b, "partitionCount");
-	mp_put_int(b, PARTITION_COUNT);
-	mp_put_str(b, "generatedAt");
-	mp_put_float64(b, (double) tg_now_ms());
-	mp_put_str(b, "nodes");
-	mp_put_array_header(b, 1);
-	mp_put_map_header(b, 3);
-	mp_put_str(b, "nodeId");
-	mp_put_str(b, node);
-	mp_put_str(b, "endpoints");
-	mp_put_map_header(b, 1);
-	mp_put_str(b, "websocket");
-	mp_put_str(b, url);
-	mp_put_str(b, "status");
-	mp_put_str(b, "ACTIVE");
-	mp_put_str(b, "partitions");
-	mp_put_array_header(b, PARTITION_COUNT);
-	for (int i = 0; i < PARTITION_COUNT; i++)
-	{
-		mp_put_map_header(b, 3);
-		mp_put_str(b, "partitionId");
-		mp_put_int(b, i);
-		mp_put_str(b, "ownerNodeId");
-		mp_put_str(b, node);
-		mp_put_str(b, "backupNodeIds");
-		mp_put_array_header(b, 0);
-	}
-	tg_buf_send(c, b);
 }

@@ -257,6 +257,8 @@ check_ready(void)
 				 errhint("Run ALTER EXTENSION topgun UPDATE in that database.")));
 	strlcpy(warned_version, version_ok ? "" : version, sizeof(warned_version));
 	set_ready(OidIsValid(oid) && version_ok);
+	if (OidIsValid(oid) && version_ok)
+		tg_mesh_advertise();	/* once, and again when the URL changes */
 	tg_metrics_set_health(!OidIsValid(oid) ?
 						  (RecoveryInProgress() ? TG_HEALTH_NOT_READY : TG_HEALTH_EXTENSION_MISSING) :
 						  version_ok ? TG_HEALTH_READY : TG_HEALTH_EXTENSION_OUTDATED,
@@ -540,6 +542,7 @@ iterate(MemoryContext loop_cxt)
 		got_sighup = false;
 		ProcessConfigFile(PGC_SIGHUP);
 		tg_auth_configure(false);
+		tg_mesh_advertise();	/* topgun.advertise_url may have changed */
 		pg_atomic_fetch_add_u64(&tg_exec_slot(0)->reloads, 1);
 	}
 	old = MemoryContextSwitchTo(loop_cxt);

@@ -239,26 +239,6 @@ BEGIN
   RETURN NULL;
 END $$;
 
-CREATE FUNCTION topgun._repl_node_clock() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF pg_catalog.pg_trigger_depth() > 1 THEN
-    RETURN NEW;
-  END IF;
-  IF TG_OP = 'UPDATE' THEN
-    IF OLD.ts OPERATOR(topgun.<) NEW.ts THEN
-      RETURN NEW;
-    END IF;
-    RETURN NULL;
-  END IF;
-  IF EXISTS (SELECT 1 FROM topgun.node_clock c WHERE c.node = NEW.node AND NOT (c.ts OPERATOR(topgun.<) NEW.ts)) THEN
-    RETURN NULL;
-  END IF;
-  INSERT INTO topgun.node_clock AS c (node, ts) VALUES (NEW.node, NEW.ts)
-  ON CONFLICT ON CONSTRAINT node_clock_pkey DO UPDATE SET ts = excluded.ts
-   WHERE c.ts OPERATOR(topgun.<) excluded.ts;
-  RETURN NULL;
-END $$;
-
 CREATE TRIGGER lww_replica BEFORE INSERT OR UPDATE ON topgun.lww
   FOR EACH ROW EXECUTE FUNCTION topgun._repl_lww();
 CREATE TRIGGER ormap_replica BEFORE INSERT OR UPDATE ON topgun.ormap
@@ -269,14 +249,12 @@ CREATE TRIGGER counters_replica BEFORE INSERT OR UPDATE ON topgun.counters
   FOR EACH ROW EXECUTE FUNCTION topgun._repl_counters();
 CREATE TRIGGER maps_replica BEFORE INSERT OR UPDATE ON topgun.maps
   FOR EACH ROW EXECUTE FUNCTION topgun._repl_maps();
-CREATE TRIGGER node_clock_replica BEFORE INSERT OR UPDATE ON topgun.node_clock
-  FOR EACH ROW EXECUTE FUNCTION topgun._repl_node_clock();
 ALTER TABLE topgun.lww ENABLE REPLICA TRIGGER lww_replica;
 ALTER TABLE topgun.ormap ENABLE REPLICA TRIGGER ormap_replica;
 ALTER TABLE topgun.or_tags ENABLE REPLICA TRIGGER or_tags_replica;
 ALTER TABLE topgun.counters ENABLE REPLICA TRIGGER counters_replica;
 ALTER TABLE topgun.maps ENABLE REPLICA TRIGGER maps_replica;
-ALTER TABLE topgun.node_clock ENABLE REPLICA TRIGGER node_clock_replica;
+-- (node_clock's replica trigger: src/sql/32_mesh_map.sql)
 
 -- Tombstone GC deletes rows on each node independently, and deletes are not
 -- published.  A peer that still has a pruned tombstone would send a later

@@ -153,6 +153,15 @@ test('PARTITION_MAP for a cluster-mode client: 271 partitions owned by this node
     assert.equal(m.payload.partitions.length, 271);
     assert.equal(m.payload.nodes.length, 1);
     assert.match(m.payload.nodes[0].endpoints.websocket, /^ws:\/\//);
+    const me = psql('SELECT topgun.node_id()');
+    assert.equal(m.payload.nodes[0].nodeId, me);
+    assert.equal(m.payload.nodes[0].status, 'ACTIVE');
+    assert.deepEqual(m.payload.partitions[270], { partitionId: 270, ownerNodeId: me, backupNodeIds: [] });
+    assert.equal(typeof m.payload.generatedAt, 'number');
+    // the sync server advertised its endpoint; SQL hands out the same map
+    assert.equal(psql('SELECT websocket FROM topgun.node_clock WHERE node = topgun.node_id()'),
+      m.payload.nodes[0].endpoints.websocket);
+    assert.equal(psql("SELECT topgun.partition_map(0)->'nodes'->0->>'nodeId'"), me);
     c.send({ type: 'PARTITION_MAP_REQUEST', payload: { currentVersion: 1 } });
     await c.barrier();
     assert.equal(c.queue.some((x) => x.type === 'PARTITION_MAP'), false, 'nothing for an up-to-date client');

@@ -58,5 +58,44 @@ finish $h;
 like($out, qr/GOT/, 'client on node B received the change made with SQL on node A') or diag($err);
 is($b->safe_psql('postgres', "SELECT topgun.lww_get('shared', 'k1')->>'from'"), 'A', 'row replicated to B');
 
+# --- PARTITION_MAP: a cluster-mode client asking either node gets both, each
+# at the URL its own sync server advertises (topgun.advertise_url).
+for my $n (@nodes)
+{
+	$n->append_conf('postgresql.conf',
+		"topgun.advertise_url = 'ws://" . $n->name . ".example:$wsport{$n->name}'\n");
+	$n->reload;
+}
+for my $n (@nodes)
+{
+	ok($n->poll_query_until('postgres',
+		"SELECT count(*) = 2 FROM topgun.node_clock WHERE websocket LIKE 'ws://%.example:%'"),
+		'node ' . $n->name . ' knows both advertised endpoints');
+}
+for my $n (@nodes)
+{
+	my ($reply, $rerr) = ('', '');
+	my $name = $n->name;
+	IPC::Run::run([ 'node', "$FindBin::RealBin/ws_request.js", "ws://127.0.0.1:$wsport{$name}", $secret,
+			'{"type":"PARTITION_MAP_REQUEST","payload":{"currentVersion":0}}', 'PARTITION_MAP', '20000' ],
+		'>', \$reply, '2>', \$rerr, timer(60));
+	like($reply, qr/PARTITION_MAP/, "node $name answers PARTITION_MAP_REQUEST") or diag($rerr);
+	like($reply, qr/"nodeId":"wsa"/, "node $name lists wsa");
+	like($reply, qr/"nodeId":"wsb"/, "node $name lists wsb");
+	like($reply, qr{"websocket":"ws://wsa\.example:$wsport{wsa}"}, "node $name gives wsa's advertised URL");
+	like($reply, qr{"websocket":"ws://wsb\.example:$wsport{wsb}"}, "node $name gives wsb's advertised URL");
+	my @owners = $reply =~ /"ownerNodeId":"([^"]+)"/g;
+	is(scalar(@owners), 271, "node $name: 271 partitions");
+	is(scalar(grep { $_ eq 'wsa' } @owners), 136, "node $name: partitions alternate between the two nodes");
+	my ($version) = $reply =~ /"version":(\d+)/;
+	cmp_ok($version, '>', 1, "node $name: the mesh's map has a version above a single node's 1");
+	# the same map from SQL, and nothing for a client that already has it
+	is($n->safe_psql('postgres', "SELECT topgun.partition_map($version) IS NULL"), 't',
+		"node $name: nothing newer than version $version");
+	is($n->safe_psql('postgres',
+		"SELECT m->'partitions'->0->>'ownerNodeId' || '/' || (m->'partitions'->0->'backupNodeIds'->>0) FROM topgun.partition_map(0) m"),
+		'wsa/wsb', "node $name: partition 0 owned by wsa with wsb as backup");
+}
+
 $_->stop for @nodes;
 done_testing();
