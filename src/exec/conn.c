@@ -69,7 +69,14 @@ tg_conn_update_slot(TgConn *c)
 	s.counters = c->ncounters;
 	s.limit_hits = c->limit_hits;
 	s.denied = c->denied;
+	s.rate_limited = c->rate_limited;
 	tg_ipc_put(tg_exec_out, TG_REC_SESSION, c->id, &s, sizeof(s));
+}
+
+const char *
+tg_conn_identity(const TgConn *c)
+{
+	return c->user_id[0] ? c->user_id : c->sub;
 }
 
 void

@@ -73,6 +73,7 @@ typedef struct TgRecSession
 	int32		counters;
 	uint64		limit_hits;
 	uint64		denied;
+	uint64		rate_limited;
 	char		user[128];
 } TgRecSession;
 
