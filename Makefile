@@ -60,14 +60,14 @@ $(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/upgra
 # ---------------------------------------------------------------------------
 # PostgreSQL-free modules (wire codec, JWT, string hash): unit tests and fuzzers.
 PURE_SRCS = $(sort $(wildcard src/wire/*.c src/auth/*.c src/query/*.c) $(filter-out src/logic/pg_%.c,$(wildcard src/logic/*.c)) $(filter-out src/search/pg_%.c,$(wildcard src/search/*.c))) src/merkle/fnv.c src/core/hlc_parse.c \
-	src/metrics/metrics.c src/metrics/http.c
+	src/metrics/metrics.c src/metrics/http.c src/exec/ratelimit.c
 PURE_CFLAGS = -Isrc -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare
 UNIT_TESTS = $(patsubst test/unit/%.c,build/unit/%,$(sort $(wildcard test/unit/test_*.c)))
 FUZZERS    = $(patsubst fuzz/%.c,build/fuzz/%,$(sort $(wildcard fuzz/fuzz_*.c)))
 FUZZ_SECONDS ?= 30
 
-build/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/wire/*.h src/auth/*.h src/query/*.h src/merkle/*.h src/core/hlc_parse.h src/logic/*.h src/search/*.h src/metrics/*.h test/unit/*.h)
+build/unit/%: test/unit/%.c $(PURE_SRCS) $(wildcard src/wire/*.h src/auth/*.h src/query/*.h src/merkle/*.h src/core/hlc_parse.h src/logic/*.h src/search/*.h src/metrics/*.h src/exec/ratelimit.h test/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(PURE_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=all -o $@ $< $(PURE_SRCS) -lssl -lcrypto -licuuc -lm
 

@@ -11,6 +11,7 @@
 #include "core/lww_merge.h"
 #include "logic/logic_pg.h"
 #include "search/pg_search.h"
+#include "exec/ratelimit_session.h"
 
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -43,6 +44,7 @@ _PG_init(void)
 	tg_worker_init();
 	tg_logic_init();
 	tg_search_init();
+	tg_ratelimit_init();
 
 	MarkGUCPrefixReserved("topgun");
 }

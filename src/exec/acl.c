@@ -173,8 +173,8 @@ pattern_match(TgConn *c, const char *pattern, const char *res, size_t len)
 	}
 }
 
-static bool
-has_role(TgConn *c, const char *role)
+bool
+tg_acl_has_role(const TgConn *c, const char *role)
 {
 	if (c->nroles == 0)
 		return strcmp(role, "USER") == 0;
@@ -208,7 +208,7 @@ tg_acl_allowed(TgConn *c, const char *resource, size_t len, TgAction act)
 	{
 		if ((policies[i].actions & act) == 0)
 			continue;
-		if (!has_role(c, policies[i].role))
+		if (!tg_acl_has_role(c, policies[i].role))
 			continue;
 		if (pattern_match(c, policies[i].pattern, resource, len))
 			return true;

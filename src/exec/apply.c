@@ -66,6 +66,7 @@ typedef struct GBatch
 	bool		client_op;
 	int			first;
 	int			nops;
+	char	   *refused;		/* rate limited: the ERROR 429 text, no op applied */
 } GBatch;
 
 static GBatch *gbatches = NULL;
@@ -512,8 +513,7 @@ ack_batch(GBatch *gb)
 {
 	TgConn	   *c = gb->conn;
 	int			nids = 0;
-	int			last = -1;
-	MpBuf	   *b;
+	TgAckedOp  *acked;
 
 	c->pending_writes = 0;
 	tg_conn_handled(c, 1);
@@ -527,6 +527,8 @@ ack_batch(GBatch *gb)
 				ndenied++;
 		if (ndenied > 0 && !gb->client_op)
 			tg_send_error(c, 403, psprintf("Partial batch failure: %d ops denied", ndenied));
+		if (gb->refused)
+			tg_send_error(c, 429, gb->refused);
 	}
 	if (gb->client_op)
 	{
@@ -539,58 +541,22 @@ ack_batch(GBatch *gb)
 	for (int i = gb->first; i < gb->first + gb->nops; i++)
 	{
 		if (gops[i].op->has_id)
-		{
 			nids++;
-			last = i;
-		}
-		if (gops[i].state == GS_REJECTED && gops[i].op->has_id)
+		/* a refused batch: its OP_ACK results say it, one ERROR 429 says why */
+		if (gops[i].state == GS_REJECTED && gops[i].op->has_id && !gb->refused)
 			tg_send_op_rejected(c, gops[i].op, gops[i].error);
 	}
 	if (nids == 0)
 		return;
-
-	b = tg_buf_begin();
-	mp_put_map_header(b, 2);
-	mp_put_str(b, "type");
-	mp_put_str(b, "OP_ACK");
-	mp_put_str(b, "payload");
-	mp_put_map_header(b, 3);
-	mp_put_str(b, "lastId");
-	tg_put_tgstr(b, gops[last].op->id);
-	mp_put_str(b, "achievedLevel");
-	mp_put_str(b, "PERSISTED");
-	mp_put_str(b, "results");
-	mp_put_array_header(b, nids);
+	acked = palloc(sizeof(TgAckedOp) * nids);
+	nids = 0;
 	for (int i = gb->first; i < gb->first + gb->nops; i++)
-	{
-		GOp		   *g = &gops[i];
-
-		if (!g->op->has_id)
-			continue;
-		if (g->state == GS_REJECTED)
+		if (gops[i].op->has_id)
 		{
-			mp_put_map_header(b, 4);
-			mp_put_str(b, "opId");
-			tg_put_tgstr(b, g->op->id);
-			mp_put_str(b, "success");
-			mp_put_bool(b, false);
-			mp_put_str(b, "achievedLevel");
-			mp_put_str(b, "FIRE_AND_FORGET");
-			mp_put_str(b, "error");
-			mp_put_str(b, g->error);
+			acked[nids].op = gops[i].op;
+			acked[nids++].error = gops[i].state == GS_REJECTED ? gops[i].error : NULL;
 		}
-		else
-		{
-			mp_put_map_header(b, 3);
-			mp_put_str(b, "opId");
-			tg_put_tgstr(b, g->op->id);
-			mp_put_str(b, "success");
-			mp_put_bool(b, true);
-			mp_put_str(b, "achievedLevel");
-			mp_put_str(b, "PERSISTED");
-		}
-	}
-	tg_buf_send(c, b);
+	tg_send_op_ack(c, acked, nids);
 	tg_stat_add(TG_STAT_ACKS, 1);
 	tg_metrics_observe(TG_M_ACK_SECONDS, tg_metrics_now_us() - gb->in->rx_us);
 }
@@ -733,9 +699,12 @@ tg_group_flush(void)
 	group_release();
 }
 
-/* Take ownership of a parsed write message (OP_BATCH / CLIENT_OP). */
-void
-tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
+/*
+ * Take ownership of a parsed write message (OP_BATCH / CLIENT_OP): a batch
+ * of the group, its ops pending.
+ */
+static GBatch *
+group_take(TgConn *c, TgInMsg *in, TgMessage *msg)
 {
 	GBatch	   *gb;
 	int			nops = msg->type == TG_MSG_CLIENT_OP ? 1 : (int) msg->u.op_batch.n_ops;
@@ -764,6 +733,7 @@ tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 	gb->client_op = msg->type == TG_MSG_CLIENT_OP;
 	gb->first = ngops;
 	gb->nops = nops;
+	gb->refused = NULL;
 	for (int i = 0; i < nops; i++)
 	{
 		GOp		   *g = &gops[ngops++];
@@ -772,6 +742,34 @@ tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
 		g->op = gb->client_op ? &gb->msg->u.client_op.op : &gb->msg->u.op_batch.ops[i];
 		g->batch = ngbatches - 1;
 		g->state = GS_PENDING;
+	}
+	return gb;
+}
+
+/*
+ * A write message over the rate limits: every op is rejected "rate limited"
+ * without being looked at, answered with the group's acks (so in order with
+ * the connection's earlier batches) after one ERROR 429 carrying `why`.
+ */
+void
+tg_group_refuse(TgConn *c, TgInMsg *in, TgMessage *msg, const char *why)
+{
+	GBatch	   *gb = group_take(c, in, msg);
+
+	gb->refused = MemoryContextStrdup(tg_proto_cxt, why);
+	for (int i = gb->first; i < gb->first + gb->nops; i++)
+		gop_reject(&gops[i], TG_REJECT_RATE_LIMITED, "rate limited");
+}
+
+void
+tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg)
+{
+	GBatch	   *gb = group_take(c, in, msg);
+
+	for (int i = gb->first; i < gb->first + gb->nops; i++)
+	{
+		GOp		   *g = &gops[i];
+
 		gop_prepare(g);
 		if (g->state != GS_REJECTED)
 		{

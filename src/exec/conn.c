@@ -76,6 +76,7 @@ tg_conn_update_slot(TgConn *c)
 	s.counters = c->ncounters;
 	s.limit_hits = c->limit_hits;
 	s.denied = c->denied;
+	s.rate_limited = c->rate_limited;
 	tg_ipc_put(tg_exec_out, TG_REC_SESSION, c->id, &s, sizeof(s));
 }
 

@@ -17,6 +17,7 @@
 #include "exec/search_live.h"
 #include "exec/gc.h"
 #include "exec/journal_live.h"
+#include "exec/ratelimit_session.h"
 #include "metrics/metrics.h"
 
 /* Run one database-backed handler in its own transaction. */
@@ -300,6 +301,26 @@ h_lock(TgConn *c, TgInMsg *in, TgMessage *m)
 	return TG_ANSWERED;
 }
 
+/*
+ * Over the rate limits (ratelimit_session.c): not applied, answered.  Writes
+ * go through the group so their OP_ACK (results success:false "rate
+ * limited") keeps its place after the connection's earlier acks.
+ */
+static TgHandled
+refuse_rate_limited(TgConn *c, TgInMsg *in, TgMessage *m, const char *why)
+{
+	if (m->type == TG_MSG_OP_BATCH || m->type == TG_MSG_CLIENT_OP)
+	{
+		tg_group_refuse(c, in, m, why);
+		return TG_FRAME_KEPT;
+	}
+	if (m->has_request_id)
+		(void) tg_try_typed_failure(c, m->type, m->request_id.p, m->request_id.len, "rate limited");
+	tg_send_error(c, 429, why);
+	tg_conn_update_slot(c);
+	return TG_ANSWERED;
+}
+
 static TgHandled
 h_topic(TgConn *c, TgInMsg *in, TgMessage *m)
 {
@@ -362,6 +383,7 @@ handle_one(TgInMsg *in)
 	char		err[256];
 	TgParseResult pr;
 	TgHandled	r = TG_ANSWERED;
+	const char *over;
 
 	if (c->closed || c->closing)
 		return false;
@@ -406,7 +428,11 @@ handle_one(TgInMsg *in)
 	else if (!c->authenticated)
 	{
 		if (msg.type == TG_MSG_AUTH)
+		{
 			tg_handle_auth(c, &msg);
+			if (c->authenticated)
+				tg_rate_after_auth(c);
+		}
 		else if (feature_type(msg.type))
 		{
 			/* sent before AUTH_ACK by some client helpers (§A0.1): ignored, not a close */
@@ -416,6 +442,8 @@ handle_one(TgInMsg *in)
 	}
 	else if (c->token_expires_ms > 0 && tg_now_ms() >= c->token_expires_ms)
 		tg_conn_close(c, 4001, "Token expired");	/* not applied: resent after re-AUTH */
+	else if ((over = tg_rate_check(c, &msg, in->len)) != NULL)
+		r = refuse_rate_limited(c, in, &msg, over);
 	else if (msg.type < TG_MSG_COUNT_ && handlers[msg.type] != NULL)
 		r = handlers[msg.type] (c, in, &msg);
 	else

@@ -176,6 +176,46 @@ tg_hlc_text(const TgTimestamp *ts)
 					(int) ts->node_id.len, ts->node_id.p);
 }
 
+/*
+ * OP_ACK {lastId, achievedLevel, results: [{opId, success, achievedLevel,
+ * error?}]} of n ops with ids, in batch order (PROTOCOL.md §9.1): the
+ * results name every op, so the string comparison of lastId cannot leave
+ * one unacknowledged.
+ */
+void
+tg_send_op_ack(TgConn *c, const TgAckedOp *ops, int n)
+{
+	MpBuf	   *b = tg_buf_begin();
+
+	mp_put_map_header(b, 2);
+	mp_put_str(b, "type");
+	mp_put_str(b, "OP_ACK");
+	mp_put_str(b, "payload");
+	mp_put_map_header(b, 3);
+	mp_put_str(b, "lastId");
+	tg_put_tgstr(b, ops[n - 1].op->id);
+	mp_put_str(b, "achievedLevel");
+	mp_put_str(b, "PERSISTED");
+	mp_put_str(b, "results");
+	mp_put_array_header(b, n);
+	for (int i = 0; i < n; i++)
+	{
+		mp_put_map_header(b, ops[i].error ? 4 : 3);
+		mp_put_str(b, "opId");
+		tg_put_tgstr(b, ops[i].op->id);
+		mp_put_str(b, "success");
+		mp_put_bool(b, ops[i].error == NULL);
+		mp_put_str(b, "achievedLevel");
+		mp_put_str(b, ops[i].error ? "FIRE_AND_FORGET" : "PERSISTED");
+		if (ops[i].error)
+		{
+			mp_put_str(b, "error");
+			mp_put_str(b, ops[i].error);
+		}
+	}
+	tg_buf_send(c, b);
+}
+
 /* OP_REJECTED {opId, reason} for one op. */
 void
 tg_send_op_rejected(TgConn *c, TgOp *op, const char *reason)

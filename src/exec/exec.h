@@ -69,6 +69,12 @@ extern MpNode *tg_jsonb_to_node(MpArena *arena, Jsonb *jb);	/* NULL on failure *
 extern char *tg_pstr(TgStr s);
 extern char *tg_hlc_text(const TgTimestamp *ts);
 extern void tg_send_op_rejected(TgConn *c, TgOp *op, const char *reason);
+typedef struct TgAckedOp
+{
+	TgOp	   *op;				/* has an id */
+	const char *error;			/* NULL: success */
+} TgAckedOp;
+extern void tg_send_op_ack(TgConn *c, const TgAckedOp *ops, int n);
 extern void tg_send_merge_rejected(TgConn *c, TgOp *op, const char *reason);
 
 static inline void
@@ -96,6 +102,7 @@ extern void tg_note_invalid(TgConn *c, const char *reason);
 extern void tg_handle_auth(TgConn *c, TgMessage *m);
 extern void tg_handle_ping(TgConn *c);
 extern void tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg);	/* apply.c */
+extern void tg_group_refuse(TgConn *c, TgInMsg *in, TgMessage *msg, const char *why);
 extern void tg_group_flush(void);
 extern bool tg_sync_init_session(TgConn *c, TgStr map, bool has_last_sync, double last_sync);
 extern bool tg_push_diff(TgConn *c, TgMessage *m);	/* ormap.c, in a transaction */
@@ -120,6 +127,7 @@ extern bool tg_acl_needs_reload(void);
 extern bool tg_acl_allowed(TgConn *c, const char *resource, size_t len, TgAction act);
 extern bool tg_acl_check(TgConn *c, const char *resource, size_t len, TgAction act);	/* + 403 */
 extern void tg_acl_after_auth(TgConn *c);
+extern bool tg_acl_has_role(const TgConn *c, const char *role);	/* USER for a token without roles */
 
 /* ------------------------------------------------------- query subscriptions */
 typedef struct TgKeySet
@@ -246,6 +254,7 @@ extern void tg_counters_conn_gone(TgConn *c);
 
 /* ------------------------------------------------------- requests.c, read_msgs.c */
 extern void tg_send_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, const char *error);
+extern bool tg_try_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, const char *error);
 extern bool tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m);
 /* mesh_map.c: this node's endpoint for cluster-mode clients */
 extern void tg_mesh_url(char *buf, size_t len);

@@ -21,9 +21,9 @@ typedef struct Pending
 	char	   *request_id;
 } Pending;
 
-/* The failure reply of a request type (error text for the client). */
-void
-tg_send_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, const char *error)
+/* The failure reply of a request type; false (nothing sent) for a type without one. */
+bool
+tg_try_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, const char *error)
 {
 	MpBuf	   *b = tg_buf_begin();
 
@@ -104,10 +104,18 @@ tg_send_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, c
 			mp_put_str(b, error);
 			break;
 		default:
-			tg_send_error(c, 400, error);
-			return;
+			return false;
 	}
 	tg_buf_send(c, b);
+	return true;
+}
+
+/* The failure reply of a request type (error text for the client), else ERROR 400. */
+void
+tg_send_typed_failure(TgConn *c, TgMsgType type, const char *rid, size_t rlen, const char *error)
+{
+	if (!tg_try_typed_failure(c, type, rid, rlen, error))
+		tg_send_error(c, 400, error);
 }
 
 /* The reader's answer to a feature request, or its typed failure. */

@@ -46,6 +46,7 @@
 #include "exec/gc.h"
 #include "exec/index_build.h"
 #include "exec/journal_live.h"
+#include "exec/ratelimit_session.h"
 #include "metrics/metrics.h"
 
 static volatile sig_atomic_t got_sigterm = false;
@@ -110,6 +111,7 @@ conn_free(TgConn *c)
 	tg_journal_conn_gone(c);
 	tg_proto_conn_gone(c);
 	tg_live_conn_gone(c);
+	tg_rate_conn_gone(c);
 	for (int i = 0; i < c->nroles; i++)
 		free(c->roles[i]);
 	while (c->watches)

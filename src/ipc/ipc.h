@@ -76,6 +76,7 @@ typedef struct TgRecSession
 	uint64		limit_hits;
 	uint64		denied;
 	int64		expires_ms;		/* the token's exp + leeway (wall ms), 0 = never */
+	uint64		rate_limited;
 	char		user[TG_JWT_MAX_ID_BYTES + 1];	/* the whole identity */
 } TgRecSession;
 

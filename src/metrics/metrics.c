@@ -51,7 +51,7 @@ static const char *const close_labels[] = {
 	"1012", "1013", "4001", "4002", "other"
 };
 
-static const char *const reject_labels[] = {"invalid", "access_denied", "error", "resolver"};
+static const char *const reject_labels[] = {"invalid", "access_denied", "error", "resolver", "rate_limited"};
 static const char *const sub_labels[] = {"query", "topic", "counter", "search"};
 
 static const uint64_t size_bounds[] = {

@@ -81,7 +81,8 @@ typedef enum TgRejectReason
 	TG_REJECT_INVALID = 0,		/* the op or its value does not parse */
 	TG_REJECT_ACCESS_DENIED,
 	TG_REJECT_ERROR,			/* applying it failed (constraint, limit, ...) */
-	TG_REJECT_RESOLVER			/* a conflict resolver refused it */
+	TG_REJECT_RESOLVER,			/* a conflict resolver refused it */
+	TG_REJECT_RATE_LIMITED		/* over the rate limits (the whole message) */
 } TgRejectReason;
 
 typedef enum TgSubKind

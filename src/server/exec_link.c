@@ -236,6 +236,7 @@ apply_records(const void *data, Size len)
 					c->ncounters = s.counters;
 					c->limit_hits = s.limit_hits;
 					c->denied = s.denied;
+					c->rate_limited = s.rate_limited;
 					c->slot_dirty = true;
 					break;
 				}

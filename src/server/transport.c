@@ -86,6 +86,7 @@ tg_sock_update_slot(TgConn *c)
 	s->counters = c->ncounters;
 	s->limit_hits = c->limit_hits;
 	s->denied = c->denied;
+	s->rate_limited = c->rate_limited;
 	TG_SLOT_END_WRITE(s);
 }
 
@@ -112,7 +113,7 @@ slot_acquire(TgConn *c)
 		s->msgs_in = s->msgs_out = s->bytes_in = s->bytes_out = s->pending_out = 0;
 		s->watched_maps = 0;
 		s->queries = s->topics = s->counters = 0;
-		s->limit_hits = s->denied = 0;
+		s->limit_hits = s->denied = s->rate_limited = 0;
 		TG_SLOT_END_WRITE(s);
 		return i;
 	}

@@ -6,7 +6,8 @@ CREATE FUNCTION topgun.connections(
     OUT connected_since timestamptz, OUT messages_in bigint, OUT messages_out bigint,
     OUT bytes_in bigint, OUT bytes_out bigint, OUT pending_out_bytes bigint,
     OUT subscriptions integer, OUT slot integer, OUT queries integer, OUT topics integer,
-    OUT counters integer, OUT limit_hits bigint, OUT access_denied bigint)
+    OUT counters integer, OUT limit_hits bigint, OUT access_denied bigint,
+    OUT rate_limited bigint)
   RETURNS SETOF record LANGUAGE C VOLATILE STRICT
   AS 'MODULE_PATHNAME', 'tg_connections';
 COMMENT ON FUNCTION topgun.connections() IS

@@ -104,6 +104,9 @@ typedef enum TgStat
 	TG_STAT_QUERY_CANDIDATES,	/* subscriptions a write looked at */
 	TG_STAT_QUERY_SUBS,			/* gauge: live query subscriptions */
 	TG_STAT_QUERY_SUB_BYTES,	/* gauge: memory they hold */
+	TG_STAT_RATE_LIMITED,		/* messages refused by the rate limits */
+	TG_STAT_RATE_LIMITED_OPS,	/* ops in them */
+	TG_STAT_RATE_LIMIT_CLOSES,	/* connections closed for a sustained flood (1008) */
 	TG_STAT_COUNT
 } TgStat;
 
@@ -137,6 +140,7 @@ typedef struct TgConnSlot
 	int32		counters;
 	uint64		limit_hits;
 	uint64		denied;
+	uint64		rate_limited;
 } TgConnSlot;
 
 /* One executor process (topgun.executors): 0 = session, 1.. = readers. */
@@ -293,6 +297,8 @@ typedef struct TgConn
 	bool		is_admin;
 	uint64		limit_hits;
 	uint64		denied;
+	uint64		rate_limited;	/* messages refused by the rate limits */
+	struct TgRateConn *rate;	/* session executor: its buckets (ratelimit_session.c) */
 
 	/* invalid-traffic accounting */
 	int			invalid_total;

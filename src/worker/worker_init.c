@@ -89,6 +89,9 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"query_candidates",
 	"query_subscriptions",
 	"query_subscription_bytes",
+	"rate_limited",
+	"rate_limited_ops",
+	"rate_limit_closes",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
@@ -353,8 +356,8 @@ tg_connections(PG_FUNCTION_ARGS)
 	{
 		volatile TgConnSlot *s = &tg_worker_shared->slots[i];
 		TgConnSlot	copy;
-		Datum		values[17];
-		bool		nulls[17];
+		Datum		values[18];
+		bool		nulls[18];
 		int			tries = 0;
 
 		for (;;)
@@ -396,6 +399,7 @@ tg_connections(PG_FUNCTION_ARGS)
 		values[14] = Int32GetDatum(copy.counters);
 		values[15] = Int64GetDatum((int64) copy.limit_hits);
 		values[16] = Int64GetDatum((int64) copy.denied);
+		values[17] = Int64GetDatum((int64) copy.rate_limited);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

@@ -1,0 +1,1 @@
+../../67_rate_limits.sql
