@@ -41,14 +41,67 @@ or_record_json(StringInfo s, const TgOrRecord *r, char *err, size_t errlen)
 	return true;
 }
 
-/* Returns true if anything changed; events are sent by the caller after commit. */
+/*
+ * The event of one change _or_merge_key reported: OR_REMOVE for a live
+ * record a pushed tombstone removed (under the key that held it), OR_ADD for
+ * a pushed record that was new or newer (as pushed).
+ */
+static void
+add_change_event(TgEventList *out, TgStr map, TgOrEntry *ent, HeapTuple t, TupleDesc desc)
+{
+	char	   *op = SPI_getvalue(t, desc, 1);
+	TgEvent		ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.map = map.p;
+	ev.maplen = map.len;
+	if (op != NULL && strcmp(op, "remove") == 0)
+	{
+		char	   *key = SPI_getvalue(t, desc, 2);
+		char	   *tag = SPI_getvalue(t, desc, 3);
+
+		if (key == NULL || tag == NULL)
+			return;
+		ev.kind = TG_EV_OR_REMOVE;
+		ev.key = key;
+		ev.keylen = strlen(key);
+		ev.tag = tag;
+		ev.taglen = strlen(tag);
+	}
+	else
+	{
+		bool		isnull;
+		int32		rec = DatumGetInt32(SPI_getbinval(t, desc, 4, &isnull));
+		TgOrRecord *r;
+
+		if (isnull || rec < 1 || (uint32) rec > ent->n_records)
+			return;
+		r = &ent->records[rec - 1];
+		ev.kind = TG_EV_OR_ADD;
+		ev.key = ent->key.p;
+		ev.keylen = ent->key.len;
+		ev.value = r->value;
+		ev.ts = &r->ts;
+		ev.tag = r->tag.p;
+		ev.taglen = r->tag.len;
+		ev.has_ttl = r->has_ttl;
+		ev.ttl_ms = r->ttl_ms;
+	}
+	tg_events_add(out, &ev);
+}
+
+/*
+ * Merge every entry; *out (initialised by the caller, outside the
+ * transaction) gets one event per change, which the caller fans out after
+ * the commit.  Returns true if anything changed.
+ */
 bool
-tg_push_diff(TgConn *c, TgMessage *m)
+tg_push_diff(TgConn *c, TgMessage *m, TgEventList *out)
 {
 	TgStr		map = m->u.ormap_push_diff.map_name;
 	char	   *cmap = tg_pstr(map);
 	char	   *kind;
-	int64		changed = 0;
+	int			before = out->n;
 
 	if (!tg_acl_check(c, map.p, map.len, TG_ACT_PUT))
 		return false;
@@ -66,8 +119,7 @@ tg_push_diff(TgConn *c, TgMessage *m)
 		Datum		args[4];
 		Datum	   *tags;
 		ArrayType  *arr;
-		bool		isnull;
-		Datum		d;
+		int			n;
 
 		initStringInfo(&s);
 		appendStringInfoChar(&s, '[');
@@ -90,47 +142,12 @@ tg_push_diff(TgConn *c, TgMessage *m)
 		args[1] = CStringGetTextDatum(tg_pstr(ent->key));
 		args[2] = CStringGetTextDatum(s.data);
 		args[3] = PointerGetDatum(arr);
-		tg_run_plan(PL_OR_MERGE_KEY, args, NULL, false);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			changed += DatumGetInt32(d);
+		n = tg_run_plan(PL_OR_MERGE_KEY, args, NULL, false);
+		for (int i = 0; i < n; i++)
+			add_change_event(out, map, ent, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		pfree(s.data);
 	}
-	return changed > 0;
-}
-
-void
-tg_push_diff_events(TgConn *sender, TgMessage *m, const char *hlc)
-{
-	TgStr		map = m->u.ormap_push_diff.map_name;
-	TgEventList l;
-
-	tg_events_init(&l);
-	for (uint32 e = 0; e < m->u.ormap_push_diff.n_entries; e++)
-	{
-		TgOrEntry  *ent = &m->u.ormap_push_diff.entries[e];
-
-		for (uint32 r = 0; r < ent->n_records; r++)
-		{
-			TgOrRecord *rec = &ent->records[r];
-			TgEvent		ev;
-
-			memset(&ev, 0, sizeof(ev));
-			ev.kind = TG_EV_OR_ADD;
-			ev.map = map.p;
-			ev.maplen = map.len;
-			ev.key = ent->key.p;
-			ev.keylen = ent->key.len;
-			ev.value = rec->value;
-			ev.ts = &rec->ts;
-			ev.tag = rec->tag.p;
-			ev.taglen = rec->tag.len;
-			ev.has_ttl = rec->has_ttl;
-			ev.ttl_ms = rec->ttl_ms;
-			tg_events_add(&l, &ev);
-		}
-	}
-	tg_events_fan_out(&l, hlc, sender, false);
-	tg_events_free(&l);
+	return out->n > before;
 }
 
 /* ORMAP_DIFF_REQUEST (reader; READ checked by the session) */

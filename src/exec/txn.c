@@ -39,7 +39,7 @@ static const PlanDef plan_defs[PL_COUNT] = {
 	2, {TEXTOID, TEXTOID}},
 	[PL_OR_LEAF] = {"SELECT pg_catalog.jsonb_build_object('key', key) || record FROM topgun.merkle_leaf($1, $2)",
 	2, {TEXTOID, TEXTOID}},
-	[PL_OR_MERGE_KEY] = {"SELECT topgun.or_merge_key($1, $2, $3::jsonb, $4)",
+	[PL_OR_MERGE_KEY] = {"SELECT op, op_key, op_tag, rec FROM topgun._or_merge_key($1, $2, $3::jsonb, $4)",
 	4, {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID}},
 	[PL_LWW_ENTRIES] = {"SELECT key, value FROM topgun.lww_entries WHERE map = $1 ORDER BY key",
 	1, {TEXTOID}},
