@@ -48,7 +48,7 @@ static const PlanDef plan_defs[PL_COUNT] = {
 	[PL_OR_KEY_RECORDS] = {"SELECT pg_catalog.jsonb_build_object('value', value, "
 		"'timestamp', pg_catalog.jsonb_build_object('millis', topgun.hlc_millis(ts), 'counter', topgun.hlc_counter(ts), 'nodeId', topgun.hlc_node(ts)), "
 		"'tag', tag) || CASE WHEN ttl_ms IS NULL THEN '{}'::jsonb ELSE pg_catalog.jsonb_build_object('ttlMs', ttl_ms) END "
-		"FROM topgun.ormap WHERE map = $1 AND key = $2 ORDER BY tag",
+		"FROM topgun.ormap WHERE map = $1 AND leaf = topgun.key_leaf($2) AND key = $2 ORDER BY tag",
 	2, {TEXTOID, TEXTOID}},
 	[PL_OR_KEY_TOMBSTONES] = {"SELECT tag FROM topgun.or_tombstones WHERE map = $1 ORDER BY tag",
 	1, {TEXTOID}},
