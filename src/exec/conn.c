@@ -26,6 +26,18 @@ tg_conn_send(TgConn *c, const unsigned char *data, size_t len)
 	return true;
 }
 
+bool
+tg_conn_send_more(TgConn *c, const unsigned char *data, size_t len)
+{
+	if (tg_exec_send_kind != TG_REC_SEND)
+		return tg_conn_send(c, data, len);	/* a reader: every frame is a part already */
+	if (c->closed || tg_exec_out == NULL)
+		return false;
+	tg_ipc_put(tg_exec_out, TG_REC_SEND_MORE, c->id, data, len);
+	c->msgs_out++;
+	return true;
+}
+
 static void
 close_record(TgConn *c, TgRecKind kind, int code, const char *reason)
 {

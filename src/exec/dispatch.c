@@ -13,6 +13,7 @@
 #include "utils/memutils.h"
 
 #include "exec/exec.h"
+#include "exec/events.h"
 #include "exec/readers.h"
 #include "exec/search_live.h"
 #include "exec/gc.h"
@@ -26,15 +27,17 @@ run_db_message(TgConn *c, TgMessage *m)
 {
 	volatile bool changed = false;
 	char	   *volatile hlc = NULL;
+	TgEventList evs;
 
 	tg_group_flush();
+	tg_events_init(&evs);		/* outlives the transaction: sent after the commit */
 	PG_TRY();
 	{
 		tg_txn_begin();
 		switch (m->type)
 		{
 			case TG_MSG_ORMAP_PUSH_DIFF:
-				changed = tg_push_diff(c, m);
+				changed = tg_push_diff(c, m, &evs);
 				if (changed)
 					hlc = tg_hlc_now_text();
 				break;
@@ -81,8 +84,10 @@ run_db_message(TgConn *c, TgMessage *m)
 		changed = false;
 	}
 	PG_END_TRY();
+	/* exactly what the push changed, to the other watchers */
 	if (changed && hlc)
-		tg_push_diff_events(c, m, hlc);
+		tg_events_fan_out(&evs, hlc, c, false);
+	tg_events_free(&evs);
 }
 
 /* --------------------------------------------------------- dispatcher */

@@ -105,8 +105,9 @@ extern void tg_group_add(TgConn *c, TgInMsg *in, TgMessage *msg);	/* apply.c */
 extern void tg_group_refuse(TgConn *c, TgInMsg *in, TgMessage *msg, const char *why);
 extern void tg_group_flush(void);
 extern bool tg_sync_init_session(TgConn *c, TgStr map, bool has_last_sync, double last_sync);
-extern bool tg_push_diff(TgConn *c, TgMessage *m);	/* ormap.c, in a transaction */
-extern void tg_push_diff_events(TgConn *sender, TgMessage *m, const char *hlc);
+/* ormap.c, in a transaction: merges, and adds to *out the events of what changed */
+struct TgEventList;
+extern bool tg_push_diff(TgConn *c, TgMessage *m, struct TgEventList *out);
 
 /* reader executors: the database part of the read messages */
 extern void tg_read_sync_root(TgConn *c, TgMessage *m);

@@ -347,6 +347,7 @@ tg_readers_forward_frames(TgConn *c, void *arg, const char *msg, Size len, const
 	TgRecIter	it;
 	TgRec		rec;
 	const char *p;
+	bool		first = true;
 
 	if (c == NULL)
 		return;
@@ -355,8 +356,15 @@ tg_readers_forward_frames(TgConn *c, void *arg, const char *msg, Size len, const
 		tg_send_error(c, err->code, err->message);
 		return;
 	}
+	/* the frames of one reply (an ORMAP_DIFF_RESPONSE in parts) count as one message */
 	tg_rec_iter_init(&it, msg, len);
 	while (tg_rec_next(&it, &rec, &p))
 		if (rec.kind == TG_REP_FRAME)
-			tg_conn_send(c, (const unsigned char *) p, rec.len);
+		{
+			if (first)
+				tg_conn_send(c, (const unsigned char *) p, rec.len);
+			else
+				tg_conn_send_more(c, (const unsigned char *) p, rec.len);
+			first = false;
+		}
 }

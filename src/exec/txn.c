@@ -39,7 +39,7 @@ static const PlanDef plan_defs[PL_COUNT] = {
 	2, {TEXTOID, TEXTOID}},
 	[PL_OR_LEAF] = {"SELECT pg_catalog.jsonb_build_object('key', key) || record FROM topgun.merkle_leaf($1, $2)",
 	2, {TEXTOID, TEXTOID}},
-	[PL_OR_MERGE_KEY] = {"SELECT topgun.or_merge_key($1, $2, $3::jsonb, $4)",
+	[PL_OR_MERGE_KEY] = {"SELECT op, op_key, op_tag, rec FROM topgun._or_merge_key($1, $2, $3::jsonb, $4)",
 	4, {TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID}},
 	[PL_LWW_ENTRIES] = {"SELECT key, value FROM topgun.lww_entries WHERE map = $1 ORDER BY key",
 	1, {TEXTOID}},
@@ -48,7 +48,7 @@ static const PlanDef plan_defs[PL_COUNT] = {
 	[PL_OR_KEY_RECORDS] = {"SELECT pg_catalog.jsonb_build_object('value', value, "
 		"'timestamp', pg_catalog.jsonb_build_object('millis', topgun.hlc_millis(ts), 'counter', topgun.hlc_counter(ts), 'nodeId', topgun.hlc_node(ts)), "
 		"'tag', tag) || CASE WHEN ttl_ms IS NULL THEN '{}'::jsonb ELSE pg_catalog.jsonb_build_object('ttlMs', ttl_ms) END "
-		"FROM topgun.ormap WHERE map = $1 AND key = $2 ORDER BY tag",
+		"FROM topgun.ormap WHERE map = $1 AND leaf = topgun.key_leaf($2) AND key = $2 ORDER BY tag",
 	2, {TEXTOID, TEXTOID}},
 	[PL_OR_KEY_TOMBSTONES] = {"SELECT tag FROM topgun.or_tombstones WHERE map = $1 ORDER BY tag",
 	1, {TEXTOID}},

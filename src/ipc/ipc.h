@@ -38,6 +38,9 @@ typedef enum TgRecKind
 	TG_REC_SESSION,				/* TgRecSession: session state for the slot */
 	TG_REC_DONE,				/* uint64: frames of this connection handled */
 	TG_REC_RESTART,				/* TgRecClose: close everything, start afresh */
+	TG_REC_SEND_MORE,			/* payload: a further message of the reply the last
+								 * TG_REC_SEND began (the outbound cap counts the
+								 * reply as one message) */
 	/* session executor -> reader (conn field = request id) */
 	TG_REQ_SYNC_ROOT = 32,		/* the SYNC_INIT / ORMAP_SYNC_INIT frame */
 	TG_REQ_BUCKET,				/* MERKLE_REQ_BUCKET / ORMAP_MERKLE_REQ_BUCKET */

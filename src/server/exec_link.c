@@ -208,6 +208,9 @@ apply_records(const void *data, Size len)
 			case TG_REC_SEND:
 				tg_sock_send(c, (const unsigned char *) p, r.len);
 				break;
+			case TG_REC_SEND_MORE:
+				tg_sock_send_more(c, (const unsigned char *) p, r.len);
+				break;
 			case TG_REC_CLOSE:
 			case TG_REC_KILL:
 				{

@@ -15,6 +15,7 @@ extern void tg_sock_init(int wake_fd, void (*open_cb) (TgConn *c));
 extern TgInMsg *tg_sock_take_inbound(void);
 extern void tg_sock_reap(void (*gone) (TgConn *c));
 extern bool tg_sock_send(TgConn *c, const unsigned char *data, size_t len);
+extern bool tg_sock_send_more(TgConn *c, const unsigned char *data, size_t len);
 extern void tg_sock_close(TgConn *c, int code, const char *reason);
 extern void tg_sock_kill(TgConn *c, int code, const char *reason);
 extern void tg_sock_update_slot(TgConn *c);

@@ -138,23 +138,26 @@ slot_release(TgConn *c)
 /* -------------------------------------------------------- connections */
 
 /*
- * Queue one complete message.  Returns false (and schedules a hard close)
- * when the client is not draining and the queue would exceed
+ * Queue one complete message (more: a further part of the reply the last
+ * message began).  Returns false (and schedules a hard close) when the
+ * client is not draining and the queue would exceed
  * topgun.max_outbound_bytes, or when memory runs out.
+ *
+ * A reply that goes into an empty queue is accepted whatever its size (a big
+ * QUERY_RESP or leaf, an ORMAP_DIFF_RESPONSE in parts) and is not counted
+ * against the cap while it drains: what is queued behind it must fit the
+ * cap, so a client that does not drain is caught by the next messages.
  */
-bool
-tg_sock_send(TgConn *c, const unsigned char *data, size_t len)
+static bool
+enqueue(TgConn *c, const unsigned char *data, size_t len, bool more)
 {
 	TgOutMsg   *m;
 
 	if (c->closed || c->kill_now || c->wsi == NULL)
 		return false;
-	/*
-	 * One message larger than the cap is still accepted into an empty queue
-	 * (a big QUERY_RESP or leaf); a client that does not drain is caught by
-	 * the next message.
-	 */
-	if (c->out_bytes > 0 && c->out_bytes + len > (size_t) tg_max_outbound_bytes)
+	if (!more)
+		c->exempt_open = c->out_bytes == 0;
+	if (!c->exempt_open && c->out_bytes - c->exempt_bytes + len > (size_t) tg_max_outbound_bytes)
 	{
 		tg_stat_add(TG_STAT_SLOW_CLIENTS_CLOSED, 1);
 		ereport(LOG,
@@ -178,11 +181,31 @@ tg_sock_send(TgConn *c, const unsigned char *data, size_t len)
 		c->out_head = m;
 	c->out_tail = m;
 	c->out_bytes += len;
+	if (c->exempt_open)
+		c->exempt_bytes += len;
 	lws_callback_on_writable(c->wsi);
 	return true;
 }
 
-/* Close after everything queued so far has been written. */
+bool
+tg_sock_send(TgConn *c, const unsigned char *data, size_t len)
+{
+	return enqueue(c, data, len, false);
+}
+
+bool
+tg_sock_send_more(TgConn *c, const unsigned char *data, size_t len)
+{
+	return enqueue(c, data, len, true);
+}
+
+/* n bytes were written: the queue drains from its head, the exempt reply first */
+static void
+drained(TgConn *c, size_t n)
+{
+	c->exempt_bytes -= Min(n, c->exempt_bytes);
+}
+
 void
 tg_sock_close(TgConn *c, int code, const char *reason)
 {
@@ -206,6 +229,8 @@ free_outq(TgConn *c)
 	}
 	c->out_tail = NULL;
 	c->out_bytes = 0;
+	c->exempt_bytes = 0;
+	c->exempt_open = false;
 }
 
 /* Drop the queue and close at once (slow consumer, overflow, OOM). */
@@ -492,6 +517,7 @@ handle_writeable(struct lws *wsi, TgConn *c)
 		if (c->out_head == NULL)
 			c->out_tail = NULL;
 		c->out_bytes -= m->len;
+		drained(c, m->len);
 		c->msgs_out++;
 		c->bytes_out += m->len;
 		c->slot_dirty = true;

@@ -269,6 +269,8 @@ typedef struct TgConn
 	TgOutMsg   *out_head;
 	TgOutMsg   *out_tail;
 	size_t		out_bytes;
+	size_t		exempt_bytes;	/* of the reply that went into an empty queue, still queued */
+	bool		exempt_open;	/* that reply is the last one queued (its parts may follow) */
 
 	/* session */
 	bool		authenticated;
@@ -330,6 +332,8 @@ extern int64 tg_now_ms(void);	/* wall clock (protocol timestamps) */
 extern int64 tg_mono_ms(void);	/* monotonic (timeouts) */
 extern uint64 tg_mono_ns(void);
 extern bool tg_conn_send(TgConn *c, const unsigned char *data, size_t len);
+/* a further message of the reply the last tg_conn_send() began (a reader's parts) */
+extern bool tg_conn_send_more(TgConn *c, const unsigned char *data, size_t len);
 extern void tg_conn_close(TgConn *c, int code, const char *reason);
 extern void tg_conn_kill(TgConn *c, int code, const char *reason);
 extern void tg_conn_update_slot(TgConn *c);

@@ -99,8 +99,14 @@ class Client {
     } catch (e) {
       msg = { type: '__UNDECODABLE__', error: e.message, hex: buf.subarray(0, 64).toString('hex') };
     }
+    if (msg && typeof msg === 'object' && msg.type !== 'BATCH') {
+      Object.defineProperty(msg, 'wireBytes', { value: buf.length, enumerable: false });
+    }
     const msgs = msg && msg.type === 'BATCH' ? unwrapBatch(msg) : [msg];
+    // m.wireBytes: its encoded size (inside a BATCH: its own part); m.at: arrival order
+    const at = process.hrtime.bigint();
     for (const m of msgs) {
+      if (m && typeof m === 'object') Object.defineProperty(m, 'at', { value: at, enumerable: false });
       if (m && m.type === 'PONG') Object.defineProperty(m, 'seq', { value: ++this.pongsSeen, enumerable: false });
       this.log.push(m);
       if (this.log.length > 200) this.log.shift();

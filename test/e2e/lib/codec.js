@@ -14,7 +14,9 @@ function unwrapBatch(msg) {
   for (let i = 0; i < count; i++) {
     const len = data.readUInt32LE(off);
     off += 4;
-    out.push(unpack(data.subarray(off, off + len)));
+    const m = unpack(data.subarray(off, off + len));
+    if (m && typeof m === 'object') Object.defineProperty(m, 'wireBytes', { value: len, enumerable: false });
+    out.push(m);
     off += len;
   }
   if (off !== data.length) throw new Error('BATCH data has trailing bytes');
