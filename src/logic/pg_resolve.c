@@ -2,15 +2,19 @@
  * pg_resolve.c — topgun.resolve_ops: the conflict-resolver chains for a
  * batch of client LWW ops, before they are applied (docs/resolvers.md).
  *
- * The resolver list is read once; ops no resolver covers are accepted as
- * they are (LWW decides when they are applied); one statement reads the
- * stored records of the others (a join over unnest); built-ins run natively, registered SQL
- * functions through topgun._run_resolver (which turns their errors into a
- * skip).  Chain: priority order, failing resolvers skipped, the first
- * accept / merge / reject / local ends it, else the implicit builtin:lww.
+ * tg_resolve_batch is the chain on decoded ops (the session executor calls
+ * it directly, with the values it already parsed); resolve_ops is it on
+ * arrays.  The resolver list is read once; ops no resolver covers are
+ * accepted as they are (LWW decides when they are applied); one statement
+ * reads the stored records of the others (a join over unnest); built-ins
+ * run natively, registered SQL functions through topgun._run_resolver (which
+ * turns their errors into a skip).  Chain: priority order, failing
+ * resolvers skipped, the first accept / merge / reject / local ends it, else
+ * the implicit builtin:lww.
  */
 #include "postgres.h"
 
+#include "core/lww_merge.h"
 #include "logic/logic_pg.h"
 #include "logic/resolvers.h"
 
@@ -136,6 +140,179 @@ deconstruct(ArrayType *arr, Oid type, Datum **d, bool **nulls, int *n)
 }
 
 /*
+ * The stored records of the ops the chains cover (matched[i]), in one
+ * statement: has_ts[i] (a record exists, tombstones too), cmp[i] (sign of
+ * compare(op ts, stored ts); 1 without a record), local[i] (the live value,
+ * NULL for absent, tombstoned or expired).  In the caller's SPI connection.
+ */
+static void
+read_stored(TgResolveItem *ops, int n, const bool *matched, int nmatched,
+			bool *has_ts, int *cmp, Jsonb **local)
+{
+	Oid			tstype = tg_lww_hlc_type();
+	Oid			types[3];
+	Datum		qa[3];
+	Datum	   *sm = palloc(sizeof(Datum) * nmatched),
+			   *sk = palloc(sizeof(Datum) * nmatched),
+			   *st = palloc(sizeof(Datum) * nmatched);
+	int16		len;
+	bool		byval;
+	char		align;
+	int			rc,
+				j = 0;
+
+	for (int i = 0; i < n; i++)
+		if (matched[i])
+		{
+			sm[j] = PointerGetDatum(ops[i].map);
+			sk[j] = PointerGetDatum(ops[i].key);
+			st[j++] = ops[i].ts;
+		}
+	get_typlenbyvalalign(tstype, &len, &byval, &align);
+	types[0] = TEXTARRAYOID;
+	types[1] = TEXTARRAYOID;
+	types[2] = get_array_type(tstype);
+	qa[0] = PointerGetDatum(construct_array(sm, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
+	qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
+	qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
+	if (stored_plan == NULL || stored_plan_ts != tstype)
+	{
+		SPIPlanPtr	p = SPI_prepare(
+		/* LATERAL: one primary-key probe per op, whatever the statistics say */
+		"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
+		"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
+		"THEN l.value END "
+		"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) LEFT JOIN LATERAL "
+		"(SELECT x.ts, x.value, x.ttl_ms FROM topgun.lww x "
+		"WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k) l ON true ORDER BY u.i",
+		3, types);
+
+		/* kept: planning it on every call was 17 % of a resolved write's CPU */
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the stored-record read: %s", SPI_result_code_string(SPI_result));
+		if (stored_plan)
+			SPI_freeplan(stored_plan);
+		stored_plan = p;
+		stored_plan_ts = tstype;
+	}
+	rc = SPI_execute_plan(stored_plan, qa, NULL, true, 0);
+	if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
+		elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
+	j = 0;
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	row;
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		ld;
+
+		if (!matched[i])
+			continue;
+		row = SPI_tuptable->vals[j++];
+		has_ts[i] = DatumGetBool(SPI_getbinval(row, d, 1, &isnull));
+		cmp[i] = DatumGetInt32(SPI_getbinval(row, d, 2, &isnull));
+		ld = SPI_getbinval(row, d, 3, &isnull);
+		local[i] = isnull ? NULL : DatumGetJsonbP(ld);
+	}
+	/* the rows stay (until SPI_finish) while user resolvers run statements */
+	SPI_tuptable = NULL;
+}
+
+void
+tg_resolve_batch(TgResolveItem *ops, int n, text *identity, bool is_server, bool sql_writes)
+{
+	MemoryContext outcxt = CurrentMemoryContext;
+	MemoryContext opcxt;
+	Resolver   *rs;
+	int			nres;
+	bool	   *matched;
+	bool	   *has_ts;
+	int		   *cmp;
+	Jsonb	  **local;
+	int			nmatched = 0;
+
+	if (n > MAX_OPS)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("at most %d ops per call", MAX_OPS)));
+	for (int i = 0; i < n; i++)
+	{
+		ops[i].action = TG_RES_ACCEPT;
+		ops[i].merged = NULL;
+		ops[i].reason = NULL;
+	}
+	if (n == 0)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rs = load_resolvers(sql_writes, &nres);
+
+	/*
+	 * Ops that no resolver covers are accepted as they are (LWW decides when
+	 * they are applied); only the others need their stored record.
+	 */
+	matched = palloc0(sizeof(bool) * n);
+	has_ts = palloc0(sizeof(bool) * n);
+	cmp = palloc(sizeof(int) * n);
+	local = palloc0(sizeof(Jsonb *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		cmp[i] = 1;
+		for (int r = 0; r < nres && !matched[i]; r++)
+			matched[i] = glob_text(rs[r].map_pattern, ops[i].map) &&
+				(rs[r].key_pattern == NULL || glob_text(rs[r].key_pattern, ops[i].key));
+		nmatched += matched[i];
+		/* a timestamp is needed only for an op the chains cover */
+		if (matched[i] && ops[i].ts == (Datum) 0)
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("ts must not contain NULL")));
+	}
+	if (nmatched > 0)
+		read_stored(ops, n, matched, nmatched, has_ts, cmp, local);
+
+	/* what one op allocates is dropped after its answer is copied out */
+	opcxt = AllocSetContextCreate(CurrentMemoryContext, "topgun resolve_ops op", ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < n; i++)
+	{
+		TgResolveItem *op = &ops[i];
+		TgResAction act = TG_RES_THROW;
+		Jsonb	   *value = NULL;
+		const char *reason = NULL;
+		MemoryContext old;
+
+		if (!matched[i])
+			continue;			/* accept */
+		old = MemoryContextSwitchTo(opcxt);
+		for (int r = 0; r < nres && act == TG_RES_THROW; r++)
+		{
+			if (!glob_text(rs[r].map_pattern, op->map) || (rs[r].key_pattern && !glob_text(rs[r].key_pattern, op->key)))
+				continue;
+			if (rs[r].builtin >= 0)
+				act = tg_logic_resolve_builtin(rs[r].builtin, local[i], has_ts[i], op->value, cmp[i], op->key,
+											   identity, is_server, &value, &reason);
+			else if (OidIsValid(rs[r].fn))
+				act = run_user(rs[r].fn, local[i], op->value, op->key, op->map, identity, &value, &reason);
+		}
+		if (act == TG_RES_THROW)
+		{
+			/* the implicit builtin:lww at the end of every chain */
+			act = (!has_ts[i] || cmp[i] > 0) ? TG_RES_ACCEPT : TG_RES_LOCAL;
+			reason = NULL;
+		}
+		MemoryContextSwitchTo(outcxt);
+		op->action = act;
+		if (act == TG_RES_MERGE && op->value && value)
+		{
+			/* a delete stays a delete */
+			op->merged = palloc(VARSIZE(value));
+			memcpy(op->merged, value, VARSIZE(value));
+		}
+		if (act == TG_RES_REJECT && reason)
+			op->reason = pstrdup(reason);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(opcxt);
+	}
+	SPI_finish();
+}
+
+/*
  * topgun.resolve_ops(maps text[], keys text[], vals jsonb[], ts hlc[],
  *   identity text, roles text[], sql_writes bool)
  *   RETURNS TABLE (idx int, outcome text, value jsonb, reason text)
@@ -146,25 +323,20 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum	   *maps,
 			   *keys,
-			   *vals;
+			   *vals,
+			   *ts;
 	bool	   *mn,
 			   *kn,
-			   *vn;
+			   *vn,
+			   *tn;
 	int			nm,
 				nkeys,
 				nv,
-				nres;
+				nts;
 	text	   *identity = PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4);
 	bool		is_server = false;
 	bool		sql_writes = !PG_ARGISNULL(6) && PG_GETARG_BOOL(6);
-	Resolver   *rs;
-	Oid			types[3];
-	Datum		qa[3];
-	int			rc;
-	SPITupleTable *tt = NULL;
-	MemoryContext opcxt;
-	bool	   *matched;
-	int			nmatched = 0;
+	TgResolveItem *ops;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("maps, keys, vals and ts must not be NULL")));
@@ -189,141 +361,31 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 		for (int i = 0; i < nr; i++)
 			is_server |= !rn[i] && strcmp(TextDatumGetCString(roles[i]), "server") == 0;
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rs = load_resolvers(sql_writes, &nres);
-
-	/*
-	 * Ops that no resolver covers are accepted as they are (LWW decides when
-	 * they are applied); only the others need their stored record.
-	 */
-	matched = palloc0(sizeof(bool) * Max(nm, 1));
+	deconstruct(PG_GETARG_ARRAYTYPE_P(3), ARR_ELEMTYPE(PG_GETARG_ARRAYTYPE_P(3)), &ts, &tn, &nts);
+	ops = palloc0(sizeof(TgResolveItem) * Max(nm, 1));
 	for (int i = 0; i < nm; i++)
 	{
-		text	   *map = DatumGetTextPP(maps[i]);
-		text	   *key = DatumGetTextPP(keys[i]);
-
-		for (int r = 0; r < nres && !matched[i]; r++)
-			matched[i] = glob_text(rs[r].map_pattern, map) &&
-				(rs[r].key_pattern == NULL || glob_text(rs[r].key_pattern, key));
-		nmatched += matched[i];
+		ops[i].map = DatumGetTextPP(maps[i]);
+		ops[i].key = DatumGetTextPP(keys[i]);
+		ops[i].value = vn[i] ? NULL : DatumGetJsonbP(vals[i]);
+		ops[i].ts = tn[i] ? (Datum) 0 : ts[i];
 	}
-	if (nmatched > 0)
+	tg_resolve_batch(ops, nm, identity, is_server, sql_writes);
+	for (int i = 0; i < nm; i++)
 	{
-		ArrayType  *tsarr = PG_GETARG_ARRAYTYPE_P(3);
-		Oid			tstype = ARR_ELEMTYPE(tsarr);
-		Datum	   *ts;
-		bool	   *tn;
-		int			nts,
-					j = 0;
-		Datum	   *sm = palloc(sizeof(Datum) * nmatched),
-				   *sk = palloc(sizeof(Datum) * nmatched),
-				   *st = palloc(sizeof(Datum) * nmatched);
-		int16		len;
-		bool		byval;
-		char		align;
-
-		deconstruct(tsarr, tstype, &ts, &tn, &nts);
-		for (int i = 0; i < nm; i++)
-			if (matched[i])
-			{
-				if (tn[i])
-					ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("ts must not contain NULL")));
-				sm[j] = maps[i];
-				sk[j] = keys[i];
-				st[j++] = ts[i];
-			}
-		get_typlenbyvalalign(tstype, &len, &byval, &align);
-		types[0] = TEXTARRAYOID;
-		types[1] = TEXTARRAYOID;
-		types[2] = get_array_type(tstype);
-		qa[0] = PointerGetDatum(construct_array(sm, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
-		qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
-		qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
-		if (stored_plan == NULL || stored_plan_ts != tstype)
-		{
-			SPIPlanPtr	p = SPI_prepare(
-			/* LATERAL: one primary-key probe per op, whatever the statistics say */
-			"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
-			"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
-			"THEN l.value END "
-			"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) LEFT JOIN LATERAL "
-			"(SELECT x.ts, x.value, x.ttl_ms FROM topgun.lww x "
-			"WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k) l ON true ORDER BY u.i",
-			3, types);
-
-			/* kept: planning it on every call was 17 % of a resolved write's CPU */
-			if (p == NULL || SPI_keepplan(p) != 0)
-				elog(ERROR, "could not prepare the stored-record read: %s", SPI_result_code_string(SPI_result));
-			if (stored_plan)
-				SPI_freeplan(stored_plan);
-			stored_plan = p;
-			stored_plan_ts = tstype;
-		}
-		rc = SPI_execute_plan(stored_plan, qa, NULL, true, 0);
-		if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
-			elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
-		tt = SPI_tuptable;
-		SPI_tuptable = NULL;	/* kept while user resolvers run statements */
-	}
-	/* what one op allocates is dropped after its row is emitted */
-	opcxt = AllocSetContextCreate(CurrentMemoryContext, "topgun resolve_ops op", ALLOCSET_DEFAULT_SIZES);
-	for (int i = 0, j = 0; i < nm; i++)
-	{
-		bool		isnull;
-		bool		has_ts = false;
-		int			cmp = 1;
-		Jsonb	   *local = NULL;
-		Jsonb	   *remote = vn[i] ? NULL : DatumGetJsonbP(vals[i]);
-		text	   *map = DatumGetTextPP(maps[i]);
-		text	   *key = DatumGetTextPP(keys[i]);
-		TgResAction act = TG_RES_THROW;
-		Jsonb	   *value = NULL;
-		const char *reason = NULL;
 		Datum		out[4];
 		bool		on[4] = {false, false, true, true};
-		MemoryContext old = MemoryContextSwitchTo(opcxt);
+		TgResAction act = ops[i].action;
 
-		if (matched[i])
-		{
-			HeapTuple	row = tt->vals[j++];
-			Datum		ld;
-
-			has_ts = DatumGetBool(SPI_getbinval(row, tt->tupdesc, 1, &isnull));
-			cmp = DatumGetInt32(SPI_getbinval(row, tt->tupdesc, 2, &isnull));
-			ld = SPI_getbinval(row, tt->tupdesc, 3, &isnull);
-			local = isnull ? NULL : DatumGetJsonbP(ld);
-		}
-		for (int r = 0; r < nres && matched[i] && act == TG_RES_THROW; r++)
-		{
-			if (!glob_text(rs[r].map_pattern, map) || (rs[r].key_pattern && !glob_text(rs[r].key_pattern, key)))
-				continue;
-			if (rs[r].builtin >= 0)
-				act = tg_logic_resolve_builtin(rs[r].builtin, local, has_ts, remote, cmp, key, identity,
-											   is_server, &value, &reason);
-			else if (OidIsValid(rs[r].fn))
-				act = run_user(rs[r].fn, local, remote, key, map, identity, &value, &reason);
-		}
-		if (act == TG_RES_THROW)
-		{
-			/* the implicit builtin:lww at the end of every chain (uncovered ops: accept) */
-			act = (!has_ts || cmp > 0) ? TG_RES_ACCEPT : TG_RES_LOCAL;
-			reason = NULL;
-		}
 		out[0] = Int32GetDatum((int32) (i + 1));
 		out[1] = CStringGetTextDatum(outcome_names[act]);
-		if (act == TG_RES_ACCEPT && remote)
-			out[2] = PointerGetDatum(remote), on[2] = false;
-		else if (act == TG_RES_MERGE && remote && value)
-			out[2] = PointerGetDatum(value), on[2] = false;	/* a delete stays a delete */
-		if (act == TG_RES_REJECT && reason)
-			out[3] = CStringGetTextDatum(reason), on[3] = false;
+		if (act == TG_RES_ACCEPT && ops[i].value)
+			out[2] = PointerGetDatum(ops[i].value), on[2] = false;
+		else if (ops[i].merged)
+			out[2] = PointerGetDatum(ops[i].merged), on[2] = false;
+		if (act == TG_RES_REJECT && ops[i].reason)
+			out[3] = CStringGetTextDatum(ops[i].reason), on[3] = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, on);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(opcxt);
 	}
-	if (tt)
-		SPI_freetuptable(tt);
-	SPI_finish();
 	return (Datum) 0;
 }
