@@ -5,8 +5,8 @@
  * tg_resolve_batch is the chain on decoded ops (the session executor calls
  * it directly, with the values it already parsed); resolve_ops is it on
  * arrays.  The resolver list is read once; ops no resolver covers are
- * accepted as they are (LWW decides when they are applied); one statement
- * reads the stored records of the others (a join over unnest); built-ins
+ * accepted as they are (LWW decides when they are applied); the stored
+ * records of the others are read by primary-key probes (read_stored); built-ins
  * run natively, registered SQL functions through topgun._run_resolver (which
  * turns their errors into a skip).  Chain: priority order, failing
  * resolvers skipped, the first accept / merge / reject / local ends it, else
@@ -14,22 +14,33 @@
  */
 #include "postgres.h"
 
+#include "core/hlc.h"
 #include "core/lww_merge.h"
 #include "logic/logic_pg.h"
 #include "logic/resolvers.h"
+#include "merkle/fnv.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-
-/* the per-call read of the stored records, planned once per backend */
-static SPIPlanPtr stored_plan = NULL;
-static Oid	stored_plan_ts = InvalidOid;
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(tg_resolve_ops);
 
@@ -139,83 +150,118 @@ deconstruct(ArrayType *arr, Oid type, Datum **d, bool **nulls, int *n)
 	deconstruct_array(arr, type, len, byval, align, d, nulls, n);
 }
 
+/* topgun.now_ms(): ms since the epoch at statement start, rounded as its numeric → bigint cast */
+static int64
+statement_ms(void)
+{
+	int64		us = GetCurrentStatementStartTimestamp() +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+
+	return us >= 0 ? (us + 500) / 1000 : -((-us + 500) / 1000);
+}
+
+/* Attribute number of topgun.lww's column `name`, which must have type `type`. */
+static AttrNumber
+lww_column(Relation rel, const char *name, Oid type)
+{
+	TupleDesc	d = RelationGetDescr(rel);
+
+	for (int i = 0; i < d->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(d, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0 && a->atttypid == type)
+			return a->attnum;
+	}
+	elog(ERROR, "topgun.lww has no column %s of the expected type", name);
+	return InvalidAttrNumber;
+}
+
 /*
- * The stored records of the ops the chains cover (matched[i]), in one
- * statement: has_ts[i] (a record exists, tombstones too), cmp[i] (sign of
- * compare(op ts, stored ts); 1 without a record), local[i] (the live value,
- * NULL for absent, tombstoned or expired).  In the caller's SPI connection.
+ * The stored records of the ops the chains cover (matched[i]): has_ts[i] (a
+ * record exists, tombstones too), cmp[i] (sign of compare(op ts, stored
+ * ts); 1 without a record), local[i] (the live value, NULL for absent,
+ * tombstoned or expired at statement start).  One probe of topgun.lww's
+ * primary key (map, leaf, key) per op, straight through the index with the
+ * active snapshot -- what the SQL read (a join over unnest) did, without the
+ * executor, the arrays and the copied result rows: it was half of a
+ * resolved write's extra cost.  The caller's privileges are checked as that
+ * SELECT would.
  */
 static void
-read_stored(TgResolveItem *ops, int n, const bool *matched, int nmatched,
-			bool *has_ts, int *cmp, Jsonb **local)
+read_stored(TgResolveItem *ops, int n, const bool *matched, bool *has_ts, int *cmp, Jsonb **local)
 {
-	Oid			tstype = tg_lww_hlc_type();
-	Oid			types[3];
-	Datum		qa[3];
-	Datum	   *sm = palloc(sizeof(Datum) * nmatched),
-			   *sk = palloc(sizeof(Datum) * nmatched),
-			   *st = palloc(sizeof(Datum) * nmatched);
-	int16		len;
-	bool		byval;
-	char		align;
-	int			rc,
-				j = 0;
+	static const char *const cols[] = {"map", "key", "leaf", "ts", "value", "ttl_ms"};
+	Oid			relid = get_relname_relid("lww", get_namespace_oid("topgun", false));
+	Oid			hlc = tg_lww_hlc_type();
+	Relation	rel,
+				idx;
+	AttrNumber	att_map,
+				att_leaf,
+				att_key,
+				att_ts,
+				att_value,
+				att_ttl;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		now = statement_ms();
 
-	for (int i = 0; i < n; i++)
-		if (matched[i])
-		{
-			sm[j] = PointerGetDatum(ops[i].map);
-			sk[j] = PointerGetDatum(ops[i].key);
-			st[j++] = ops[i].ts;
-		}
-	get_typlenbyvalalign(tstype, &len, &byval, &align);
-	types[0] = TEXTARRAYOID;
-	types[1] = TEXTARRAYOID;
-	types[2] = get_array_type(tstype);
-	qa[0] = PointerGetDatum(construct_array(sm, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
-	qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
-	qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
-	if (stored_plan == NULL || stored_plan_ts != tstype)
-	{
-		SPIPlanPtr	p = SPI_prepare(
-		/* LATERAL: one primary-key probe per op, whatever the statistics say */
-		"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
-		"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
-		"THEN l.value END "
-		"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) LEFT JOIN LATERAL "
-		"(SELECT x.ts, x.value, x.ttl_ms FROM topgun.lww x "
-		"WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k) l ON true ORDER BY u.i",
-		3, types);
-
-		/* kept: planning it on every call was 17 % of a resolved write's CPU */
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the stored-record read: %s", SPI_result_code_string(SPI_result));
-		if (stored_plan)
-			SPI_freeplan(stored_plan);
-		stored_plan = p;
-		stored_plan_ts = tstype;
-	}
-	rc = SPI_execute_plan(stored_plan, qa, NULL, true, 0);
-	if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
-		elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
-	j = 0;
+	if (!OidIsValid(relid))
+		elog(ERROR, "topgun.lww does not exist");
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		for (int c = 0; c < lengthof(cols); c++)
+			if (pg_attribute_aclcheck(relid, get_attnum(relid, cols[c]), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "lww");
+	rel = table_open(relid, AccessShareLock);
+	att_map = lww_column(rel, "map", TEXTOID);
+	att_key = lww_column(rel, "key", TEXTOID);
+	att_leaf = lww_column(rel, "leaf", INT2OID);
+	att_ts = lww_column(rel, "ts", hlc);
+	att_value = lww_column(rel, "value", JSONBOID);
+	att_ttl = lww_column(rel, "ttl_ms", INT8OID);
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		elog(ERROR, "topgun.lww has no primary key");
+	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	if (idx->rd_index->indnkeyatts != 3 || idx->rd_index->indkey.values[0] != att_map ||
+		idx->rd_index->indkey.values[1] != att_leaf || idx->rd_index->indkey.values[2] != att_key)
+		elog(ERROR, "the primary key of topgun.lww is not (map, leaf, key)");
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 3, 0);
 	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	row;
-		TupleDesc	d = SPI_tuptable->tupdesc;
+		ScanKeyData key[3];
+		int			leaf;
 		bool		isnull;
-		Datum		ld;
 
 		if (!matched[i])
 			continue;
-		row = SPI_tuptable->vals[j++];
-		has_ts[i] = DatumGetBool(SPI_getbinval(row, d, 1, &isnull));
-		cmp[i] = DatumGetInt32(SPI_getbinval(row, d, 2, &isnull));
-		ld = SPI_getbinval(row, d, 3, &isnull);
-		local[i] = isnull ? NULL : DatumGetJsonbP(ld);
+		leaf = tg_leaf_of_hash(tg_hash_string(VARDATA_ANY(ops[i].key), VARSIZE_ANY_EXHDR(ops[i].key)));
+		ScanKeyEntryInitialize(&key[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(ops[i].map));
+		ScanKeyEntryInitialize(&key[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT2EQ, Int16GetDatum((int16) leaf));
+		ScanKeyEntryInitialize(&key[2], 0, 3, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[2], F_TEXTEQ, PointerGetDatum(ops[i].key));
+		index_rescan(scan, key, 3, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			TgHlc	   *ts = DatumGetTgHlcP(slot_getattr(slot, att_ts, &isnull));
+			Datum		v = slot_getattr(slot, att_value, &isnull);
+			Datum		ttl;
+			bool		ttlnull;
+
+			has_ts[i] = true;
+			cmp[i] = tg_hlc_cmp(DatumGetTgHlcP(ops[i].ts), ts);
+			ttl = slot_getattr(slot, att_ttl, &ttlnull);
+			if (!isnull && (ttlnull || ts->millis + DatumGetInt64(ttl) >= now))
+				local[i] = DatumGetJsonbPCopy(v);	/* the buffer is released */
+		}
 	}
-	/* the rows stay (until SPI_finish) while user resolvers run statements */
-	SPI_tuptable = NULL;
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	/* locks are kept until the end of the transaction, as the executor does */
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
 }
 
 void
@@ -265,7 +311,7 @@ tg_resolve_batch(TgResolveItem *ops, int n, text *identity, bool is_server, bool
 			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("ts must not contain NULL")));
 	}
 	if (nmatched > 0)
-		read_stored(ops, n, matched, nmatched, has_ts, cmp, local);
+		read_stored(ops, n, matched, has_ts, cmp, local);
 
 	/* what one op allocates is dropped after its answer is copied out */
 	opcxt = AllocSetContextCreate(CurrentMemoryContext, "topgun resolve_ops op", ALLOCSET_DEFAULT_SIZES);
