@@ -65,13 +65,24 @@ glob_text(text *pat, text *s)
 static Resolver *
 load_resolvers(bool sql_writes, int *n)
 {
+	/* kept: parsing and planning it per call was a statement per group commit */
+	static SPIPlanPtr plans[2];
 	Resolver   *rs;
-	int			rc = SPI_execute(sql_writes
-								 ? "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
-								 "WHERE apply_to_sql ORDER BY priority DESC, seq"
-								 : "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
-								 "ORDER BY priority DESC, seq", true, 0);
+	int			rc;
 
+	if (plans[sql_writes] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql_writes
+									? "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
+									"WHERE apply_to_sql ORDER BY priority DESC, seq"
+									: "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
+									"ORDER BY priority DESC, seq", 0, NULL);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the resolver list: %s", SPI_result_code_string(SPI_result));
+		plans[sql_writes] = p;
+	}
+	rc = SPI_execute_plan(plans[sql_writes], NULL, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading topgun.resolvers failed: %s", SPI_result_code_string(rc));
 	*n = (int) SPI_processed;
