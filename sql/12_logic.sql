@@ -59,6 +59,23 @@ UPDATE replica SET value = r->'value', millis = (r#>>'{timestamp,millis}')::bigi
     OR ((r#>>'{timestamp,millis}')::bigint = millis AND (r#>>'{timestamp,counter}')::bigint = counter AND r#>>'{timestamp,nodeId}' > node);
 SELECT value = topgun.lww_get('inventory', 'apples') AS converged, value FROM replica;
 SELECT (topgun.restamp('inventory', 'never', '5000:0:c'))->'value' AS tombstone, topgun.lww_get('inventory', 'never');
+-- the stored record the chains see (read by primary-key probes): a live
+-- value (TTL not yet over), else NULL (a tombstone, an expired record, none);
+-- a REMOVE stays one after a merge
+CREATE FUNCTION show_local(l jsonb, r jsonb, k text, m text, who text, OUT action text, OUT value jsonb, OUT reason text)
+LANGUAGE sql AS $$ SELECT 'merge', jsonb_build_object('local', l, 'remote', r), NULL::text $$;
+SELECT topgun.register_resolver('show', 'seen', 'show_local(jsonb,jsonb,text,text,text)', 70);
+SELECT topgun.register_resolver('builtin:first_write_wins', 'fww');
+SELECT topgun.lww_put(m, 'live', '{"a":1}', '1000:0:a'), topgun.lww_put(m, 'gone', '1', '1000:0:a'),
+       topgun.lww_remove(m, 'gone', '1001:0:a'), topgun.lww_put(m, 'expired', '2', '1000:0:a', 5),
+       topgun.lww_put(m, 'ttl', '3', topgun.hlc_now(), 3600000)
+  FROM unnest(ARRAY['seen', 'fww']) m;
+SELECT idx, outcome, value, reason FROM topgun.resolve_ops(
+  ARRAY['seen', 'seen', 'seen', 'seen', 'seen', 'fww', 'fww', 'fww', 'fww', 'fww'],
+  ARRAY['live', 'gone', 'expired', 'ttl', 'none', 'live', 'gone', 'expired', 'ttl', 'none'],
+  ARRAY['9', '9', '9', '9', NULL, '9', '9', '9', '9', '9']::jsonb[],
+  array_fill('9000000000000:0:c'::topgun.hlc, ARRAY[10]));
+SELECT topgun.unregister_resolver('show'), topgun.unregister_resolver('builtin:first_write_wins');
 SELECT topgun.unregister_resolver('ro');
 SELECT count(*) FROM topgun.registered_resolvers;
 -- lock tokens: blocks never overlap and never go back

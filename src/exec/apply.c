@@ -8,7 +8,8 @@
  * go through one topgun.lww_put_many() call that reports op errors per op;
  * an op that raises aborts the group, is rejected, and the group is retried
  * without it; after a few such retries the group falls back to one
- * subtransaction per op, so a batch full of bad ops stays linear.
+ * subtransaction per op, so a batch full of bad ops stays linear.  Conflict
+ * resolvers judge the ops first (apply_resolve.c).
  */
 #include "postgres.h"
 
@@ -23,51 +24,13 @@
 #include "utils/resowner.h"
 
 #include "core/lww_batch.h"
+#include "exec/apply.h"
 #include "exec/events.h"
-#include "exec/resolve.h"
 #include "metrics/metrics.h"
 
 #define MAX_FULL_RETRIES 3
 
 /* ------------------------------------------------------ group commit */
-
-typedef enum GState
-{
-	GS_PENDING = 0,
-	GS_WON,						/* stored: fan out */
-	GS_LOST,					/* merge kept the existing state: success */
-	GS_REJECTED
-} GState;
-
-typedef struct GOp
-{
-	TgOp	   *op;
-	int			batch;
-	char	   *map;
-	char	   *key;
-	char	   *json;			/* value as JSON text (PUT/REMOVE/OR_ADD) */
-	char	   *ts;				/* hlc text */
-	char	   *tag;			/* OR_ADD tag / OR_REMOVE tag */
-	bool		has_ttl;
-	int64		ttl;
-	GState		state;
-	char	   *error;
-	TgRejectReason reject;		/* why it was rejected (metrics) */
-	bool		denied;			/* refused by access control */
-	bool		resolved;		/* the map's conflict resolvers have run */
-	TgResOutcome res;
-} GOp;
-
-typedef struct GBatch
-{
-	TgConn	   *conn;
-	TgInMsg    *in;				/* owns the frame bytes */
-	TgMessage  *msg;			/* owns the tree (palloc'd: ops point into it) */
-	bool		client_op;
-	int			first;
-	int			nops;
-	char	   *refused;		/* rate limited: the ERROR 429 text, no op applied */
-} GBatch;
 
 static GBatch *gbatches = NULL;
 static int	ngbatches = 0;
@@ -75,15 +38,6 @@ static int	gbatches_cap = 0;
 static GOp *gops = NULL;
 static int	ngops = 0;
 static int	gops_cap = 0;
-
-static void
-gop_reject(GOp *g, TgRejectReason reason, const char *why)
-{
-	g->state = GS_REJECTED;
-	g->reject = reason;
-	/* the reason outlives the attempt's SPI memory (it goes into the ack) */
-	g->error = MemoryContextStrdup(tg_proto_cxt, why);
-}
 
 /* Pure-C preparation of one op (no SQL). */
 static void
@@ -189,7 +143,6 @@ gop_exec(GOp *g)
 
 static char *group_hlc = NULL;	/* event timestamp of the last commit */
 
-
 /*
  * Apply every pending LWW op of the group with ONE call of
  * topgun.lww_put_many(): it validates every op in C and reports problems per
@@ -198,14 +151,6 @@ static char *group_hlc = NULL;	/* event timestamp of the last commit */
  * CONFLICT in index order.  Only an unexpected error raises; the caller then
  * retries the group op by op.
  */
-static bool
-is_lww_op(const GOp *g)
-{
-	return g->op->op_type != TG_OP_OR_ADD && g->op->op_type != TG_OP_OR_REMOVE;
-}
-
-static void gop_exec(GOp *g);
-
 static void
 lww_bulk_exec(int from, int to)
 {
@@ -224,16 +169,14 @@ lww_bulk_exec(int from, int to)
 	for (int i = from; i < to; i++)
 	{
 		GOp		   *g = &gops[i];
-		const TgTimestamp *ts = &g->op->record.ts;
 
 		if (g->state != GS_PENDING || !is_lww_op(g))
 			continue;
 		idx[n] = i;
 		ops[n].map = cstring_to_text(g->map);
 		ops[n].key = cstring_to_text(g->key);
-		/* the same parse as a cast of the JSON text in SQL */
-		ops[n].value = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(g->json)));
-		ops[n].ts = tg_hlc_make(ts->millis, ts->counter, ts->node_id.p, (int) ts->node_id.len);
+		ops[n].value = gop_jsonb(g);
+		ops[n].ts = gop_hlc(g);
 		ops[n].has_ttl = g->has_ttl;
 		ops[n].ttl = g->ttl;
 		n++;
@@ -257,110 +200,6 @@ lww_bulk_exec(int from, int to)
 }
 
 /*
- * Conflict resolvers (resolve.c) for the LWW ops of maps that have some, per
- * writer, once per op however often the group is retried: a reject rejects
- * the op, a merge replaces its value, local keeps the stored record.
- */
-static void
-resolve_group(void)
-{
-	TgResolveOp *ops = NULL;
-	int		   *idx = NULL;
-
-	for (int b = 0; b < ngbatches; b++)
-	{
-		GBatch	   *gb = &gbatches[b];
-		int			n = 0;
-
-		for (int i = gb->first; i < gb->first + gb->nops; i++)
-		{
-			GOp		   *g = &gops[i];
-
-			if (g->resolved || g->state != GS_PENDING || !is_lww_op(g))
-				continue;
-			g->resolved = true;
-			if (!tg_resolvers_on(g->map))
-				continue;
-			if (ops == NULL)
-			{
-				ops = palloc0(sizeof(TgResolveOp) * ngops);
-				idx = palloc(sizeof(int) * ngops);
-			}
-			ops[n].map = g->map;
-			ops[n].key = g->key;
-			ops[n].json = g->json;
-			ops[n].ts = g->ts;
-			idx[n++] = i;
-		}
-		if (n == 0)
-			continue;
-		tg_resolve(gb->conn, ops, n);
-		for (int j = 0; j < n; j++)
-		{
-			GOp		   *g = &gops[idx[j]];
-
-			g->res = ops[j].outcome;
-			if (g->res == TG_RES_REJECT)
-				gop_reject(g, TG_REJECT_RESOLVER, ops[j].reason);
-			else if (g->res == TG_RES_MERGE)
-				g->json = ops[j].value_json;
-		}
-	}
-	for (int i = 0; i < ngops; i++)
-		if (gops[i].res == TG_RES_LOCAL && gops[i].state == GS_PENDING)
-			gops[i].state = GS_LOST;	/* nothing written; the writer is corrected after commit */
-}
-
-/*
- * After the commit: the writers of rejected ops (and of ops a resolver kept
- * the stored record against) get MERGE_REJECTED, and the stored record is
- * written again newer than their op, as an event to every watcher -- the
- * writer's replica merges it last-write-wins and ends with the stored value.
- */
-static void
-correct_writers(void)
-{
-	TgEventList l;
-	bool		any = false;
-	char	   *volatile hlc = NULL;
-
-	for (int i = 0; i < ngops; i++)
-		if (gops[i].res == TG_RES_REJECT || gops[i].res == TG_RES_LOCAL)
-			any = true;
-	if (!any)
-		return;
-	tg_events_init(&l);
-	PG_TRY();
-	{
-		tg_txn_begin();
-		for (int i = 0; i < ngops; i++)
-		{
-			GOp		   *g = &gops[i];
-			TgConn	   *c = gbatches[g->batch].conn;
-			TgEvent		ev;
-
-			if (g->res != TG_RES_REJECT && g->res != TG_RES_LOCAL)
-				continue;
-			if (g->res == TG_RES_REJECT && !c->closed)
-				tg_send_merge_rejected(c, g->op, g->error);
-			if (tg_restamp(g->map, g->key, g->ts, &ev))
-				tg_events_add(&l, &ev);
-		}
-		hlc = tg_hlc_now_text();
-		tg_txn_end();
-		tg_events_fan_out(&l, hlc, NULL, false);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e = tg_txn_recover();
-
-		ereport(LOG, (errmsg("topgun: could not correct the writers of rejected ops: %s", e->message)));
-	}
-	PG_END_TRY();
-	tg_events_free(&l);
-}
-
-/*
  * One attempt at applying every non-rejected op.  Returns true on commit.
  * On failure, *bad is the index of the op that raised (or -1 if the error
  * was outside any op) and *edata the error.
@@ -379,7 +218,7 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 	PG_TRY();
 	{
 		tg_txn_begin();
-		resolve_group();
+		tg_apply_resolve(gbatches, ngbatches, gops, ngops);
 		run_start = -1;
 		for (volatile int i = 0; i < ngops; i++)
 		{
@@ -681,7 +520,7 @@ tg_group_flush(void)
 	{
 		for (int i = 0; i < ngbatches; i++)
 			fan_out_batch(&gbatches[i]);
-		correct_writers();
+		tg_apply_correct_writers(gbatches, gops, ngops);
 		/* live queries see the worker's own LWW writes directly (OR via the feed) */
 		for (int i = 0; i < ngops; i++)
 		{

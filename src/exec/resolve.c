@@ -1,13 +1,14 @@
 /*
  * resolve.c — conflict resolvers on client writes (PROTOCOL-ADDENDUM §A5,
  * docs/resolvers.md), run by the group commit inside the group's
- * transaction before the LWW ops are applied: topgun.resolve_ops() runs the
- * chain of every resolver registered for the op's map (built-ins natively,
- * DBA functions through SQL) and answers accept / merge / reject / local per
- * op.  Which maps have resolvers is cached (the patterns of
- * topgun.resolvers, re-read when the table's change commits: its statement
- * trigger sends a relcache invalidation), so a map without resolvers costs
- * one glob walk per op.
+ * transaction before the LWW ops are applied: tg_resolve_batch() (what
+ * topgun.resolve_ops() runs, called directly with the values the group
+ * already parsed) runs the chain of every resolver registered for the op's
+ * map (built-ins natively, DBA functions through SQL) and answers accept /
+ * merge / reject / local per op.  Which maps have resolvers is cached (the
+ * patterns of topgun.resolvers, re-read when the table's change commits: its
+ * statement trigger sends a relcache invalidation), so a map without
+ * resolvers costs one glob walk per op.
  */
 #include "postgres.h"
 
@@ -24,6 +25,7 @@
 #include "exec/exec.h"
 #include "exec/events.h"
 #include "exec/resolve.h"
+#include "logic/logic_pg.h"
 
 
 static char **patterns = NULL;
@@ -31,7 +33,6 @@ static int	npatterns = 0;
 static bool loaded = false;
 static Oid	resolvers_relid = InvalidOid;
 static int	plan_patterns = -1;
-static int	plan_resolve = -1;
 static int	plan_restamp = -1;
 
 void
@@ -88,70 +89,43 @@ tg_resolvers_on(const char *map)
 	return false;
 }
 
-static ArrayType *
-text_array(Datum *d, int n)
-{
-	return construct_array(d, n, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
 /* Run the chains for ops (all written by `writer`); in the group's transaction. */
 void
 tg_resolve(TgConn *writer, TgResolveOp *ops, int n)
 {
-	Datum	   *m = palloc(sizeof(Datum) * n);
-	Datum	   *k = palloc(sizeof(Datum) * n);
-	Datum	   *v = palloc(sizeof(Datum) * n);
-	Datum	   *t = palloc(sizeof(Datum) * n);
-	Datum	   *r = palloc(sizeof(Datum) * Max(1, writer->nroles));
-	Datum		args[6];
-	Oid			types[6] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TEXTARRAYOID};
-	const char *identity = writer->user_id[0] ? writer->user_id : writer->sub;
+	TgResolveItem *items = palloc(sizeof(TgResolveItem) * n);
+	const char *identity = tg_conn_identity(writer);
+	bool		is_server = false;
 
+	for (int i = 0; i < writer->nroles; i++)
+		is_server |= strcmp(writer->roles[i], "server") == 0;
 	for (int i = 0; i < n; i++)
 	{
-		m[i] = CStringGetTextDatum(ops[i].map);
-		k[i] = CStringGetTextDatum(ops[i].key);
-		v[i] = CStringGetTextDatum(ops[i].json);
-		t[i] = CStringGetTextDatum(ops[i].ts);
-		ops[i].outcome = TG_RES_ACCEPT;
+		items[i].map = cstring_to_text(ops[i].map);
+		items[i].key = cstring_to_text(ops[i].key);
+		items[i].value = ops[i].value;
+		items[i].ts = PointerGetDatum(ops[i].ts);
 	}
-	for (int i = 0; i < writer->nroles; i++)
-		r[i] = CStringGetTextDatum(writer->roles[i]);
-	args[0] = PointerGetDatum(text_array(m, n));
-	args[1] = PointerGetDatum(text_array(k, n));
-	args[2] = PointerGetDatum(text_array(v, n));
-	args[3] = PointerGetDatum(text_array(t, n));
-	args[4] = CStringGetTextDatum(identity);
-	args[5] = PointerGetDatum(text_array(r, writer->nroles));
-	if (SPI_execute_plan(tg_live_plan(&plan_resolve,
-									  "SELECT idx, outcome, value::text, reason FROM topgun.resolve_ops("
-									  "$1, $2, $3::jsonb[], $4::topgun.hlc[], $5, $6, false)",
-									  6, types), args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "topgun: resolve_ops failed");
-	for (uint64 row = 0; row < SPI_processed; row++)
+	/* the chain in C: no statement, no arrays, the values as they were parsed */
+	tg_resolve_batch(items, n, cstring_to_text(identity), is_server, false);
+	for (int i = 0; i < n; i++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[row];
-		bool		isnull;
-		int			idx = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		char	   *outcome = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
-		char	   *value = SPI_getvalue(tup, SPI_tuptable->tupdesc, 3);
-		char	   *reason = SPI_getvalue(tup, SPI_tuptable->tupdesc, 4);
-		TgResolveOp *op;
+		TgResolveOp *op = &ops[i];
 
-		if (idx < 1 || idx > n || outcome == NULL)
-			continue;
-		op = &ops[idx - 1];
-		if (strcmp(outcome, "reject") == 0)
+		op->outcome = TG_RES_ACCEPT;
+		if (items[i].action == TG_RES_REJECT)
 		{
 			op->outcome = TG_RES_REJECT;
-			op->reason = MemoryContextStrdup(tg_proto_cxt, reason ? reason : "Rejected by conflict resolver");
+			op->reason = MemoryContextStrdup(tg_proto_cxt, items[i].reason ? items[i].reason
+											 : "Rejected by conflict resolver");
 		}
-		else if (strcmp(outcome, "merge") == 0 && value)
+		else if (items[i].action == TG_RES_MERGE && items[i].merged)
 		{
 			op->outcome = TG_RES_MERGE;
-			op->value_json = MemoryContextStrdup(tg_proto_cxt, value);
+			op->merged = MemoryContextAlloc(tg_proto_cxt, VARSIZE(items[i].merged));
+			memcpy(op->merged, items[i].merged, VARSIZE(items[i].merged));
 		}
-		else if (strcmp(outcome, "local") == 0)
+		else if (items[i].action == TG_RES_LOCAL)
 			op->outcome = TG_RES_LOCAL;
 	}
 }

@@ -4,21 +4,24 @@
 #ifndef TG_EXEC_RESOLVE_H
 #define TG_EXEC_RESOLVE_H
 
+#include "core/hlc.h"
 #include "exec/events.h"
 #include "logic/resolvers.h"
+#include "utils/jsonb.h"
 
-/* accept, merge (write value_json instead), reject (reason), local (keep the stored record) */
+/* accept, merge (write value instead), reject (reason), local (keep the stored record) */
 typedef TgResAction TgResOutcome;
 
+/* One op, as the group commit has it decoded (nothing is parsed again). */
 typedef struct TgResolveOp
 {
 	const char *map;
 	const char *key;
-	const char *json;			/* the op's value (JSON text, "null" = delete) */
-	const char *ts;				/* the op's timestamp (topgun.hlc text) */
+	Jsonb	   *value;			/* the op's value (JSON null = delete) */
+	TgHlc	   *ts;				/* the op's timestamp */
 	TgResOutcome outcome;
-	char	   *value_json;
-	char	   *reason;
+	Jsonb	   *merged;			/* merge: in tg_proto_cxt */
+	char	   *reason;			/* reject: in tg_proto_cxt */
 } TgResolveOp;
 
 extern bool tg_resolvers_on(const char *map);	/* in a transaction */

@@ -26,6 +26,28 @@ extern TgResAction tg_logic_resolve_builtin(int id, Jsonb *local, bool has_local
 											int remote_vs_local, text *key, text *identity, bool is_server,
 											Jsonb **value, const char **reason);
 
+/*
+ * One client LWW op for the resolver chains (tg_resolve_batch): in, the op
+ * as the write path has it already decoded; out, what the chain answered.
+ */
+typedef struct TgResolveItem
+{
+	text	   *map;
+	text	   *key;
+	Jsonb	   *value;			/* a REMOVE: JSON null (SQL NULL from SQL callers) */
+	Datum		ts;				/* topgun.hlc */
+	TgResAction action;			/* out: accept, reject, merge or local */
+	Jsonb	   *merged;			/* out, merge: the value to write (NULL: none, keep the op's) */
+	char	   *reason;			/* out, reject: why (NULL: none given) */
+} TgResolveItem;
+
+/*
+ * Run the resolver chains (docs/resolvers.md) on n ops; identity NULL for
+ * none; sql_writes: only the apply_to_sql resolvers.  Outputs are allocated
+ * in the caller's memory context.  topgun.resolve_ops is this on arrays.
+ */
+extern void tg_resolve_batch(TgResolveItem *ops, int n, text *identity, bool is_server, bool sql_writes);
+
 /* _PG_init: topgun.sql_write_resolvers and the shared lock table. */
 extern void tg_logic_init(void);
 

@@ -2,30 +2,45 @@
  * pg_resolve.c — topgun.resolve_ops: the conflict-resolver chains for a
  * batch of client LWW ops, before they are applied (docs/resolvers.md).
  *
- * The resolver list is read once; ops no resolver covers are accepted as
- * they are (LWW decides when they are applied); one statement reads the
- * stored records of the others (a join over unnest); built-ins run natively, registered SQL
- * functions through topgun._run_resolver (which turns their errors into a
- * skip).  Chain: priority order, failing resolvers skipped, the first
- * accept / merge / reject / local ends it, else the implicit builtin:lww.
+ * tg_resolve_batch is the chain on decoded ops (the session executor calls
+ * it directly, with the values it already parsed); resolve_ops is it on
+ * arrays.  The resolver list is read once; ops no resolver covers are
+ * accepted as they are (LWW decides when they are applied); the stored
+ * records of the others are read by primary-key probes (read_stored); built-ins
+ * run natively, registered SQL functions through topgun._run_resolver (which
+ * turns their errors into a skip).  Chain: priority order, failing
+ * resolvers skipped, the first accept / merge / reject / local ends it, else
+ * the implicit builtin:lww.
  */
 #include "postgres.h"
 
+#include "core/hlc.h"
+#include "core/lww_merge.h"
 #include "logic/logic_pg.h"
 #include "logic/resolvers.h"
+#include "merkle/fnv.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-
-/* the per-call read of the stored records, planned once per backend */
-static SPIPlanPtr stored_plan = NULL;
-static Oid	stored_plan_ts = InvalidOid;
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(tg_resolve_ops);
 
@@ -50,13 +65,24 @@ glob_text(text *pat, text *s)
 static Resolver *
 load_resolvers(bool sql_writes, int *n)
 {
+	/* kept: parsing and planning it per call was a statement per group commit */
+	static SPIPlanPtr plans[2];
 	Resolver   *rs;
-	int			rc = SPI_execute(sql_writes
-								 ? "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
-								 "WHERE apply_to_sql ORDER BY priority DESC, seq"
-								 : "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
-								 "ORDER BY priority DESC, seq", true, 0);
+	int			rc;
 
+	if (plans[sql_writes] == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql_writes
+									? "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
+									"WHERE apply_to_sql ORDER BY priority DESC, seq"
+									: "SELECT name, map_pattern, key_pattern, fn::oid FROM topgun.resolvers "
+									"ORDER BY priority DESC, seq", 0, NULL);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the resolver list: %s", SPI_result_code_string(SPI_result));
+		plans[sql_writes] = p;
+	}
+	rc = SPI_execute_plan(plans[sql_writes], NULL, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading topgun.resolvers failed: %s", SPI_result_code_string(rc));
 	*n = (int) SPI_processed;
@@ -135,6 +161,214 @@ deconstruct(ArrayType *arr, Oid type, Datum **d, bool **nulls, int *n)
 	deconstruct_array(arr, type, len, byval, align, d, nulls, n);
 }
 
+/* topgun.now_ms(): ms since the epoch at statement start, rounded as its numeric → bigint cast */
+static int64
+statement_ms(void)
+{
+	int64		us = GetCurrentStatementStartTimestamp() +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
+
+	return us >= 0 ? (us + 500) / 1000 : -((-us + 500) / 1000);
+}
+
+/* Attribute number of topgun.lww's column `name`, which must have type `type`. */
+static AttrNumber
+lww_column(Relation rel, const char *name, Oid type)
+{
+	TupleDesc	d = RelationGetDescr(rel);
+
+	for (int i = 0; i < d->natts; i++)
+	{
+		Form_pg_attribute a = TupleDescAttr(d, i);
+
+		if (!a->attisdropped && strcmp(NameStr(a->attname), name) == 0 && a->atttypid == type)
+			return a->attnum;
+	}
+	elog(ERROR, "topgun.lww has no column %s of the expected type", name);
+	return InvalidAttrNumber;
+}
+
+/*
+ * The stored records of the ops the chains cover (matched[i]): has_ts[i] (a
+ * record exists, tombstones too), cmp[i] (sign of compare(op ts, stored
+ * ts); 1 without a record), local[i] (the live value, NULL for absent,
+ * tombstoned or expired at statement start).  One probe of topgun.lww's
+ * primary key (map, leaf, key) per op, straight through the index with the
+ * active snapshot -- what the SQL read (a join over unnest) did, without the
+ * executor, the arrays and the copied result rows: it was half of a
+ * resolved write's extra cost.  The caller's privileges are checked as that
+ * SELECT would.
+ */
+static void
+read_stored(TgResolveItem *ops, int n, const bool *matched, bool *has_ts, int *cmp, Jsonb **local)
+{
+	static const char *const cols[] = {"map", "key", "leaf", "ts", "value", "ttl_ms"};
+	Oid			relid = get_relname_relid("lww", get_namespace_oid("topgun", false));
+	Oid			hlc = tg_lww_hlc_type();
+	Relation	rel,
+				idx;
+	AttrNumber	att_map,
+				att_leaf,
+				att_key,
+				att_ts,
+				att_value,
+				att_ttl;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		now = statement_ms();
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "topgun.lww does not exist");
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		for (int c = 0; c < lengthof(cols); c++)
+			if (pg_attribute_aclcheck(relid, get_attnum(relid, cols[c]), GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "lww");
+	rel = table_open(relid, AccessShareLock);
+	att_map = lww_column(rel, "map", TEXTOID);
+	att_key = lww_column(rel, "key", TEXTOID);
+	att_leaf = lww_column(rel, "leaf", INT2OID);
+	att_ts = lww_column(rel, "ts", hlc);
+	att_value = lww_column(rel, "value", JSONBOID);
+	att_ttl = lww_column(rel, "ttl_ms", INT8OID);
+	if (!OidIsValid(RelationGetPrimaryKeyIndex(rel)))
+		elog(ERROR, "topgun.lww has no primary key");
+	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	if (idx->rd_index->indnkeyatts != 3 || idx->rd_index->indkey.values[0] != att_map ||
+		idx->rd_index->indkey.values[1] != att_leaf || idx->rd_index->indkey.values[2] != att_key)
+		elog(ERROR, "the primary key of topgun.lww is not (map, leaf, key)");
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 3, 0);
+	for (int i = 0; i < n; i++)
+	{
+		ScanKeyData key[3];
+		int			leaf;
+		bool		isnull;
+
+		if (!matched[i])
+			continue;
+		leaf = tg_leaf_of_hash(tg_hash_string(VARDATA_ANY(ops[i].key), VARSIZE_ANY_EXHDR(ops[i].key)));
+		ScanKeyEntryInitialize(&key[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(ops[i].map));
+		ScanKeyEntryInitialize(&key[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+							   InvalidOid, F_INT2EQ, Int16GetDatum((int16) leaf));
+		ScanKeyEntryInitialize(&key[2], 0, 3, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[2], F_TEXTEQ, PointerGetDatum(ops[i].key));
+		index_rescan(scan, key, 3, NULL, 0);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			TgHlc	   *ts = DatumGetTgHlcP(slot_getattr(slot, att_ts, &isnull));
+			Datum		v = slot_getattr(slot, att_value, &isnull);
+			Datum		ttl;
+			bool		ttlnull;
+
+			has_ts[i] = true;
+			cmp[i] = tg_hlc_cmp(DatumGetTgHlcP(ops[i].ts), ts);
+			ttl = slot_getattr(slot, att_ttl, &ttlnull);
+			if (!isnull && (ttlnull || ts->millis + DatumGetInt64(ttl) >= now))
+				local[i] = DatumGetJsonbPCopy(v);	/* the buffer is released */
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	/* locks are kept until the end of the transaction, as the executor does */
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+}
+
+void
+tg_resolve_batch(TgResolveItem *ops, int n, text *identity, bool is_server, bool sql_writes)
+{
+	MemoryContext outcxt = CurrentMemoryContext;
+	MemoryContext opcxt;
+	Resolver   *rs;
+	int			nres;
+	bool	   *matched;
+	bool	   *has_ts;
+	int		   *cmp;
+	Jsonb	  **local;
+	int			nmatched = 0;
+
+	if (n > MAX_OPS)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("at most %d ops per call", MAX_OPS)));
+	for (int i = 0; i < n; i++)
+	{
+		ops[i].action = TG_RES_ACCEPT;
+		ops[i].merged = NULL;
+		ops[i].reason = NULL;
+	}
+	if (n == 0)
+		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rs = load_resolvers(sql_writes, &nres);
+
+	/*
+	 * Ops that no resolver covers are accepted as they are (LWW decides when
+	 * they are applied); only the others need their stored record.
+	 */
+	matched = palloc0(sizeof(bool) * n);
+	has_ts = palloc0(sizeof(bool) * n);
+	cmp = palloc(sizeof(int) * n);
+	local = palloc0(sizeof(Jsonb *) * n);
+	for (int i = 0; i < n; i++)
+	{
+		cmp[i] = 1;
+		for (int r = 0; r < nres && !matched[i]; r++)
+			matched[i] = glob_text(rs[r].map_pattern, ops[i].map) &&
+				(rs[r].key_pattern == NULL || glob_text(rs[r].key_pattern, ops[i].key));
+		nmatched += matched[i];
+		/* a timestamp is needed only for an op the chains cover */
+		if (matched[i] && ops[i].ts == (Datum) 0)
+			ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("ts must not contain NULL")));
+	}
+	if (nmatched > 0)
+		read_stored(ops, n, matched, has_ts, cmp, local);
+
+	/* what one op allocates is dropped after its answer is copied out */
+	opcxt = AllocSetContextCreate(CurrentMemoryContext, "topgun resolve_ops op", ALLOCSET_DEFAULT_SIZES);
+	for (int i = 0; i < n; i++)
+	{
+		TgResolveItem *op = &ops[i];
+		TgResAction act = TG_RES_THROW;
+		Jsonb	   *value = NULL;
+		const char *reason = NULL;
+		MemoryContext old;
+
+		if (!matched[i])
+			continue;			/* accept */
+		old = MemoryContextSwitchTo(opcxt);
+		for (int r = 0; r < nres && act == TG_RES_THROW; r++)
+		{
+			if (!glob_text(rs[r].map_pattern, op->map) || (rs[r].key_pattern && !glob_text(rs[r].key_pattern, op->key)))
+				continue;
+			if (rs[r].builtin >= 0)
+				act = tg_logic_resolve_builtin(rs[r].builtin, local[i], has_ts[i], op->value, cmp[i], op->key,
+											   identity, is_server, &value, &reason);
+			else if (OidIsValid(rs[r].fn))
+				act = run_user(rs[r].fn, local[i], op->value, op->key, op->map, identity, &value, &reason);
+		}
+		if (act == TG_RES_THROW)
+		{
+			/* the implicit builtin:lww at the end of every chain */
+			act = (!has_ts[i] || cmp[i] > 0) ? TG_RES_ACCEPT : TG_RES_LOCAL;
+			reason = NULL;
+		}
+		MemoryContextSwitchTo(outcxt);
+		op->action = act;
+		if (act == TG_RES_MERGE && op->value && value)
+		{
+			/* a delete stays a delete */
+			op->merged = palloc(VARSIZE(value));
+			memcpy(op->merged, value, VARSIZE(value));
+		}
+		if (act == TG_RES_REJECT && reason)
+			op->reason = pstrdup(reason);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(opcxt);
+	}
+	SPI_finish();
+}
+
 /*
  * topgun.resolve_ops(maps text[], keys text[], vals jsonb[], ts hlc[],
  *   identity text, roles text[], sql_writes bool)
@@ -146,25 +380,20 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Datum	   *maps,
 			   *keys,
-			   *vals;
+			   *vals,
+			   *ts;
 	bool	   *mn,
 			   *kn,
-			   *vn;
+			   *vn,
+			   *tn;
 	int			nm,
 				nkeys,
 				nv,
-				nres;
+				nts;
 	text	   *identity = PG_ARGISNULL(4) ? NULL : PG_GETARG_TEXT_PP(4);
 	bool		is_server = false;
 	bool		sql_writes = !PG_ARGISNULL(6) && PG_GETARG_BOOL(6);
-	Resolver   *rs;
-	Oid			types[3];
-	Datum		qa[3];
-	int			rc;
-	SPITupleTable *tt = NULL;
-	MemoryContext opcxt;
-	bool	   *matched;
-	int			nmatched = 0;
+	TgResolveItem *ops;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("maps, keys, vals and ts must not be NULL")));
@@ -189,141 +418,31 @@ tg_resolve_ops(PG_FUNCTION_ARGS)
 		for (int i = 0; i < nr; i++)
 			is_server |= !rn[i] && strcmp(TextDatumGetCString(roles[i]), "server") == 0;
 	}
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rs = load_resolvers(sql_writes, &nres);
-
-	/*
-	 * Ops that no resolver covers are accepted as they are (LWW decides when
-	 * they are applied); only the others need their stored record.
-	 */
-	matched = palloc0(sizeof(bool) * Max(nm, 1));
+	deconstruct(PG_GETARG_ARRAYTYPE_P(3), ARR_ELEMTYPE(PG_GETARG_ARRAYTYPE_P(3)), &ts, &tn, &nts);
+	ops = palloc0(sizeof(TgResolveItem) * Max(nm, 1));
 	for (int i = 0; i < nm; i++)
 	{
-		text	   *map = DatumGetTextPP(maps[i]);
-		text	   *key = DatumGetTextPP(keys[i]);
-
-		for (int r = 0; r < nres && !matched[i]; r++)
-			matched[i] = glob_text(rs[r].map_pattern, map) &&
-				(rs[r].key_pattern == NULL || glob_text(rs[r].key_pattern, key));
-		nmatched += matched[i];
+		ops[i].map = DatumGetTextPP(maps[i]);
+		ops[i].key = DatumGetTextPP(keys[i]);
+		ops[i].value = vn[i] ? NULL : DatumGetJsonbP(vals[i]);
+		ops[i].ts = tn[i] ? (Datum) 0 : ts[i];
 	}
-	if (nmatched > 0)
+	tg_resolve_batch(ops, nm, identity, is_server, sql_writes);
+	for (int i = 0; i < nm; i++)
 	{
-		ArrayType  *tsarr = PG_GETARG_ARRAYTYPE_P(3);
-		Oid			tstype = ARR_ELEMTYPE(tsarr);
-		Datum	   *ts;
-		bool	   *tn;
-		int			nts,
-					j = 0;
-		Datum	   *sm = palloc(sizeof(Datum) * nmatched),
-				   *sk = palloc(sizeof(Datum) * nmatched),
-				   *st = palloc(sizeof(Datum) * nmatched);
-		int16		len;
-		bool		byval;
-		char		align;
-
-		deconstruct(tsarr, tstype, &ts, &tn, &nts);
-		for (int i = 0; i < nm; i++)
-			if (matched[i])
-			{
-				if (tn[i])
-					ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("ts must not contain NULL")));
-				sm[j] = maps[i];
-				sk[j] = keys[i];
-				st[j++] = ts[i];
-			}
-		get_typlenbyvalalign(tstype, &len, &byval, &align);
-		types[0] = TEXTARRAYOID;
-		types[1] = TEXTARRAYOID;
-		types[2] = get_array_type(tstype);
-		qa[0] = PointerGetDatum(construct_array(sm, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
-		qa[1] = PointerGetDatum(construct_array(sk, nmatched, TEXTOID, -1, false, TYPALIGN_INT));
-		qa[2] = PointerGetDatum(construct_array(st, nmatched, tstype, len, byval, align));
-		if (stored_plan == NULL || stored_plan_ts != tstype)
-		{
-			SPIPlanPtr	p = SPI_prepare(
-			/* LATERAL: one primary-key probe per op, whatever the statistics say */
-			"SELECT l.ts IS NOT NULL, CASE WHEN l.ts IS NULL THEN 1 ELSE topgun.hlc_cmp(u.t, l.ts) END, "
-			"CASE WHEN l.value IS NOT NULL AND (l.ttl_ms IS NULL OR topgun.hlc_millis(l.ts) + l.ttl_ms >= topgun.now_ms()) "
-			"THEN l.value END "
-			"FROM unnest($1, $2, $3) WITH ORDINALITY u(m, k, t, i) LEFT JOIN LATERAL "
-			"(SELECT x.ts, x.value, x.ttl_ms FROM topgun.lww x "
-			"WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k) l ON true ORDER BY u.i",
-			3, types);
-
-			/* kept: planning it on every call was 17 % of a resolved write's CPU */
-			if (p == NULL || SPI_keepplan(p) != 0)
-				elog(ERROR, "could not prepare the stored-record read: %s", SPI_result_code_string(SPI_result));
-			if (stored_plan)
-				SPI_freeplan(stored_plan);
-			stored_plan = p;
-			stored_plan_ts = tstype;
-		}
-		rc = SPI_execute_plan(stored_plan, qa, NULL, true, 0);
-		if (rc != SPI_OK_SELECT || SPI_processed != (uint64) nmatched)
-			elog(ERROR, "reading the stored records failed: %s", SPI_result_code_string(rc));
-		tt = SPI_tuptable;
-		SPI_tuptable = NULL;	/* kept while user resolvers run statements */
-	}
-	/* what one op allocates is dropped after its row is emitted */
-	opcxt = AllocSetContextCreate(CurrentMemoryContext, "topgun resolve_ops op", ALLOCSET_DEFAULT_SIZES);
-	for (int i = 0, j = 0; i < nm; i++)
-	{
-		bool		isnull;
-		bool		has_ts = false;
-		int			cmp = 1;
-		Jsonb	   *local = NULL;
-		Jsonb	   *remote = vn[i] ? NULL : DatumGetJsonbP(vals[i]);
-		text	   *map = DatumGetTextPP(maps[i]);
-		text	   *key = DatumGetTextPP(keys[i]);
-		TgResAction act = TG_RES_THROW;
-		Jsonb	   *value = NULL;
-		const char *reason = NULL;
 		Datum		out[4];
 		bool		on[4] = {false, false, true, true};
-		MemoryContext old = MemoryContextSwitchTo(opcxt);
+		TgResAction act = ops[i].action;
 
-		if (matched[i])
-		{
-			HeapTuple	row = tt->vals[j++];
-			Datum		ld;
-
-			has_ts = DatumGetBool(SPI_getbinval(row, tt->tupdesc, 1, &isnull));
-			cmp = DatumGetInt32(SPI_getbinval(row, tt->tupdesc, 2, &isnull));
-			ld = SPI_getbinval(row, tt->tupdesc, 3, &isnull);
-			local = isnull ? NULL : DatumGetJsonbP(ld);
-		}
-		for (int r = 0; r < nres && matched[i] && act == TG_RES_THROW; r++)
-		{
-			if (!glob_text(rs[r].map_pattern, map) || (rs[r].key_pattern && !glob_text(rs[r].key_pattern, key)))
-				continue;
-			if (rs[r].builtin >= 0)
-				act = tg_logic_resolve_builtin(rs[r].builtin, local, has_ts, remote, cmp, key, identity,
-											   is_server, &value, &reason);
-			else if (OidIsValid(rs[r].fn))
-				act = run_user(rs[r].fn, local, remote, key, map, identity, &value, &reason);
-		}
-		if (act == TG_RES_THROW)
-		{
-			/* the implicit builtin:lww at the end of every chain (uncovered ops: accept) */
-			act = (!has_ts || cmp > 0) ? TG_RES_ACCEPT : TG_RES_LOCAL;
-			reason = NULL;
-		}
 		out[0] = Int32GetDatum((int32) (i + 1));
 		out[1] = CStringGetTextDatum(outcome_names[act]);
-		if (act == TG_RES_ACCEPT && remote)
-			out[2] = PointerGetDatum(remote), on[2] = false;
-		else if (act == TG_RES_MERGE && remote && value)
-			out[2] = PointerGetDatum(value), on[2] = false;	/* a delete stays a delete */
-		if (act == TG_RES_REJECT && reason)
-			out[3] = CStringGetTextDatum(reason), on[3] = false;
+		if (act == TG_RES_ACCEPT && ops[i].value)
+			out[2] = PointerGetDatum(ops[i].value), on[2] = false;
+		else if (ops[i].merged)
+			out[2] = PointerGetDatum(ops[i].merged), on[2] = false;
+		if (act == TG_RES_REJECT && ops[i].reason)
+			out[3] = CStringGetTextDatum(ops[i].reason), on[3] = false;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, on);
-		MemoryContextSwitchTo(old);
-		MemoryContextReset(opcxt);
 	}
-	if (tt)
-		SPI_freetuptable(tt);
-	SPI_finish();
 	return (Datum) 0;
 }

@@ -1,0 +1,153 @@
+/*
+ * apply_resolve.c — the conflict resolvers in the group commit (apply.c):
+ * the LWW ops of maps that have resolvers are judged once, in the group's
+ * transaction before they are applied (resolve.c runs the chains), and
+ * after the commit the writers of rejected ops, or of ops a resolver kept
+ * the stored record against, are corrected.  The op's value and timestamp
+ * are decoded here once, for the chains and the merge alike.
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/memutils.h"
+
+#include "exec/apply.h"
+#include "exec/events.h"
+
+Jsonb *
+gop_jsonb(GOp *g)
+{
+	if (g->jvalue == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(tg_proto_cxt);
+
+		/* the same parse as a cast of the JSON text in SQL */
+		g->jvalue = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(g->json)));
+		MemoryContextSwitchTo(old);
+	}
+	return g->jvalue;
+}
+
+TgHlc *
+gop_hlc(GOp *g)
+{
+	if (g->hlc == NULL)
+	{
+		const TgTimestamp *ts = &g->op->record.ts;
+		MemoryContext old = MemoryContextSwitchTo(tg_proto_cxt);
+
+		g->hlc = tg_hlc_make(ts->millis, ts->counter, ts->node_id.p, (int) ts->node_id.len);
+		MemoryContextSwitchTo(old);
+	}
+	return g->hlc;
+}
+
+/*
+ * Conflict resolvers (resolve.c) for the LWW ops of maps that have some, per
+ * writer, once per op however often the group is retried: a reject rejects
+ * the op, a merge replaces its value, local keeps the stored record.
+ */
+void
+tg_apply_resolve(GBatch *gbatches, int ngbatches, GOp *gops, int ngops)
+{
+	TgResolveOp *ops = NULL;
+	int		   *idx = NULL;
+
+	for (int b = 0; b < ngbatches; b++)
+	{
+		GBatch	   *gb = &gbatches[b];
+		int			n = 0;
+
+		for (int i = gb->first; i < gb->first + gb->nops; i++)
+		{
+			GOp		   *g = &gops[i];
+
+			if (g->resolved || g->state != GS_PENDING || !is_lww_op(g))
+				continue;
+			g->resolved = true;
+			if (!tg_resolvers_on(g->map))
+				continue;
+			if (ops == NULL)
+			{
+				ops = palloc0(sizeof(TgResolveOp) * ngops);
+				idx = palloc(sizeof(int) * ngops);
+			}
+			ops[n].map = g->map;
+			ops[n].key = g->key;
+			ops[n].value = gop_jsonb(g);	/* parsed once: the merge uses it too */
+			ops[n].ts = gop_hlc(g);
+			idx[n++] = i;
+		}
+		if (n == 0)
+			continue;
+		tg_resolve(gb->conn, ops, n);
+		for (int j = 0; j < n; j++)
+		{
+			GOp		   *g = &gops[idx[j]];
+
+			g->res = ops[j].outcome;
+			if (g->res == TG_RES_REJECT)
+				gop_reject(g, TG_REJECT_RESOLVER, ops[j].reason);
+			else if (g->res == TG_RES_MERGE)
+			{
+				g->jvalue = ops[j].merged;
+				/* the op-by-op fallback (gop_exec) writes the text */
+				g->json = MemoryContextStrdup(tg_proto_cxt, JsonbToCString(NULL, &g->jvalue->root,
+																		   VARSIZE(g->jvalue)));
+			}
+		}
+	}
+	for (int i = 0; i < ngops; i++)
+		if (gops[i].res == TG_RES_LOCAL && gops[i].state == GS_PENDING)
+			gops[i].state = GS_LOST;	/* nothing written; the writer is corrected after commit */
+}
+
+/*
+ * After the commit: the writers of rejected ops (and of ops a resolver kept
+ * the stored record against) get MERGE_REJECTED, and the stored record is
+ * written again newer than their op, as an event to every watcher -- the
+ * writer's replica merges it last-write-wins and ends with the stored value.
+ */
+void
+tg_apply_correct_writers(GBatch *gbatches, GOp *gops, int ngops)
+{
+	TgEventList l;
+	bool		any = false;
+	char	   *volatile hlc = NULL;
+
+	for (int i = 0; i < ngops; i++)
+		if (gops[i].res == TG_RES_REJECT || gops[i].res == TG_RES_LOCAL)
+			any = true;
+	if (!any)
+		return;
+	tg_events_init(&l);
+	PG_TRY();
+	{
+		tg_txn_begin();
+		for (int i = 0; i < ngops; i++)
+		{
+			GOp		   *g = &gops[i];
+			TgConn	   *c = gbatches[g->batch].conn;
+			TgEvent		ev;
+
+			if (g->res != TG_RES_REJECT && g->res != TG_RES_LOCAL)
+				continue;
+			if (g->res == TG_RES_REJECT && !c->closed)
+				tg_send_merge_rejected(c, g->op, g->error);
+			if (tg_restamp(g->map, g->key, g->ts, &ev))
+				tg_events_add(&l, &ev);
+		}
+		hlc = tg_hlc_now_text();
+		tg_txn_end();
+		tg_events_fan_out(&l, hlc, NULL, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e = tg_txn_recover();
+
+		ereport(LOG, (errmsg("topgun: could not correct the writers of rejected ops: %s", e->message)));
+	}
+	PG_END_TRY();
+	tg_events_free(&l);
+}
