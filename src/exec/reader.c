@@ -65,15 +65,19 @@ reader_sigterm(SIGNAL_ARGS)
 	errno = save_errno;
 }
 
+static void check_reply(const TgRec *rec, TgIpcBuf *out);
+
 /* Run one request; its reply goes to *out. */
 static void
 serve(const TgRec *rec, const char *payload, TgIpcBuf *out, MemoryContext cxt)
 {
 	TgConn		dummy;
+	TgIpcBuf   *saved = tg_exec_out;
 
 	memset(&dummy, 0, sizeof(dummy));
 	dummy.id = rec->conn;		/* the request id: every reply record carries it */
 	dummy.slot = -1;
+	tg_exec_out = out;			/* replies go to *out */
 	PG_TRY();
 	{
 		tg_txn_begin();
@@ -105,7 +109,15 @@ serve(const TgRec *rec, const char *payload, TgIpcBuf *out, MemoryContext cxt)
 			tg_plans_reset();
 	}
 	PG_END_TRY();
+	tg_exec_out = saved;
 	MemoryContextSwitchTo(cxt);
+	check_reply(rec, out);
+}
+
+/* A request must get a reply: an empty or failed one becomes an error. */
+static void
+check_reply(const TgRec *rec, TgIpcBuf *out)
+{
 	if (out->len == 0 || out->failed)
 	{
 		TgRecError	err;
@@ -118,6 +130,89 @@ serve(const TgRec *rec, const char *payload, TgIpcBuf *out, MemoryContext cxt)
 	}
 }
 
+/*
+ * Single-key entry processors: gather the ones already queued (up to
+ * BATCH_MAX) and run them in one transaction (reader_batch.c); the first
+ * other request met is kept in *held for the next round.  The replies go
+ * out after the commit, one queue message each.  False: the queue is gone.
+ */
+#define BATCH_MAX 64
+
+static const char *
+copy_bytes(const char *p, size_t len)
+{
+	char	   *c = palloc(Max(len, 1));
+
+	memcpy(c, p, len);
+	return c;
+}
+
+static bool
+serve_processors(shm_mq_handle *req, shm_mq_handle *rep, const TgRec *first, const char *first_p,
+				 char **held, Size *held_len, MemoryContext cxt)
+{
+	TgRec		recs[BATCH_MAX];
+	const char *payloads[BATCH_MAX];
+	TgIpcBuf	outs[BATCH_MAX];
+	char	   *next_held = NULL;
+	Size		next_len = 0;
+	int			n = 0;
+	bool		alive = true;
+
+	recs[0] = *first;
+	payloads[0] = copy_bytes(first_p, first->len);
+	n = 1;
+	free(*held);				/* first came from it: copied above */
+	*held = NULL;
+	while (n < BATCH_MAX)
+	{
+		Size		len;
+		void	   *d;
+		TgRecIter	it;
+		shm_mq_result r = shm_mq_receive(req, &len, &d, true);
+
+		if (r == SHM_MQ_DETACHED)
+			alive = false;
+		if (r != SHM_MQ_SUCCESS)
+			break;
+		tg_rec_iter_init(&it, d, len);
+		if (tg_rec_next(&it, &recs[n], &payloads[n]) && recs[n].kind == TG_REQ_PROCESS)
+		{
+			payloads[n] = copy_bytes(payloads[n], recs[n].len);
+			n++;
+			continue;
+		}
+		next_held = malloc(len);	/* another kind: served next, in order */
+		if (next_held == NULL)
+			ereport(FATAL, (errmsg("topgun: out of memory in a reader executor")));
+		memcpy(next_held, d, len);
+		next_len = len;
+		break;
+	}
+	*held = next_held;
+	*held_len = next_len;
+	pgstat_report_activity(STATE_RUNNING, "topgun: entry processors");
+	memset(outs, 0, sizeof(TgIpcBuf) * n);
+	if (n == 1 || !tg_reader_serve_batch(recs, payloads, outs, n))
+		for (int i = 0; i < n; i++)
+			serve(&recs[i], payloads[i], &outs[i], cxt);
+	else
+	{
+		for (int i = 0; i < n; i++)
+			check_reply(&recs[i], &outs[i]);
+		tg_stat_add(TG_STAT_PROCESSOR_BATCHES, 1);
+		tg_stat_add(TG_STAT_PROCESSORS_BATCHED, (uint64) n);
+	}
+	pg_atomic_fetch_add_u64(&tg_exec_slot(1 + reader_index)->requests, (uint64) n);
+	for (int i = 0; i < n; i++)
+	{
+		if (alive && shm_mq_send(rep, outs[i].len, outs[i].data, false, true) != SHM_MQ_SUCCESS)
+			alive = false;
+		tg_ipc_buf_free(&outs[i]);
+	}
+	return alive;
+}
+
 void
 tg_reader_main(Datum arg)
 {
@@ -128,6 +223,8 @@ tg_reader_main(Datum arg)
 	shm_mq_handle *rep;
 	TgIpcBuf	out = {0};
 	MemoryContext cxt;
+	char	   *held = NULL;	/* malloc'd queue message received while gathering a batch */
+	Size		held_len = 0;
 
 	tg_role = TG_ROLE_READER;
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
@@ -186,7 +283,15 @@ tg_reader_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			pg_atomic_fetch_add_u64(&tg_exec_slot(1 + index)->reloads, 1);
 		}
-		r = shm_mq_receive(req, &n, &d, true);
+		if (held)
+		{
+			/* the request that ended the last batch */
+			d = held;
+			n = held_len;
+			r = SHM_MQ_SUCCESS;
+		}
+		else
+			r = shm_mq_receive(req, &n, &d, true);
 		if (r == SHM_MQ_DETACHED)
 			break;				/* the session executor is gone */
 		if (r == SHM_MQ_WOULD_BLOCK)
@@ -199,19 +304,33 @@ tg_reader_main(Datum arg)
 		}
 		tg_rec_iter_init(&it, d, n);
 		if (!tg_rec_next(&it, &rec, &p))
+		{
+			free(held);
+			held = NULL;
 			continue;
+		}
 		old = MemoryContextSwitchTo(cxt);
 		tg_proto_enter(cxt);
-		pgstat_report_activity(STATE_RUNNING, "topgun: read request");
-		tg_ipc_buf_reset(&out);
 		pg_atomic_write_u32(&tg_exec_slot(1 + index)->busy, 1);
-		serve(&rec, p, &out, cxt);
+		if (rec.kind == TG_REQ_PROCESS)
+		{
+			if (!serve_processors(req, rep, &rec, p, &held, &held_len, cxt))
+				break;
+		}
+		else
+		{
+			pgstat_report_activity(STATE_RUNNING, "topgun: read request");
+			tg_ipc_buf_reset(&out);
+			serve(&rec, p, &out, cxt);
+			free(held);
+			held = NULL;
+			pg_atomic_fetch_add_u64(&tg_exec_slot(1 + index)->requests, 1);
+			if (shm_mq_send(rep, out.len, out.data, false, true) != SHM_MQ_SUCCESS)
+				break;
+		}
 		pg_atomic_write_u32(&tg_exec_slot(1 + index)->busy, 0);
-		pg_atomic_fetch_add_u64(&tg_exec_slot(1 + index)->requests, 1);
 		pgstat_report_activity(STATE_IDLE, NULL);
 		MemoryContextSwitchTo(old);
-		if (shm_mq_send(rep, out.len, out.data, false, true) != SHM_MQ_SUCCESS)
-			break;
 		MemoryContextReset(cxt);
 	}
 	proc_exit(0);

@@ -217,6 +217,8 @@ tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m)
 		return false;
 	}
 	p->type = m->type;
-	tg_readers_submit(c, true, TG_REQ_MESSAGE, in->data, in->len, done, p);
+	/* single-key processors share a reader transaction (reader_batch.c) */
+	tg_readers_submit(c, true, m->type == TG_MSG_ENTRY_PROCESS ? TG_REQ_PROCESS : TG_REQ_MESSAGE,
+					  in->data, in->len, done, p);
 	return true;
 }

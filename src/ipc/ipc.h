@@ -50,6 +50,7 @@ typedef enum TgRecKind
 	TG_REQ_SEARCH_KEYS,			/* msgpack {m, q, b, l, n, k}: live search re-scoring */
 	TG_REQ_GC,					/* int64 client floor (ms): one topgun.gc_run() batch */
 	TG_REQ_JOURNAL,				/* msgpack {f: from, l: limit}: journal events for subscriptions */
+	TG_REQ_PROCESS,				/* an ENTRY_PROCESS frame: batched with others in one transaction */
 	/* reader -> session executor */
 	TG_REP_FRAME = 48,			/* payload: the reply message for the client */
 	TG_REP_ROWS,				/* msgpack {rows: [[key, value]...], total} */

@@ -51,4 +51,7 @@ extern void tg_resolve_batch(TgResolveItem *ops, int n, text *identity, bool is_
 /* _PG_init: topgun.sql_write_resolvers and the shared lock table. */
 extern void tg_logic_init(void);
 
+/* The transaction lock id that serialises processors on a key (pg_execute.c). */
+extern int64 tg_key_lock_id(text *map, text *key);
+
 #endif							/* TG_LOGIC_PG_H */

@@ -2,7 +2,7 @@
  * pg_execute.c — topgun.execute_on_key / topgun.execute_on_keys
  * (ENTRY_PROCESS, ENTRY_PROCESS_BATCH; docs/processors.md).
  *
- * Each key: its bucket lock (key_lock_id; topgun.restamp takes the same
+ * Each key: its bucket lock (tg_key_lock_id; topgun.restamp takes the same
  * through topgun._lock_key, and it also covers keys that do not exist
  * yet), read the live value, run the processor, write the new value
  * through topgun.lww_put / lww_remove with a fresh HLC.  Built-ins run natively
@@ -99,8 +99,8 @@ plan(int which)
  */
 #define KEY_LOCK_BUCKETS 128
 
-static int64
-key_lock_id(text *map, text *key)
+int64
+tg_key_lock_id(text *map, text *key)
 {
 	uint32		mh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map)));
 	uint32		kh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
@@ -111,7 +111,7 @@ key_lock_id(text *map, text *key)
 static void
 lock_key(text *map, text *key)
 {
-	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(key_lock_id(map, key)));
+	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(tg_key_lock_id(map, key)));
 }
 
 /* topgun._lock_key(map, key): the same lock, for SQL callers. */
@@ -461,7 +461,7 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 		int64	   *ids = palloc(sizeof(int64) * Max(nk, 1));
 
 		for (int i = 0; i < nk; i++)
-			ids[i] = key_lock_id(map, ordered[i]);
+			ids[i] = tg_key_lock_id(map, ordered[i]);
 		qsort(ids, nk, sizeof(int64), cmp_int64);
 		for (int i = 0; i < nk; i++)
 			if (i == 0 || ids[i - 1] != ids[i])

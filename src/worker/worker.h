@@ -107,6 +107,8 @@ typedef enum TgStat
 	TG_STAT_RATE_LIMITED,		/* messages refused by the rate limits */
 	TG_STAT_RATE_LIMITED_OPS,	/* ops in them */
 	TG_STAT_RATE_LIMIT_CLOSES,	/* connections closed for a sustained flood (1008) */
+	TG_STAT_PROCESSOR_BATCHES,	/* reader transactions that served several entry processors */
+	TG_STAT_PROCESSORS_BATCHED, /* the entry processors they served */
 	TG_STAT_COUNT
 } TgStat;
 

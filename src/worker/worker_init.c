@@ -92,6 +92,8 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"rate_limited",
 	"rate_limited_ops",
 	"rate_limit_closes",
+	"processor_batches",
+	"processors_batched",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
