@@ -19,6 +19,9 @@
 
 #include "exec/exec.h"
 #include "exec/journal_live.h"
+#include "exec/reads.h"
+#include "logic/logic_pg.h"
+#include "logic/processors.h"
 
 #define TG_JOURNAL_MAX_LIMIT 10000
 
@@ -243,6 +246,42 @@ tg_read_message(TgConn *c, TgMessage *m)
 		default:
 			elog(ERROR, "topgun: no database part for %s", tg_msg_type_name(m->type));
 	}
+}
+
+void
+tg_read_process_req(const char *payload, size_t len, TgProcReq *r)
+{
+	TgMessage	msg;
+	MpLimits	lim;
+	char		err[256];
+	char	   *j;
+
+	lim.max_depth = 32;
+	lim.max_nodes = (uint32) Min((size_t) UINT32_MAX - 1, len + 1);
+	lim.max_str = (uint32) Min((size_t) UINT32_MAX - 1, Max(len, 1));
+	if (tg_message_parse((const uint8_t *) payload, len, &lim, &msg, err, sizeof(err)) != TG_PARSE_OK ||
+		msg.type != TG_MSG_ENTRY_PROCESS)
+	{
+		tg_message_free(&msg);
+		elog(ERROR, "topgun: a processor request carried an invalid message: %s", err);
+	}
+	PG_TRY();
+	{
+		__typeof__(msg.u.entry_process) *e = &msg.u.entry_process;
+
+		r->map = cstring_to_text_with_len(e->map_name.p, (int) e->map_name.len);
+		r->key = cstring_to_text_with_len(e->key.p, (int) e->key.len);
+		r->lock = tg_key_lock_id(r->map, r->key);
+		r->builtin = tg_proc_find(e->processor.name.p, e->processor.name.len);
+		r->request_id = pnstrdup(e->request_id.p, e->request_id.len);
+		j = json_of(e->processor.args);
+		r->args = j ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(j))) : NULL;
+	}
+	PG_FINALLY();
+	{
+		tg_message_free(&msg);
+	}
+	PG_END_TRY();
 }
 
 /*

@@ -4,10 +4,16 @@
  * a batch of n costs about one commit instead of n (issue 15's throughput).
  *
  * The requests of a batch come from different connections (a connection has
- * one request out at a time), so their order among themselves is free: they
- * run sorted by their key's processor lock id, and two readers' batches take
- * those locks in the same order (no deadlock between batches).  Holding
- * several keys' locks can still meet a group commit or a multi-key batch
+ * one request out at a time), so their order among themselves is free.  The
+ * batch first takes every key's processor lock in lock-id order (two
+ * readers' batches never deadlock on them), then runs the built-ins set-based:
+ * requests with the same map, built-in and args become one
+ * tg_execute_builtin_keys() call (one read of their keys, one lww_put_many;
+ * a repeated key sees its predecessor's result, as execute_on_keys does).
+ * Registered processors and unknown names run one by one through the
+ * ordinary path (read_msgs.c), in the same transaction.
+ *
+ * Holding several keys can still meet a group commit or a multi-key batch
  * holding rows in another order: the batch waits at most lock_timeout for
  * any lock, then gives up, and the caller serves its requests one by one
  * (one key each, as before).  Any other failure does the same, so a request
@@ -17,10 +23,14 @@
 
 #include "access/xact.h"
 #include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "exec/exec.h"
 #include "exec/reads.h"
+#include "logic/logic_pg.h"
 
 /* Longest wait for a lock inside a batch before falling back (ms). */
 #define BATCH_LOCK_TIMEOUT "200ms"
@@ -28,18 +38,89 @@
 typedef struct BatchItem
 {
 	int			index;
-	int64		lock;
+	TgProcReq	r;
+	bool		done;
 } BatchItem;
 
 static int
-item_cmp(const void *a, const void *b)
+lock_cmp(const void *a, const void *b)
 {
 	const BatchItem *x = a;
 	const BatchItem *y = b;
 
-	if (x->lock != y->lock)
-		return x->lock < y->lock ? -1 : 1;
+	if (x->r.lock != y->r.lock)
+		return x->r.lock < y->r.lock ? -1 : 1;
 	return x->index - y->index;
+}
+
+static bool
+same_text(text *a, text *b)
+{
+	return VARSIZE_ANY_EXHDR(a) == VARSIZE_ANY_EXHDR(b) &&
+		memcmp(VARDATA_ANY(a), VARDATA_ANY(b), VARSIZE_ANY_EXHDR(a)) == 0;
+}
+
+static bool
+same_args(Jsonb *a, Jsonb *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
+}
+
+/* ENTRY_PROCESS_RESPONSE {requestId} || response, as the SQL path builds it. */
+static void
+reply(TgIpcBuf *out, uint64 req, const char *request_id, Jsonb *resp)
+{
+	StringInfoData s;
+	Jsonb	   *head;
+	Jsonb	   *full;
+	TgConn		dummy;
+	MpBuf	   *b;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"type\": \"ENTRY_PROCESS_RESPONSE\", \"requestId\": ");
+	escape_json(&s, request_id);
+	appendStringInfoChar(&s, '}');
+	head = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+	full = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(head), JsonbPGetDatum(resp)));
+	memset(&dummy, 0, sizeof(dummy));
+	dummy.id = req;
+	dummy.slot = -1;
+	tg_exec_out = out;
+	b = tg_buf_begin();
+	tg_put_jsonb(b, full);
+	tg_buf_send(&dummy, b);
+}
+
+/* Every not yet done built-in request like items[first]: one set-based call. */
+static void
+run_group(BatchItem *items, int n, int first, const TgRec *rec, TgIpcBuf *out)
+{
+	BatchItem  *f = &items[first];
+	int		   *members = palloc(sizeof(int) * n);
+	text	  **keys = palloc(sizeof(text *) * n);
+	Jsonb	  **resp = palloc(sizeof(Jsonb *) * n);
+	int			m = 0;
+
+	for (int j = first; j < n; j++)
+	{
+		BatchItem  *x = &items[j];
+
+		if (x->done || x->r.builtin != f->r.builtin || !same_text(x->r.map, f->r.map) ||
+			!same_args(x->r.args, f->r.args))
+			continue;
+		members[m] = j;
+		keys[m++] = x->r.key;
+		x->done = true;
+	}
+	tg_execute_builtin_keys(f->r.map, keys, m, f->r.builtin, f->r.args, resp);
+	for (int k = 0; k < m; k++)
+	{
+		BatchItem  *x = &items[members[k]];
+
+		reply(&out[x->index], rec[x->index].conn, x->r.request_id, resp[k]);
+	}
 }
 
 bool
@@ -47,30 +128,45 @@ tg_reader_serve_batch(const TgRec *rec, const char *const *payload, TgIpcBuf *ou
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	TgIpcBuf   *saved = tg_exec_out;
-	BatchItem	   *items = palloc(sizeof(BatchItem) * n);
 	volatile bool ok = true;
 
-	for (int i = 0; i < n; i++)
-	{
-		items[i].index = i;
-		items[i].lock = tg_reads_process_lock(payload[i], rec[i].len);
-	}
-	qsort(items, n, sizeof(BatchItem), item_cmp);
 	PG_TRY();
 	{
+		BatchItem  *items;
+
 		tg_txn_begin();
 		if (SPI_execute("SET LOCAL lock_timeout = '" BATCH_LOCK_TIMEOUT "'", false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "topgun: could not set lock_timeout");
+		items = palloc0(sizeof(BatchItem) * n);
+		for (int i = 0; i < n; i++)
+		{
+			items[i].index = i;
+			tg_read_process_req(payload[i], rec[i].len, &items[i].r);
+		}
+		qsort(items, n, sizeof(BatchItem), lock_cmp);
+		for (int j = 0; j < n; j++)
+			if (j == 0 || items[j].r.lock != items[j - 1].r.lock)
+				DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(items[j].r.lock));
 		for (int j = 0; j < n; j++)
 		{
-			int			i = items[j].index;
-			TgConn		dummy;
+			BatchItem  *x = &items[j];
 
-			memset(&dummy, 0, sizeof(dummy));
-			dummy.id = rec[i].conn;	/* the request id: every reply record carries it */
-			dummy.slot = -1;
-			tg_exec_out = &out[i];
-			tg_reads_serve(&dummy, (TgRecKind) rec[i].kind, payload[i], rec[i].len);
+			if (x->done)
+				continue;
+			/* over-long args take the ordinary path, which refuses them */
+			if (x->r.builtin >= 0 && (x->r.args == NULL || VARSIZE(x->r.args) <= TG_PROCESSOR_MAX_ARGS_BYTES))
+				run_group(items, n, j, rec, out);
+			else
+			{
+				TgConn		dummy;
+
+				memset(&dummy, 0, sizeof(dummy));
+				dummy.id = rec[x->index].conn;	/* the request id: every reply record carries it */
+				dummy.slot = -1;
+				tg_exec_out = &out[x->index];
+				tg_reads_serve(&dummy, (TgRecKind) rec[x->index].kind, payload[x->index], rec[x->index].len);
+				x->done = true;
+			}
 		}
 		tg_exec_out = saved;
 		tg_txn_end();
@@ -83,6 +179,7 @@ tg_reader_serve_batch(const TgRec *rec, const char *const *payload, TgIpcBuf *ou
 		e = tg_txn_recover();
 		ereport(DEBUG1, (errmsg("topgun: a batch of %d entry processors is served one by one: %s",
 								n, e->message)));
+		tg_stat_add(TG_STAT_PROCESSOR_BATCH_RETRIES, 1);
 		FreeErrorData(e);
 		for (int i = 0; i < n; i++)
 			tg_ipc_buf_reset(&out[i]);
@@ -90,6 +187,5 @@ tg_reader_serve_batch(const TgRec *rec, const char *const *payload, TgIpcBuf *ou
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(cxt);
-	pfree(items);
 	return ok;
 }

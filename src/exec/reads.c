@@ -11,29 +11,6 @@
 #include "exec/journal_live.h"
 #include "wire/message.h"
 #include "exec/exec.h"
-#include "logic/logic_pg.h"
-#include "utils/builtins.h"
-
-int64
-tg_reads_process_lock(const char *payload, size_t len)
-{
-	TgMessage	msg;
-	MpLimits	lim;
-	char		err[64];
-	int64		id = 0;
-
-	lim.max_depth = 32;
-	lim.max_nodes = (uint32) Min((size_t) UINT32_MAX - 1, len + 1);
-	lim.max_str = (uint32) Min((size_t) UINT32_MAX - 1, Max(len, 1));
-	if (tg_message_parse((const uint8_t *) payload, len, &lim, &msg, err, sizeof(err)) == TG_PARSE_OK &&
-		msg.type == TG_MSG_ENTRY_PROCESS)
-		id = tg_key_lock_id(cstring_to_text_with_len(msg.u.entry_process.map_name.p,
-													 (int) msg.u.entry_process.map_name.len),
-							cstring_to_text_with_len(msg.u.entry_process.key.p,
-													 (int) msg.u.entry_process.key.len));
-	tg_message_free(&msg);
-	return id;
-}
 
 void
 tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_t len)

@@ -5,13 +5,24 @@
 #define TG_EXEC_READS_H
 
 #include "ipc/ipc.h"
+#include "utils/jsonb.h"
 #include "worker/worker.h"
 
 /* In a transaction; the reply goes through tg_conn_send() / tg_exec_out. */
 extern void tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_t len);
 
-/* The processor lock id of a TG_REQ_PROCESS frame (0 when unparsable). */
-extern int64 tg_reads_process_lock(const char *payload, size_t len);
+/* A TG_REQ_PROCESS frame, parsed (read_msgs.c; in a transaction: may raise). */
+typedef struct TgProcReq
+{
+	int64		lock;			/* the key's processor lock id */
+	text	   *map;
+	text	   *key;
+	int			builtin;		/* built-in processor id, -1: registered or unknown */
+	Jsonb	   *args;			/* NULL: absent */
+	char	   *request_id;
+} TgProcReq;
+
+extern void tg_read_process_req(const char *payload, size_t len, TgProcReq *r);
 
 /*
  * reader_batch.c: serve n TG_REQ_PROCESS requests (rec[i] with payload[i])

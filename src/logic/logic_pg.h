@@ -51,7 +51,13 @@ extern void tg_resolve_batch(TgResolveItem *ops, int n, text *identity, bool is_
 /* _PG_init: topgun.sql_write_resolvers and the shared lock table. */
 extern void tg_logic_init(void);
 
+/* The largest processor args (jsonb bytes) execute_on_key(s) accept. */
+#define TG_PROCESSOR_MAX_ARGS_BYTES (256 * 1024)
+
 /* The transaction lock id that serialises processors on a key (pg_execute.c). */
 extern int64 tg_key_lock_id(text *map, text *key);
+/* A built-in processor over keys whose locks are held (duplicates in order). */
+extern void tg_execute_builtin_keys(text *map, text **keys, int nk, int builtin, Jsonb *args,
+									Jsonb **responses);
 
 #endif							/* TG_LOGIC_PG_H */

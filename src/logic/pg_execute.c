@@ -34,7 +34,7 @@ PG_FUNCTION_INFO_V1(tg_execute_on_keys);
 PG_FUNCTION_INFO_V1(tg_lock_key_sql);
 
 #define MAX_BATCH_KEYS 1000
-#define MAX_ARGS_BYTES (256 * 1024)
+#define MAX_ARGS_BYTES TG_PROCESSOR_MAX_ARGS_BYTES
 
 enum
 {
@@ -302,13 +302,14 @@ cmp_text(const void *a, const void *b)
 }
 
 /*
- * A built-in over a batch (locks already held): one read of every distinct
+ * A built-in over a batch (locks already held, SPI connected; also the
+ * reader's shared processor transactions, src/exec/reader_batch.c): one read of every distinct
  * key, the keys in order on the values as they evolve (a duplicate sees its
  * predecessor's result), one lww_put_many of the final state of every key
  * that changed.  responses[i] is key i's response.
  */
-static void
-process_builtin_batch(text *map, text **ordered, int nk, int id, Jsonb *args, Jsonb **responses)
+void
+tg_execute_builtin_keys(text *map, text **ordered, int nk, int id, Jsonb *args, Jsonb **responses)
 {
 	text	  **uniq = palloc(sizeof(text *) * nk);
 	Jsonb	  **cur = palloc0(sizeof(Jsonb *) * nk);
@@ -470,7 +471,7 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 		{
 			Jsonb	  **resp = palloc(sizeof(Jsonb *) * Max(nk, 1));
 
-			process_builtin_batch(map, ordered, nk, p.builtin, args, resp);
+			tg_execute_builtin_keys(map, ordered, nk, p.builtin, args, resp);
 			for (int i = 0; i < nk; i++)
 				kd[i] = PointerGetDatum(resp[i]);
 		}

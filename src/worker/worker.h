@@ -109,6 +109,7 @@ typedef enum TgStat
 	TG_STAT_RATE_LIMIT_CLOSES,	/* connections closed for a sustained flood (1008) */
 	TG_STAT_PROCESSOR_BATCHES,	/* reader transactions that served several entry processors */
 	TG_STAT_PROCESSORS_BATCHED, /* the entry processors they served */
+	TG_STAT_PROCESSOR_BATCH_RETRIES,	/* such transactions that failed: served one by one */
 	TG_STAT_COUNT
 } TgStat;
 

@@ -94,6 +94,7 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"rate_limit_closes",
 	"processor_batches",
 	"processors_batched",
+	"processor_batch_retries",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
