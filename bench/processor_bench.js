@@ -10,7 +10,7 @@
 // the hot key checks the stored value moved by exactly the number of
 // successful increments (no lost update).  Asserts nothing else.
 // Environment: TOPGUN_WS_URL, TOPGUN_JWT_SECRET, TOPGUN_PG (psql conninfo);
-// PB_CONNS (50), PB_WINDOW (4), PB_SECONDS (5), PB_WARMUP_S (1).
+// PB_CONNS (50), PB_WINDOW (4), PB_SECONDS (5), PB_WARMUP_S (1), PB_ONLY (hot|distinct).
 const { execFileSync } = require('node:child_process');
 const path = require('node:path');
 const { WebSocket, pack, unpack, token, now, stats } = require('./lib_node');
@@ -21,6 +21,7 @@ const CONNS = Number(process.env.PB_CONNS || 50);
 const WINDOW = Number(process.env.PB_WINDOW || 4);
 const SECONDS = Number(process.env.PB_SECONDS || 5);
 const WARMUP = Number(process.env.PB_WARMUP_S || 1);
+const ONLY = process.env.PB_ONLY || '';	// 'hot' or 'distinct': that phase alone
 const psql = (sql) => execFileSync('psql', [process.env.TOPGUN_PG, '-qXAt', '-c', sql], { encoding: 'utf8' }).trim();
 
 function open(i) {
@@ -86,10 +87,12 @@ async function phase(name, conns, keyOf) {
 async function main() {
   const conns = [];
   for (let i = 0; i < CONNS; i++) conns.push(await open(i));
-  const hot = await phase('hot', conns, () => 'hot');
-  const stored = Number(psql(`SELECT topgun.lww_get('${hot.map}', 'hot')`));
-  console.log(`hot key: stored value ${stored}, successful increments ${hot.ok}: ${stored === hot.ok ? 'no lost update' : 'MISMATCH'}`);
-  await phase('distinct', conns, (ci, s) => `k-${ci}-${s}`);
+  if (ONLY !== 'distinct') {
+    const hot = await phase('hot', conns, () => 'hot');
+    const stored = Number(psql(`SELECT topgun.lww_get('${hot.map}', 'hot')`));
+    console.log(`hot key: stored value ${stored}, successful increments ${hot.ok}: ${stored === hot.ok ? 'no lost update' : 'MISMATCH'}`);
+  }
+  if (ONLY !== 'hot') await phase('distinct', conns, (ci, s) => `k-${ci}-${s}`);
   for (const ws of conns) ws.close();
   console.log(`reader transactions serving several processors: ${psql("SELECT string_agg(name || ' ' || value, ', ') FROM topgun.worker_stats WHERE name LIKE 'processor%batch%'")}`);
 }

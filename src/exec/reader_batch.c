@@ -3,8 +3,9 @@
  * reader transaction: a durable commit costs what one processor's does, so
  * a batch of n costs about one commit instead of n (issue 15's throughput).
  *
- * The requests of a batch come from different connections (a connection has
- * one request out at a time), so their order among themselves is free.  The
+ * Requests on different keys are independent, so their order is free; a
+ * connection's requests on one key keep the order it sent them in (its
+ * requests all go to one reader, FIFO, and the sort below is stable).  The
  * batch first takes every key's processor lock in lock-id order (two
  * readers' batches never deadlock on them), then runs the built-ins set-based:
  * requests with the same map, built-in and args become one

@@ -191,17 +191,20 @@ push_unsent(Reader *r)
 	}
 }
 
-void
-tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind, const void *payload, size_t len,
-				  TgReadDone done, void *arg)
+static void
+submit(TgConn *c, bool holds_conn, int pin, TgRecKind kind, const void *payload, size_t len,
+	   TgReadDone done, void *arg)
 {
 	Req		   *q = calloc(1, sizeof(Req));
 	TgIpcBuf	b = {0};
 	int			best = -1;
 
-	for (int i = 0; i < nreaders; i++)
-		if (readers[i].up && (best < 0 || readers[i].nout < readers[best].nout))
-			best = i;
+	if (pin >= 0 && pin < nreaders && readers[pin].up)
+		best = pin;
+	else
+		for (int i = 0; i < nreaders; i++)
+			if (readers[i].up && (best < 0 || readers[i].nout < readers[best].nout))
+				best = i;
 	if (q)
 		tg_ipc_put(&b, kind, next_req_id, payload, len);
 	if (q == NULL || b.failed || best < 0)
@@ -240,6 +243,21 @@ tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind, const void *payloa
 	tg_metrics_executor_set(metrics_slot[best], (uint64) readers[best].nout);
 	in_flight++;
 	push_unsent(&readers[best]);
+}
+
+void
+tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind, const void *payload, size_t len,
+				  TgReadDone done, void *arg)
+{
+	submit(c, holds_conn, -1, kind, payload, len, done, arg);
+}
+
+void
+tg_readers_submit_pinned(TgConn *c, bool holds_conn, TgRecKind kind, const void *payload, size_t len,
+						 TgReadDone done, void *arg)
+{
+	submit(c, holds_conn, nreaders > 0 ? (int) (c->id % (uint64) nreaders) : -1, kind, payload, len,
+		   done, arg);
 }
 
 void

@@ -25,6 +25,13 @@ extern void tg_readers_stop(void);
 extern void tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind,
 							  const void *payload, size_t len,
 							  TgReadDone done, void *arg);
+/*
+ * Always to the same reader for a connection (its requests run in the order
+ * sent: FIFO per reader).  Without holds_conn the caller counts the frame
+ * handled and the connection's next messages go on.
+ */
+extern void tg_readers_submit_pinned(TgConn *c, bool holds_conn, TgRecKind kind, const void *payload,
+									 size_t len, TgReadDone done, void *arg);
 extern void tg_readers_poll(void);
 extern void tg_readers_conn_gone(TgConn *c);
 extern void tg_readers_forget(void *arg);	/* arg is being freed */

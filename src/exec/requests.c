@@ -15,10 +15,14 @@
 #include "exec/readers.h"
 #include "exec/resolve.h"
 
+/* ENTRY_PROCESS requests one connection may have out at once, pipelined */
+#define TG_PROCESSOR_PIPELINE 16
+
 typedef struct Pending
 {
 	TgMsgType	type;
 	char	   *request_id;
+	bool		pipelined;		/* counted in the connection's processors_out */
 } Pending;
 
 /* The failure reply of a request type; false (nothing sent) for a type without one. */
@@ -124,6 +128,8 @@ done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *err)
 {
 	Pending    *p = arg;
 
+	if (c && p->pipelined)
+		c->processors_out--;
 	if (c)
 	{
 		if (msg)
@@ -217,8 +223,22 @@ tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m)
 		return false;
 	}
 	p->type = m->type;
-	/* single-key processors share a reader transaction (reader_batch.c) */
-	tg_readers_submit(c, true, m->type == TG_MSG_ENTRY_PROCESS ? TG_REQ_PROCESS : TG_REQ_MESSAGE,
-					  in->data, in->len, done, p);
+	p->pipelined = false;
+	if (m->type == TG_MSG_ENTRY_PROCESS)
+	{
+		/*
+		 * Single-key processors are pipelined (up to TG_PROCESSOR_PIPELINE
+		 * per connection, in order on the connection's reader) and share
+		 * reader transactions (reader_batch.c); the connection's other
+		 * messages go on meanwhile, as with the reference server.  Beyond
+		 * the pipeline the connection waits for this one.
+		 */
+		p->pipelined = c->processors_out < TG_PROCESSOR_PIPELINE;
+		if (p->pipelined)
+			c->processors_out++;
+		tg_readers_submit_pinned(c, !p->pipelined, TG_REQ_PROCESS, in->data, in->len, done, p);
+		return !p->pipelined;
+	}
+	tg_readers_submit(c, true, TG_REQ_MESSAGE, in->data, in->len, done, p);
 	return true;
 }

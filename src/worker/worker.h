@@ -298,6 +298,7 @@ typedef struct TgConn
 	int			ncounters;
 	int			nsearches;		/* live search subscriptions */
 	int			njournals;		/* journal subscriptions */
+	int			processors_out; /* pipelined ENTRY_PROCESS requests at the readers */
 	int64		last_active_ms; /* last message but PING (the GC horizon's floor) */
 	bool		is_admin;
 	uint64		limit_hits;
