@@ -41,14 +41,14 @@ $PSQL -c "VACUUM ANALYZE topgun.lww"
 echo "== search_enable('corpus', '{text}')"
 t=$($PSQL -c "SET client_min_messages = warning" -c "\\timing on" -c "SELECT topgun.search_enable('corpus', '{text}')" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')
 python3 -c "import sys; n=$N; t=float('$t'); print(f'  {n} documents in {t/1000:.1f} s: {n/(t/1000):.0f} documents/s')"
-$PSQL -c "VACUUM ANALYZE topgun.search_doc, topgun.search_df, topgun.search_stats"
+$PSQL -c "VACUUM ANALYZE topgun.search_doc, topgun.search_df, topgun.search_stats, topgun.search_delta"
 
 echo "== top-10 2-term queries (20 pairs per band, each run 3 times)"
 for band in "rare:0.0002:0.001" "medium:0.008:0.012" "common:0.08:0.12"; do
   IFS=: read -r name lo hi <<<"$band"
   terms=$($PSQL -At -c "SELECT string_agg(term, ' ') FROM (
-             SELECT term FROM topgun.search_df WHERE field = 0 GROUP BY term
-             HAVING sum(df) BETWEEN $lo * $N AND $hi * $N ORDER BY md5(term) LIMIT 40) t")
+             SELECT term FROM topgun.search_terms WHERE field = 0
+              AND df BETWEEN $lo * $N AND $hi * $N ORDER BY md5(term) LIMIT 40) t")
   read -ra T <<<"$terms"
   # one warm session, as a server's pooled connection: 1 warm-up, then 3 runs of each pair
   { echo "SELECT count(*) FROM topgun.search('corpus', '${T[0]} ${T[1]}', 10);"; echo '\timing on'
@@ -106,5 +106,6 @@ done
 read -r _ cp < <(grep '^concurrent_plain ' "$DIR/conc")
 read -r _ cs < <(grep '^concurrent_search ' "$DIR/conc")
 compare "tps" "$cp" "$cs"
-$PSQL -At -c "SELECT '  statistics rows of concurrent_search: ' || count(*) || ' df rows over ' || count(DISTINCT shard) || ' shards'
-                FROM topgun.search_df d JOIN topgun.search_config c ON c.id = d.map_id WHERE c.map = 'concurrent_search'"
+$PSQL -At -c "SELECT '  statistics rows of concurrent_search: ' || (SELECT count(*) FROM topgun.search_df d WHERE d.map_id = c.id)
+                       || ' bucket rows, ' || (SELECT count(*) FROM topgun.search_delta d WHERE d.map_id = c.id) || ' pending deltas'
+                FROM topgun.search_config c WHERE c.map = 'concurrent_search'"

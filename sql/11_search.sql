@@ -153,13 +153,15 @@ SELECT scenario, mismatches FROM live_report WHERE mismatches > 0 ORDER BY scena
 -- the transactional statistics equal a recount from the documents
 CREATE VIEW pg_temp.stats_drift AS
   SELECT 'df' AS what, coalesce(s.map_id, r.map_id) AS map_id, coalesce(s.term, r.term) AS term
-    FROM (SELECT map_id, field, term, sum(df) AS df FROM topgun.search_df GROUP BY 1, 2, 3 HAVING sum(df) <> 0) s
+    FROM (SELECT map_id, field, term, df FROM topgun.search_terms WHERE df <> 0) s
     FULL JOIN (SELECT map_id, field, u.lexeme AS term, count(*) AS df FROM topgun.search_doc, unnest(tsv) u GROUP BY 1, 2, 3) r
       USING (map_id, field, term)
    WHERE s.df IS DISTINCT FROM r.df
   UNION ALL
   SELECT 'docs', coalesce(s.map_id, r.map_id), NULL
-    FROM (SELECT map_id, field, sum(docs) AS docs, sum(tokens) AS tokens FROM topgun.search_stats GROUP BY 1, 2
+    FROM (SELECT map_id, field, sum(docs) AS docs, sum(tokens) AS tokens
+            FROM (SELECT map_id, field, docs, tokens FROM topgun.search_stats
+                  UNION ALL SELECT map_id, field, docs, tokens FROM topgun.search_delta) t GROUP BY 1, 2
            HAVING sum(docs) <> 0 OR sum(tokens) <> 0) s
     FULL JOIN (SELECT map_id, field, count(*) AS docs, sum(len) AS tokens FROM topgun.search_doc GROUP BY 1, 2) r
       USING (map_id, field)
@@ -192,7 +194,7 @@ DELETE FROM topgun.lww WHERE map = 'docs' AND key = 'c';
 SELECT key FROM topgun.search('docs', 'apple');
 SELECT map, fields, documents, tokens FROM topgun.search_maps WHERE map = 'docs';
 -- the statistics equal a recount from the documents
-SELECT (SELECT sum(df) FROM topgun.search_df s JOIN topgun.search_config c ON c.id = s.map_id
+SELECT (SELECT sum(df) FROM topgun.search_terms s JOIN topgun.search_config c ON c.id = s.map_id
          WHERE c.map = 'docs') = 0 AS df_back_to_zero;
 -- TTL expiry goes through lww_remove
 SELECT topgun.lww_put('docs', 't', '{"title": "short lived apple"}', topgun.hlc(topgun.now_ms() - 10000, 0, 'n'), 1000);
@@ -234,6 +236,28 @@ SELECT q, lim, (SELECT array_agg(key ORDER BY score DESC, key COLLATE "C") FROM 
                ORDER BY score DESC, key COLLATE "C" LIMIT lim) k) AS same
   FROM unnest(ARRAY['alpha beta', 'gamma omega delta', 'beta beta alpha', 'alpha zzz beta']) q,
        unnest(ARRAY[1, 5, 40]) lim ORDER BY q, lim;
+-- each of those writes added one delta row; more than 32 pending are folded
+-- into the bucket rows by the next writer; pending and folded statistics
+-- equal a recount, also after rewrites, deletes and a rolled-back fold
+SELECT (SELECT count(*) FROM topgun.search_delta d JOIN topgun.search_config c ON c.id = d.map_id
+         WHERE c.map = 'prune') BETWEEN 1 AND 32 AS some_pending,
+       (SELECT count(*) FROM topgun.search_df d JOIN topgun.search_config c ON c.id = d.map_id
+         WHERE c.map = 'prune') > 0 AS folded,
+       (SELECT count(*) FROM pg_temp.stats_drift) AS drift;
+SELECT count(*) FROM (SELECT topgun.lww_put('prune', 'p' || g, '{"x": "omega omega alpha"}') FROM generate_series(1, 300, 7) g) w;
+DELETE FROM topgun.lww WHERE map = 'prune' AND key IN ('p2', 'p3');
+BEGIN;
+SELECT count(*) FROM (SELECT topgun.lww_put('prune', 'p' || g, '{"x": "beta"}') FROM generate_series(1, 40) g) w;
+SELECT count(*) AS drift_in_transaction FROM pg_temp.stats_drift;
+ROLLBACK;
+SELECT count(*) AS drift FROM pg_temp.stats_drift;
+CREATE TEMP TABLE prune_scores AS
+  SELECT q, s.key, s.score FROM unnest(ARRAY['alpha beta', 'omega', 'gamma delta']) q, topgun.search('prune', q, 1000) s;
+-- the same scores from an index rebuilt from scratch (k1 changed and back)
+SELECT topgun.search_enable('prune', ARRAY['x'], k1 => 1.5) = topgun.search_enable('prune', ARRAY['x']) AS rebuilt;
+SELECT count(*) AS scores, count(*) FILTER (WHERE n.score IS DISTINCT FROM o.score) AS differ
+  FROM prune_scores o FULL JOIN (SELECT q, s.key, s.score FROM unnest(ARRAY['alpha beta', 'omega', 'gamma delta']) q,
+                                       topgun.search('prune', q, 1000) s) n USING (q, key);
 SELECT topgun.search_disable('prune');
 -- usable in any SQL
 SELECT s.key, l.ts IS NOT NULL AS joined FROM topgun.search('ties', 'equal', 2) s
@@ -305,7 +329,8 @@ SELECT count(*) FROM topgun.search('tasks', 'report');
 CREATE ROLE tg_search_reader;
 CREATE ROLE tg_search_nobody;
 SELECT topgun.grant_access('tg_search_reader', true);
-GRANT SELECT ON topgun.search_config, topgun.search_doc, topgun.search_stats, topgun.search_df TO tg_search_reader;
+GRANT SELECT ON topgun.search_config, topgun.search_doc, topgun.search_stats, topgun.search_df, topgun.search_delta
+  TO tg_search_reader;
 SET ROLE tg_search_reader;
 SELECT key FROM topgun.search('docs', 'apple');
 SELECT map FROM topgun.search_maps WHERE map = 'docs';

@@ -17,7 +17,6 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "storage/backendid.h"
 #include "tsearch/ts_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -439,14 +438,6 @@ tg_search_matched(PG_FUNCTION_ARGS)
 	PG_RETURN_ARRAYTYPE_P(construct_array(out, nout, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* _search_shard(): this backend's row of the sharded statistics */
-PG_FUNCTION_INFO_V1(tg_search_shard);
-Datum
-tg_search_shard(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT16((int16) (MyBackendId & 0x7fff));
-}
-
 /* _search_cap(lim): lim when positive, else topgun.search_max_results (NULL: no cap) */
 PG_FUNCTION_INFO_V1(tg_search_cap);
 Datum
@@ -457,33 +448,6 @@ tg_search_cap(PG_FUNCTION_ARGS)
 	if (search_max_results == 0)
 		PG_RETURN_NULL();
 	PG_RETURN_INT32(search_max_results);
-}
-
-/*
- * _search_postings(tsv tsvector) RETURNS TABLE (term text, tf int4)
- *
- * The stems of a document row with their term frequency (lighter than
- * unnest(tsvector), which builds two arrays per lexeme).
- */
-PG_FUNCTION_INFO_V1(tg_search_postings);
-Datum
-tg_search_postings(PG_FUNCTION_ARGS)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TSVector	tsv = PG_GETARG_TSVECTOR(0);
-	WordEntry  *arr = ARRPTR(tsv);
-
-	InitMaterializedSRF(fcinfo, 0);
-	for (int i = 0; i < tsv->size; i++)
-	{
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
-
-		values[0] = PointerGetDatum(cstring_to_text_with_len(STRPTR(tsv) + arr[i].pos, arr[i].len));
-		values[1] = Int32GetDatum(tsv_tf(tsv, STRPTR(tsv) + arr[i].pos, arr[i].len));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	}
-	return (Datum) 0;
 }
 
 /*

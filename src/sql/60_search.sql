@@ -8,10 +8,14 @@
 --                 frequency (a tsvector, GIN-indexed) and the token count;
 --                 field 0 is all fields together, 1..n each field alone
 --                 (only kept when the map has more than one field);
---   search_stats  documents and tokens per field,    } sharded by backend:
---   search_df     documents per (field, stem)         } summed when read.
--- The statistics are sharded by backend id so that concurrent writers never
--- update the same row (no hot row); readers sum at most one row per backend.
+--   search_delta  what one write statement changed: documents, tokens, and
+--                 the stems' df / bounds as one term set (a bytea,
+--                 src/search/pg_search_df.c); inserted, never updated;
+--   search_stats  documents and tokens per field,    } the folded totals:
+--   search_df     the term sets of 256 hash buckets  } updated by the fold only.
+-- A writer only inserts its delta row (no statistics row is updated, so no hot
+-- row); a READ COMMITTED writer that finds more than 32 pending folds them
+-- (topgun._search_fold, one folder at a time); readers add the pending deltas.
 ------------------------------------------------------------------------------
 CREATE FUNCTION topgun._ts_start(internal, int4) RETURNS internal
   AS 'MODULE_PATHNAME', 'tg_ts_start' LANGUAGE C STRICT;
@@ -49,10 +53,28 @@ CREATE FUNCTION topgun._search_matched(tsvs tsvector[], terms text[]) RETURNS te
 CREATE FUNCTION topgun._search_bound(terms text[], dfs float8[], n float8, avgdl float8, k1 float8, b float8,
                                      max_tfs float8[], min_dls float8[]) RETURNS float8
   AS 'MODULE_PATHNAME', 'tg_search_bound' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION topgun._search_postings(tsv tsvector) RETURNS TABLE (term text, tf integer)
-  AS 'MODULE_PATHNAME', 'tg_search_postings' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 30;
-CREATE FUNCTION topgun._search_shard() RETURNS smallint
-  AS 'MODULE_PATHNAME', 'tg_search_shard' LANGUAGE C STABLE PARALLEL RESTRICTED;
+CREATE FUNCTION topgun._search_delta_step(internal, tsvector, integer, integer) RETURNS internal
+  AS 'MODULE_PATHNAME', 'tg_search_delta_step' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION topgun._search_delta_final(internal) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'tg_search_delta_final' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+-- the term set of some document rows removed (sign -1) and added (+1)
+CREATE AGGREGATE topgun._search_delta_agg(tsv tsvector, len integer, sign integer)
+  (SFUNC = topgun._search_delta_step, STYPE = internal, FINALFUNC = topgun._search_delta_final);
+CREATE FUNCTION topgun._search_merge(a bytea, b bytea) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'tg_search_merge' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION topgun._search_merge(a bytea, b bytea, drop_zero boolean) RETURNS bytea
+  AS 'MODULE_PATHNAME', 'tg_search_merge' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE AGGREGATE topgun._search_merge_agg(bytea) (SFUNC = topgun._search_merge, STYPE = bytea);
+CREATE FUNCTION topgun._search_split(terms bytea) RETURNS TABLE (bucket smallint, terms bytea)
+  AS 'MODULE_PATHNAME', 'tg_search_split' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 256;
+CREATE FUNCTION topgun._search_buckets(terms text[]) RETURNS smallint[]
+  AS 'MODULE_PATHNAME', 'tg_search_buckets' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun._search_lookup(terms bytea, query text[])
+  RETURNS TABLE (o integer, df bigint, max_tf integer, min_dl integer)
+  AS 'MODULE_PATHNAME', 'tg_search_lookup' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 2;
+CREATE FUNCTION topgun._search_entries(terms bytea)
+  RETURNS TABLE (term text, df bigint, max_tf integer, min_dl integer)
+  AS 'MODULE_PATHNAME', 'tg_search_entries' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 1000;
 CREATE FUNCTION topgun._search_cap(lim integer) RETURNS integer
   AS 'MODULE_PATHNAME', 'tg_search_cap' LANGUAGE C STABLE PARALLEL SAFE;
 
@@ -80,99 +102,145 @@ COMMENT ON TABLE topgun.search_doc IS 'Search index: one row per document and fi
 CREATE TABLE topgun.search_stats (
   map_id    integer NOT NULL,
   field     smallint NOT NULL,
-  shard     smallint NOT NULL,
   docs      bigint NOT NULL,
   tokens    bigint NOT NULL,
-  PRIMARY KEY (map_id, field, shard)
+  PRIMARY KEY (map_id, field)
 );
+-- terms: a term set (_search_entries shows it): per stem df, max_tf (>= the
+-- largest tf it was indexed with) and min_dl (<= the shortest such document)
 CREATE TABLE topgun.search_df (
   map_id integer NOT NULL,
   field  smallint NOT NULL,
-  term   text NOT NULL,
-  shard  smallint NOT NULL,
-  df     bigint NOT NULL,
-  max_tf integer NOT NULL DEFAULT 0,     -- >= the largest tf the term was indexed with (never lowered)
-  min_dl integer NOT NULL DEFAULT 2147483647,  -- <= the shortest such document (never raised)
-  PRIMARY KEY (map_id, field, term, shard)
+  bucket smallint NOT NULL,
+  terms  bytea,
+  PRIMARY KEY (map_id, field, bucket)
+) WITH (toast_tuple_target = 8160);
+-- Term sets are rewritten by every fold and read by every query: stored
+-- uncompressed (compressing them was 4 % of a write), bucket rows inline
+-- up to a page.
+ALTER TABLE topgun.search_df ALTER COLUMN terms SET STORAGE EXTERNAL;
+COMMENT ON TABLE topgun.search_df IS 'Search statistics: folded document frequencies, one term set per hash bucket';
+CREATE TABLE topgun.search_delta (
+  id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  map_id integer NOT NULL,
+  field  smallint NOT NULL,
+  docs   bigint NOT NULL,
+  tokens bigint NOT NULL,
+  terms  bytea
 );
-COMMENT ON TABLE topgun.search_df IS 'Search statistics: document frequency deltas per backend (sum over shard)';
+CREATE INDEX search_delta_map ON topgun.search_delta (map_id, field);
+ALTER TABLE topgun.search_delta ALTER COLUMN terms SET STORAGE EXTERNAL;
+COMMENT ON TABLE topgun.search_delta IS 'Search statistics: one write statement''s changes, not yet folded into search_df';
 
 CREATE VIEW topgun.search_maps AS
   SELECT c.map, c.fields, c.k1, c.b, c.enabled_at,
-         coalesce((SELECT sum(s.docs) FROM topgun.search_stats s WHERE s.map_id = c.id AND s.field = 0), 0)::bigint AS documents,
-         coalesce((SELECT sum(s.tokens) FROM topgun.search_stats s WHERE s.map_id = c.id AND s.field = 0), 0)::bigint AS tokens
+         coalesce((SELECT sum(s.docs) FROM (SELECT docs FROM topgun.search_stats s WHERE s.map_id = c.id AND s.field = 0
+                                            UNION ALL
+                                            SELECT docs FROM topgun.search_delta d WHERE d.map_id = c.id AND d.field = 0) s), 0)::bigint AS documents,
+         coalesce((SELECT sum(s.tokens) FROM (SELECT tokens FROM topgun.search_stats s WHERE s.map_id = c.id AND s.field = 0
+                                              UNION ALL
+                                              SELECT tokens FROM topgun.search_delta d WHERE d.map_id = c.id AND d.field = 0) s), 0)::bigint AS tokens
     FROM topgun.search_config c;
 COMMENT ON VIEW topgun.search_maps IS 'Search-enabled maps with their indexed documents and tokens';
+
+-- Every stem's current statistics (folded and pending), for inspection.
+CREATE VIEW topgun.search_terms AS
+  SELECT x.map_id, x.field, e.term, sum(e.df)::bigint AS df, max(e.max_tf) AS max_tf, min(e.min_dl) AS min_dl
+    FROM (SELECT s.map_id, s.field, s.terms FROM topgun.search_df s
+          UNION ALL
+          SELECT d.map_id, d.field, d.terms FROM topgun.search_delta d) x,
+         topgun._search_entries(x.terms) e
+   GROUP BY x.map_id, x.field, e.term;
+COMMENT ON VIEW topgun.search_terms IS 'Search statistics per (map id, field, stem): df, max_tf, min_dl';
+
+-- Fold a map's pending deltas (those this snapshot sees) into search_stats /
+-- search_df.  Callers hold the map's fold lock (advisory (1952999778, id)) or
+-- SHARE locks on the record tables, so that two folds never meet.
+CREATE FUNCTION topgun._search_fold(map_id integer) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH d AS (DELETE FROM topgun.search_delta d WHERE d.map_id = _search_fold.map_id
+             RETURNING d.field, d.docs, d.tokens, d.terms),
+       st AS (INSERT INTO topgun.search_stats AS s (map_id, field, docs, tokens)
+              SELECT _search_fold.map_id, d.field, sum(d.docs), sum(d.tokens) FROM d GROUP BY d.field
+              ON CONFLICT ON CONSTRAINT search_stats_pkey DO UPDATE
+                 SET docs = s.docs + excluded.docs, tokens = s.tokens + excluded.tokens),
+       m AS (SELECT d.field, topgun._search_merge_agg(d.terms) AS terms FROM d GROUP BY d.field)
+  INSERT INTO topgun.search_df AS s (map_id, field, bucket, terms)
+  SELECT _search_fold.map_id, m.field, p.bucket, p.terms FROM m, topgun._search_split(m.terms) p
+  ON CONFLICT ON CONSTRAINT search_df_pkey DO UPDATE SET terms = topgun._search_merge(s.terms, excluded.terms, true)
+$$;
+REVOKE ALL ON FUNCTION topgun._search_fold(integer) FROM PUBLIC;
 
 -- Re-derive the index rows of some keys of a map from what is stored now
 -- (idempotent: any number of calls for the same keys give the same index).
 -- kind says which table changed ('lww' or 'or').  A key's document is every
--- value it has: the LWW value, or all OR records in tag order.  The
--- statistics get the net difference only, so rewriting a key with the same
--- text touches no statistics row.  JIT is off
--- here and in _search_run: the statements are short (their cost estimates
--- are not) and compiling them took 100 ms per write.
-CREATE FUNCTION topgun._search_reindex(cfg topgun.search_config, keys text[], kind text) RETURNS void
+-- value it has: the LWW value, or all OR records in tag order; lww_values, when
+-- given, are the keys' stored LWW values (the trigger's transition rows), so
+-- they need no lookup.  The statistics get one delta row per field with the
+-- net difference only, so rewriting a key with the same text writes none.
+-- Every lookup is a per-key index probe whatever the planner's statistics
+-- say (LATERAL ... OFFSET 0, ctid = ANY): a map growing between ANALYZE runs
+-- made plans scan all its rows per statement.  JIT is off here and in
+-- _search_run: the statements are short (their cost estimates are not) and
+-- compiling them took 100 ms per write.
+CREATE FUNCTION topgun._search_reindex(cfg topgun.search_config, keys text[], kind text, lww_values jsonb[] DEFAULT NULL)
+  RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp SET jit = off
 AS $$
 DECLARE
   ofield smallint[];
-  oterm text[];
-  ocnt bigint[];
-  sfield smallint[];
-  sdocs bigint[];
-  stoks bigint[];
-  shard smallint := topgun._search_shard();
+  olen integer[];
+  otsv tsvector[];
 BEGIN
   WITH old AS (DELETE FROM topgun.search_doc d
-                WHERE d.map_id = cfg.id AND d.key = ANY (keys)
-            RETURNING d.field, d.len, d.tsv),
-       st AS (SELECT array_agg(o.field) AS f, array_agg(-o.n) AS d, array_agg(-o.t) AS t
-                FROM (SELECT old.field, count(*) AS n, sum(old.len) AS t FROM old GROUP BY old.field) o),
-       tm AS (SELECT array_agg(x.field) AS f, array_agg(x.lexeme) AS l, array_agg(-x.n) AS n
-                FROM (SELECT old.field, u.lexeme, count(*) AS n
-                        FROM old, unnest(tsvector_to_array(old.tsv)) u(lexeme) GROUP BY old.field, u.lexeme) x)
-  SELECT st.f, st.d, st.t, tm.f, tm.l, tm.n INTO sfield, sdocs, stoks, ofield, oterm, ocnt FROM st, tm;
+                WHERE d.ctid = ANY (ARRAY(SELECT x.ctid FROM unnest(keys) k(key),
+                                            LATERAL (SELECT s.ctid FROM topgun.search_doc s
+                                                      WHERE s.map_id = cfg.id AND s.key = k.key OFFSET 0) x))
+            RETURNING d.field, d.len, d.tsv)
+  SELECT array_agg(old.field), array_agg(old.len), array_agg(old.tsv) INTO ofield, olen, otsv FROM old;
 
   WITH src AS (
-         SELECT l.key, ARRAY[l.value] AS vals
-           FROM unnest(keys) k(key)
-           JOIN topgun.lww l ON l.map = cfg.map AND l.leaf = topgun.key_leaf(k.key) AND l.key = k.key
-          WHERE kind = 'lww' AND l.value IS NOT NULL
+         SELECT v.key, ARRAY[v.value] AS vals
+           FROM unnest(keys, lww_values) v(key, value)
+          WHERE lww_values IS NOT NULL AND v.value IS NOT NULL
          UNION ALL
-         SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C")
-           FROM unnest(keys) k(key)
-           JOIN topgun.ormap o ON o.map = cfg.map AND o.leaf = topgun.key_leaf(k.key) AND o.key = k.key
-          WHERE kind = 'or'
-          GROUP BY o.key),
+         SELECT k.key, ARRAY[l.value]
+           FROM unnest(keys) k(key),
+                LATERAL (SELECT l.value FROM topgun.lww l
+                          WHERE l.map = cfg.map AND l.leaf = topgun.key_leaf(k.key) AND l.key = k.key OFFSET 0) l
+          WHERE lww_values IS NULL AND kind = 'lww' AND l.value IS NOT NULL
+         UNION ALL
+         SELECT k.key, o.vals
+           FROM unnest(keys) k(key),
+                LATERAL (SELECT array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals FROM topgun.ormap o
+                          WHERE o.map = cfg.map AND o.leaf = topgun.key_leaf(k.key) AND o.key = k.key) o
+          WHERE lww_values IS NULL AND kind = 'or' AND o.vals IS NOT NULL),
        new AS (INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
                SELECT cfg.id, src.key, d.field, d.len, d.tsv
                  FROM src, topgun._search_doc(src.vals, cfg.fields) d
                ON CONFLICT ON CONSTRAINT search_doc_pkey DO NOTHING
-               RETURNING field, len, tsv),
-       st AS (INSERT INTO topgun.search_stats AS s (map_id, field, shard, docs, tokens)
-              SELECT cfg.id, x.field, shard, sum(x.d), sum(x.t)
-                FROM (SELECT new.field, 1 AS d, new.len::bigint AS t FROM new
-                      UNION ALL
-                      SELECT * FROM unnest(sfield, sdocs, stoks)) x
-               GROUP BY x.field
-              HAVING sum(x.d) <> 0 OR sum(x.t) <> 0
-              ON CONFLICT ON CONSTRAINT search_stats_pkey DO UPDATE
-                 SET docs = s.docs + excluded.docs, tokens = s.tokens + excluded.tokens)
-  INSERT INTO topgun.search_df AS s (map_id, field, term, shard, df, max_tf, min_dl)
-  SELECT cfg.id, x.field, x.term, shard, sum(x.n), coalesce(max(x.tf), 0), coalesce(min(x.dl), 2147483647)
-    FROM (SELECT new.field, u.term, 1::bigint AS n, u.tf, new.len AS dl FROM new, topgun._search_postings(new.tsv) u
+               RETURNING field, len, tsv)
+  INSERT INTO topgun.search_delta (map_id, field, docs, tokens, terms)
+  SELECT cfg.id, x.field, sum(x.s), sum(x.s * x.len), topgun._search_delta_agg(x.tsv, x.len, x.s)
+    FROM (SELECT new.field, new.len, new.tsv, 1 AS s FROM new
           UNION ALL
-          SELECT o.*, NULL::integer, NULL::integer FROM unnest(ofield, oterm, ocnt) o) x
-   GROUP BY x.field, x.term
-  HAVING sum(x.n) <> 0 OR max(x.tf) IS NOT NULL
-  ON CONFLICT ON CONSTRAINT search_df_pkey DO UPDATE
-     SET df = s.df + excluded.df, max_tf = greatest(s.max_tf, excluded.max_tf), min_dl = least(s.min_dl, excluded.min_dl)
-   WHERE excluded.df <> 0 OR excluded.max_tf > s.max_tf OR excluded.min_dl < s.min_dl;
+          SELECT o.field, o.len, o.tsv, -1 FROM unnest(ofield, olen, otsv) o(field, len, tsv)) x
+   GROUP BY x.field
+  HAVING sum(x.s) <> 0 OR sum(x.s * x.len) <> 0 OR topgun._search_delta_agg(x.tsv, x.len, x.s) IS NOT NULL;
+
+  -- more than 32 pending: fold them, unless another writer is folding this
+  -- map (then it will) or the snapshot is older than this statement (a
+  -- REPEATABLE READ writer could not update a bucket another fold changed)
+  IF current_setting('transaction_isolation') = 'read committed'
+     AND (SELECT count(*) FROM (SELECT FROM topgun.search_delta d WHERE d.map_id = cfg.id LIMIT 33) p) > 32
+     AND pg_try_advisory_xact_lock(1952999778, cfg.id) THEN
+    PERFORM topgun._search_fold(cfg.id);
+  END IF;
 END
 $$;
 
-REVOKE ALL ON FUNCTION topgun._search_reindex(topgun.search_config, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION topgun._search_reindex(topgun.search_config, text[], text, jsonb[]) FROM PUBLIC;
 
 -- Statement-level triggers with transition tables on the two record tables:
 -- one pass over the changed rows per statement; a map that is not
@@ -191,10 +259,16 @@ BEGIN
                FROM old_rows x JOIN topgun.search_config c ON c.map = x.map GROUP BY c LOOP
       PERFORM topgun._search_reindex(r.cfg, r.keys, CASE TG_TABLE_NAME WHEN 'lww' THEN 'lww' ELSE 'or' END);
     END LOOP;
+  ELSIF TG_TABLE_NAME = 'lww' THEN
+    -- the transition rows are the stored values (one row per key)
+    FOR r IN SELECT c AS cfg, array_agg(x.key) AS keys, array_agg(x.value) AS vals
+               FROM new_rows x JOIN topgun.search_config c ON c.map = x.map GROUP BY c LOOP
+      PERFORM topgun._search_reindex(r.cfg, r.keys, 'lww', r.vals);
+    END LOOP;
   ELSE
     FOR r IN SELECT c AS cfg, array_agg(DISTINCT x.key) AS keys
                FROM new_rows x JOIN topgun.search_config c ON c.map = x.map GROUP BY c LOOP
-      PERFORM topgun._search_reindex(r.cfg, r.keys, CASE TG_TABLE_NAME WHEN 'lww' THEN 'lww' ELSE 'or' END);
+      PERFORM topgun._search_reindex(r.cfg, r.keys, 'or');
     END LOOP;
   END IF;
   RETURN NULL;
@@ -242,18 +316,19 @@ CREATE FUNCTION topgun.search_disable(map text) RETURNS boolean
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  id integer;
+  mid integer;
 BEGIN
   -- no writer may be between reading the configuration and writing the index
   -- (SHARE ROW EXCLUSIVE: it may switch the triggers off, and concurrent calls must not deadlock)
   LOCK TABLE topgun.lww, topgun.ormap IN SHARE ROW EXCLUSIVE MODE;
-  DELETE FROM topgun.search_config c WHERE c.map = search_disable.map RETURNING c.id INTO id;
-  IF id IS NULL THEN
+  DELETE FROM topgun.search_config c WHERE c.map = search_disable.map RETURNING c.id INTO mid;
+  IF mid IS NULL THEN
     RETURN false;
   END IF;
-  DELETE FROM topgun.search_doc d WHERE d.map_id = id;
-  DELETE FROM topgun.search_stats s WHERE s.map_id = id;
-  DELETE FROM topgun.search_df s WHERE s.map_id = id;
+  DELETE FROM topgun.search_doc d WHERE d.map_id = mid;
+  DELETE FROM topgun.search_stats s WHERE s.map_id = mid;
+  DELETE FROM topgun.search_df s WHERE s.map_id = mid;
+  DELETE FROM topgun.search_delta s WHERE s.map_id = mid;
   IF NOT EXISTS (SELECT 1 FROM topgun.search_config) THEN
     PERFORM topgun._search_triggers(false);
   END IF;
@@ -263,46 +338,47 @@ $$;
 COMMENT ON FUNCTION topgun.search_disable(text) IS 'Drop a map''s search index; false when it had none';
 
 -- (Re)build a map's index from the stored records, in 16 parts of 256 Merkle
--- leaves with a NOTICE after each.  GIN entries go to the pending list and
--- are merged in bulk at the end; the statistics are one hash aggregate.
+-- leaves with a NOTICE after each: per part one statement inserts the
+-- document rows and their statistics as one delta row per field (aggregated
+-- in C); the deltas are folded once at the end.  GIN entries go to the
+-- pending list and are merged in bulk at the end.
 CREATE FUNCTION topgun._search_backfill(cfg topgun.search_config) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp SET gin_pending_list_limit = '1GB' SET work_mem = '256MB'
 AS $$
 DECLARE
   docs bigint := 0;
-  n bigint;
-  shard smallint := topgun._search_shard();
 BEGIN
   DELETE FROM topgun.search_doc d WHERE d.map_id = cfg.id;
   DELETE FROM topgun.search_stats s WHERE s.map_id = cfg.id;
   DELETE FROM topgun.search_df s WHERE s.map_id = cfg.id;
+  DELETE FROM topgun.search_delta s WHERE s.map_id = cfg.id;
   FOR part IN 0..15 LOOP
-    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
-    SELECT cfg.id, l.key, d.field, d.len, d.tsv
-      FROM topgun.lww l, topgun._search_doc(ARRAY[l.value], cfg.fields) d
-     WHERE l.map = cfg.map AND l.leaf BETWEEN part * 256 AND part * 256 + 255 AND l.value IS NOT NULL;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    docs := docs + n;
+    WITH new AS (INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+                 SELECT cfg.id, l.key, d.field, d.len, d.tsv
+                   FROM topgun.lww l, topgun._search_doc(ARRAY[l.value], cfg.fields) d
+                  WHERE l.map = cfg.map AND l.leaf BETWEEN part * 256 AND part * 256 + 255 AND l.value IS NOT NULL
+                 RETURNING field, len, tsv)
+    INSERT INTO topgun.search_delta (map_id, field, docs, tokens, terms)
+    SELECT cfg.id, new.field, count(*), sum(new.len), topgun._search_delta_agg(new.tsv, new.len, 1)
+      FROM new GROUP BY new.field;
     -- (a map is in one of the two tables; a key in both keeps its LWW document)
-    INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
-    SELECT cfg.id, o.key, d.field, d.len, d.tsv
-      FROM (SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals
-              FROM topgun.ormap o
-             WHERE o.map = cfg.map AND o.leaf BETWEEN part * 256 AND part * 256 + 255
-             GROUP BY o.key) o,
-           topgun._search_doc(o.vals, cfg.fields) d
-    ON CONFLICT ON CONSTRAINT search_doc_pkey DO NOTHING;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    docs := docs + n;
-    RAISE NOTICE 'search index of %: part % of 16 done, % index rows', cfg.map, part + 1, docs;
+    WITH new AS (INSERT INTO topgun.search_doc (map_id, key, field, len, tsv)
+                 SELECT cfg.id, o.key, d.field, d.len, d.tsv
+                   FROM (SELECT o.key, array_agg(o.value ORDER BY o.tag COLLATE "C") AS vals
+                           FROM topgun.ormap o
+                          WHERE o.map = cfg.map AND o.leaf BETWEEN part * 256 AND part * 256 + 255
+                          GROUP BY o.key) o,
+                        topgun._search_doc(o.vals, cfg.fields) d
+                 ON CONFLICT ON CONSTRAINT search_doc_pkey DO NOTHING
+                 RETURNING field, len, tsv)
+    INSERT INTO topgun.search_delta (map_id, field, docs, tokens, terms)
+    SELECT cfg.id, new.field, count(*), sum(new.len), topgun._search_delta_agg(new.tsv, new.len, 1)
+      FROM new GROUP BY new.field;
+    docs := (SELECT sum(d.docs) FROM topgun.search_delta d WHERE d.map_id = cfg.id);
+    RAISE NOTICE 'search index of %: part % of 16 done, % index rows', cfg.map, part + 1, coalesce(docs, 0);
   END LOOP;
-  INSERT INTO topgun.search_stats (map_id, field, shard, docs, tokens)
-  SELECT cfg.id, d.field, shard, count(*), sum(d.len) FROM topgun.search_doc d
-   WHERE d.map_id = cfg.id GROUP BY d.field;
-  INSERT INTO topgun.search_df (map_id, field, term, shard, df, max_tf, min_dl)
-  SELECT cfg.id, d.field, u.term, shard, count(*), max(u.tf), min(d.len)
-    FROM topgun.search_doc d, topgun._search_postings(d.tsv) u WHERE d.map_id = cfg.id GROUP BY d.field, u.term;
+  PERFORM topgun._search_fold(cfg.id);
   PERFORM gin_clean_pending_list('topgun.search_doc_tsv'::regclass);
 END
 $$;
@@ -363,7 +439,7 @@ COMMENT ON FUNCTION topgun.search_enable(text, text[], float8, float8) IS
 -- may write the record tables maintains them through the SECURITY DEFINER
 -- trigger functions.  Searching runs with the caller's rights: it needs
 -- SELECT on the record tables and on topgun.search_config, search_doc,
--- search_stats and search_df (docs/search.md).
+-- search_stats, search_df and search_delta (docs/search.md).
 -- A field's BM25 statistics: N, avgdl, and per query term its df (the shards
 -- summed) and the bounds _search_bound uses.
 CREATE FUNCTION topgun._search_field_stats(map_id integer, field smallint, terms text[],
@@ -376,12 +452,17 @@ AS $$
                  array_agg(coalesce(dd.max_tf, 0)::float8 ORDER BY t.o) AS max_tfs,
                  array_agg(coalesce(dd.min_dl, 0)::float8 ORDER BY t.o) AS min_dls
             FROM unnest(terms) WITH ORDINALITY t(term, o)
-            LEFT JOIN (SELECT s.term, sum(s.df) AS df, max(s.max_tf) AS max_tf, min(s.min_dl) AS min_dl
-                         FROM topgun.search_df s
-                        WHERE s.map_id = $1 AND s.field = $2 AND s.term = ANY ($3)
-                        GROUP BY s.term) dd ON dd.term = t.term) pt,
+            LEFT JOIN (SELECT e.o, sum(e.df) AS df, max(e.max_tf) AS max_tf, min(e.min_dl) AS min_dl
+                         FROM (SELECT s.terms FROM topgun.search_df s
+                                WHERE s.map_id = $1 AND s.field = $2 AND s.bucket = ANY (topgun._search_buckets($3))
+                               UNION ALL
+                               SELECT d.terms FROM topgun.search_delta d WHERE d.map_id = $1 AND d.field = $2) x,
+                              topgun._search_lookup(x.terms, $3) e
+                        GROUP BY e.o) dd ON dd.o = t.o) pt,
          (SELECT coalesce(sum(s.docs), 0) AS docs, coalesce(sum(s.tokens), 0) AS tokens
-            FROM topgun.search_stats s WHERE s.map_id = $1 AND s.field = $2) st
+            FROM (SELECT s.docs, s.tokens FROM topgun.search_stats s WHERE s.map_id = $1 AND s.field = $2
+                  UNION ALL
+                  SELECT d.docs, d.tokens FROM topgun.search_delta d WHERE d.map_id = $1 AND d.field = $2) s) st
 $$;
 
 -- The one search routine: candidates from the GIN index, BM25 in C, the
