@@ -107,6 +107,7 @@ typedef enum TgStat
 	TG_STAT_RATE_LIMITED,		/* messages refused by the rate limits */
 	TG_STAT_RATE_LIMITED_OPS,	/* ops in them */
 	TG_STAT_RATE_LIMIT_CLOSES,	/* connections closed for a sustained flood (1008) */
+	TG_STAT_QUERY_PAGE_ROWS,	/* records query page reads looked at (the candidates) */
 	TG_STAT_COUNT
 } TgStat;
 

@@ -92,6 +92,7 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"rate_limited",
 	"rate_limited_ops",
 	"rate_limit_closes",
+	"query_page_rows",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {
