@@ -13,7 +13,8 @@
 #include "query/query.h"
 
 /* the map, then at most 3 per prefilter comparison (path, constant(s); fuzz_query
- * checks one comparison per predicate node at most), the sort path and cursor */
+ * checks one comparison per predicate node at most), the sort path and cursor,
+ * and a two-field index's equality (path, constant) */
 #define TG_QSQL_MAX_ARGS	(3 * TG_QUERY_MAX_NODES + 8)
 
 typedef struct TgQIndex
