@@ -4,6 +4,8 @@
 // title} and map 'owned' of QB_OWNERS records {owner: 'u' || i, v}.
 //
 //   1 filter+sort+limit  QUERY_SUB {where:{cat:7}, sort:{n:'asc'}, limit:100} → QUERY_RESP
+//   1c                   the same after topgun.create_index('big', ARRAY['cat', 'n']) (indexed runs;
+//                        the two-field index stays for the later phases)
 //   2 sort+limit         {sort:{n:'desc'}, limit:10}
 //   3 cursor page        the same with cursor: <nextCursor of 2>; keys checked
 //   4 original shapes    {where:{cat:7}} (unlimited), {limit:10}, {predicate: n > QB_ROWS - 10}
@@ -231,6 +233,7 @@ async function repeat(c, label, query, check) {
   const ms = [];
   let bad = '';
   let last = null;
+  const rows0 = pageRowsStat();
   for (let i = 0; i < REPS; i++) {
     const id = `${label.replace(/\W+/g, '-')}-${tag}-${i}`;
     const r = await c.sub(id, 'big', query);
@@ -240,8 +243,14 @@ async function repeat(c, label, query, check) {
     const why = check ? check(r.p) : '';
     if (why && !bad) bad = why;
   }
-  return { s: stats(ms), last, bad };
+  return { s: stats(ms), last, bad, rows: (pageRowsStat() - rows0) / REPS };
 }
+
+// records the readers looked at (worker_stats.query_page_rows; NaN before it existed)
+function pageRowsStat() {
+  return Number(psql("SELECT coalesce((SELECT value FROM topgun.worker_stats WHERE name = 'query_page_rows')::text, 'NaN')"));
+}
+const pageRows = (r) => (Number.isFinite(r.rows) ? `, ${r.rows.toFixed(0)} candidates per page` : '');
 
 const keysOf = (p) => p.results.map((r) => r.key);
 const expectKeys = (want) => (p) => {
@@ -266,8 +275,26 @@ async function phasesQueries() {
     const why = expectKeys(want1)(p);
     return why || (p.hasMore === true ? '' : `hasMore ${p.hasMore}`);
   });
-  line('1 where cat=7 sort n asc limit 100', p1.s, `  page ${p1.bad ? `FAIL (${p1.bad})` : 'ok'}`);
+  line('1 where cat=7 sort n asc limit 100', p1.s, `  page ${p1.bad ? `FAIL (${p1.bad})` : 'ok'}${pageRows(p1)}`);
   target('1 {where:{cat:7}, sort n asc, limit 100} p99', p1.s.p99, 'ms', p1.s.p99 < 20 && !p1.bad, '< 20 ms');
+  if (INDEXED) {
+    // 1c: the same page through the two-field index (cat, n)
+    const t0 = now();
+    psql("SELECT topgun.create_index('big', ARRAY['cat', 'n'])");
+    const st = psql("CALL topgun.index_wait('big', ARRAY['cat', 'n'])");
+    if (!st.endsWith('ready')) fatal(`index (cat, n): ${st}`);
+    console.log(`# index-build big (cat, n) ready in ${f2(now() - t0)} ms`);
+    const q1 = { where: { cat: 7 }, sort: { n: 'asc' }, limit: 100 };
+    const w1 = await c.sub(`warm-c-${tag}`, 'big', q1);
+    c.unsub(`warm-c-${tag}`);
+    console.log(`# warm-up (cat, n) ${JSON.stringify(q1)}: ${f2(w1.ms)} ms, ${w1.p.results.length} results`);
+    const p1c = await repeat(c, 'p1c', { where: { cat: 7 }, sort: { n: 'asc' }, limit: 100 }, (p) => {
+      const why = expectKeys(want1)(p);
+      return why || (p.hasMore === true ? '' : `hasMore ${p.hasMore}`);
+    });
+    line('1c the same with index (cat, n)', p1c.s, `  page ${p1c.bad ? `FAIL (${p1c.bad})` : 'ok'}${pageRows(p1c)}`);
+    target('1c the same through index (cat, n) p99', p1c.s.p99, 'ms', p1c.s.p99 < 20 && !p1c.bad, '< 20 ms');
+  }
 
   // 2 and 3: page 1 of n descending, then page 2 by its nextCursor
   const ms2 = [];
@@ -447,7 +474,7 @@ async function phaseFanout() {
 }
 
 async function main() {
-  console.log(`# query_bench: 'big' ${ROWS} records, ${INDEXED ? 'WITH indexes (big.cat, big.n, owned.owner)' : 'WITHOUT indexes (scan path)'}, ` +
+  console.log(`# query_bench: 'big' ${ROWS} records, ${INDEXED ? 'WITH indexes (big.cat, big.n, owned.owner; big (cat, n) from line 1c on)' : 'WITHOUT indexes (scan path)'}, ` +
     `${REPS} repetitions per query shape, ${CONNS} subscriber connections`);
   const T = now();
   await phasesQueries();

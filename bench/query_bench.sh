@@ -7,7 +7,8 @@
 # memory per idle subscription.  Prints numbers and a target summary; fails
 # loudly on a server ERROR frame or an unexpected disconnect.
 #
-#   bash bench/query_bench.sh               # with indexes (topgun.create_index)
+#   bash bench/query_bench.sh               # with indexes (topgun.create_index); line 1c
+#                                           # adds the two-field index big (cat, n)
 #   bash bench/query_bench.sh --no-index    # or QB_INDEX=0: the scan path
 #
 # Environment: QB_ROWS (1000000), QB_REPS (20), QB_SECONDS (10), QB_RATE

@@ -8,7 +8,9 @@
  * for a result is accepted back as "valid" and does not place that result
  * after itself, and that the index prefilter (every attribute indexed) has
  * at most one comparison per predicate node, which bounds the parameters of
- * its SQL (src/exec/query_sql.c).  Any violated property traps.
+ * its SQL (src/exec/query_sql.c), and that every match satisfies the
+ * equality tg_query_required_eq names (a composite index reads only that
+ * group, src/exec/query_fetch.c).  Any violated property traps.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +57,45 @@ pre_leaves(const TgPre *p, int depth)
 	for (int i = 0; i < p->n; i++)
 		n += pre_leaves(p->kids[i], depth + 1);
 	return n;
+}
+
+static MpNode
+str_node(const char *s, size_t len)
+{
+	MpNode		n;
+
+	memset(&n, 0, sizeof(n));
+	n.type = MP_STR;
+	n.v.s = s;
+	n.len = (uint32_t) len;
+	return n;
+}
+
+/* {predicate: {op: 'eq', attribute: attr, value: value}} compiled */
+static TgQuery *
+eq_query(const char *attr, size_t len, const MpNode *value)
+{
+	MpNode		pred[6],
+				top[2],
+				q;
+	char		err[256];
+
+	pred[0] = str_node("op", 2);
+	pred[1] = str_node("eq", 2);
+	pred[2] = str_node("attribute", 9);
+	pred[3] = str_node(attr, len);
+	pred[4] = str_node("value", 5);
+	pred[5] = *value;
+	memset(&top[1], 0, sizeof(top[1]));
+	top[0] = str_node("predicate", 9);
+	top[1].type = MP_MAP;
+	top[1].len = 3;
+	top[1].v.kv = pred;
+	memset(&q, 0, sizeof(q));
+	q.type = MP_MAP;
+	q.len = 1;
+	q.v.kv = top;
+	return tg_query_compile(&q, err, sizeof(err));
 }
 
 int
@@ -111,6 +152,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (pre && pre_leaves(pre, 0) > TG_QUERY_MAX_NODES)
 			__builtin_trap();
 		mp_arena_free(&pa);
+	}
+	{
+		const char *attr;
+		size_t		alen;
+		const MpNode *value;
+
+		if (tg_query_required_eq(q, all_indexed, NULL, &attr, &alen, &value))
+		{
+			TgQuery    *eq = eq_query(attr, alen, value);
+
+			if (eq == NULL)
+				__builtin_trap();
+			for (uint32_t i = 1; i < root->len; i++)
+				if (tg_query_match(q, &root->v.items[i]) && !tg_query_match(eq, &root->v.items[i]))
+					__builtin_trap();	/* a match outside the equality group */
+			tg_query_free(eq);
+		}
 	}
 	for (uint32_t i = 1; i < root->len; i++)
 	{

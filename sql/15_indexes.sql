@@ -1,5 +1,6 @@
 -- Field indexes (docs/sql-api.md "Field indexes"): the registry, the index
--- DDL the builder produces, bad input, hostile names, failure, drop.
+-- DDL the builder produces (one field and several), bad input, hostile
+-- names, failure, drop.
 \set VERBOSITY terse
 \set SHOW_CONTEXT never
 SET client_min_messages = warning;
@@ -28,6 +29,16 @@ SELECT topgun.create_index('idx', 'cat', 'gin');
 SELECT topgun.create_index('idx', 'cat', NULL);
 SELECT topgun.create_index('', 'cat');
 SELECT topgun.create_index(repeat('m', 257), 'cat');
+-- several fields: 1..8 distinct valid fields, btree only
+SELECT topgun.create_index('idx', ARRAY[]::text[]);
+SELECT topgun.create_index('idx', NULL::text[]);
+SELECT topgun.create_index('idx', '{{a,b},{c,d}}'::text[]);
+SELECT topgun.create_index('idx', ARRAY['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i']);
+SELECT topgun.create_index('idx', ARRAY['cat', 'cat']);
+SELECT topgun.create_index('idx', ARRAY['cat', 'a..b']);
+SELECT topgun.create_index('idx', ARRAY['cat', NULL]);
+SELECT topgun.create_index('idx', ARRAY['cat', 'n'], 'hash');
+SELECT topgun.create_index('idx', ARRAY['cat', 'n'], 'gin');
 SELECT count(*) FROM topgun.field_indexes;
 
 -- a rolled-back create_index leaves nothing
@@ -43,7 +54,7 @@ SELECT topgun.create_index('idx', array_to_string(array_fill('s'::text, ARRAY[16
 CALL topgun.index_wait('idx', 'cat');
 CALL topgun.index_wait('idx', 'owner.id');
 CALL topgun.index_wait('idx', array_to_string(array_fill('s'::text, ARRAY[16]), '.'));
-SELECT map, field, path, kind, state, error, size > 0 AS has_size, valid FROM topgun.indexes ORDER BY map, field;
+SELECT map, field, fields, path, kind, state, error, size > 0 AS has_size, valid FROM topgun.indexes ORDER BY map, field;
 SELECT map, field, lww_index, or_index FROM topgun.field_indexes ORDER BY map, field;
 SELECT c.relname, pg_get_indexdef(i.indexrelid)
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -60,9 +71,40 @@ EXPLAIN (costs off) SELECT key FROM topgun.ormap WHERE map = 'idx' AND (value #>
 EXPLAIN (costs off) SELECT key FROM topgun.lww WHERE map = 'idx' AND (value #> '{owner,id}'::text[]) = '42'::jsonb;
 EXPLAIN (costs off) SELECT key FROM topgun.lww WHERE map = 'idx' AND (value #> '{cat}'::text[]) > '7'::jsonb
   ORDER BY (value #> '{cat}'::text[]);
+
 SELECT count(*) FROM topgun.lww WHERE map = 'idx' AND (value #> '{cat}'::text[]) = '7'::jsonb;
 -- another map's rows are not in the partial index
 EXPLAIN (costs off) SELECT key FROM topgun.lww WHERE map = 'other' AND (value #> '{cat}'::text[]) = '7'::jsonb;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+
+-- several fields: one btree over all of them, a column per field in that order
+SELECT topgun.create_index('idx', ARRAY['cat', 'owner.id']);
+CALL topgun.index_wait('idx', ARRAY['cat', 'owner.id']);
+SELECT map, field, fields, path, kind, state, error, size > 0 AS has_size, valid
+  FROM topgun.indexes WHERE cardinality(fields) > 1;
+SELECT c.relname, pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+ WHERE c.relname IN (SELECT lww_index FROM topgun.field_indexes WHERE cardinality(fields) > 1
+                     UNION ALL SELECT or_index FROM topgun.field_indexes WHERE cardinality(fields) > 1)
+ ORDER BY c.relname;
+-- a one-element list is the one-field index; a list is another index than
+-- its first field's, and the order of the fields matters
+SELECT topgun.create_index('idx', ARRAY['cat']);
+SELECT topgun.create_index('idx', ARRAY['cat'], 'hash');
+SELECT topgun.create_index('idx', ARRAY['cat', 'owner.id']);
+BEGIN;
+SELECT topgun.create_index('idx', ARRAY['owner.id', 'cat']);
+SELECT count(DISTINCT lww_index), count(*) FROM topgun.field_indexes;
+ROLLBACK;
+-- equality on the first field, read in the order of the second: no sort
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+EXPLAIN (costs off) SELECT key FROM topgun.lww WHERE map = 'idx' AND (value #> '{cat}'::text[]) = '7'::jsonb
+  ORDER BY (value #> '{owner,id}'::text[]) DESC LIMIT 5;
+SELECT string_agg(key, ' ' ORDER BY (value #> '{owner,id}'::text[]) DESC) FROM (
+  SELECT key, value FROM topgun.lww WHERE map = 'idx' AND (value #> '{cat}'::text[]) = '7'::jsonb
+   ORDER BY (value #> '{owner,id}'::text[]) DESC LIMIT 5) t;
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 
@@ -97,7 +139,9 @@ SELECT topgun.create_index('idx', 'x');
 SELECT topgun.drop_index('idx', 'cat');
 SELECT count(*) FROM topgun.indexes;
 SELECT count(*) FROM topgun.field_indexes;
-INSERT INTO topgun.field_indexes VALUES ('a', 'b', '{b}', 'btree', 'building', 'x', 'y');
+INSERT INTO topgun.field_indexes VALUES ('a', 'b', '{b}', '{b}', 'btree', 'building', 'x', 'y');
+SELECT topgun.create_index('idx', ARRAY['x', 'y']);
+SELECT topgun.drop_index('idx', ARRAY['cat', 'owner.id']);
 RESET ROLE;
 DROP ROLE tg_idx_nobody;
 
@@ -114,7 +158,10 @@ CALL topgun.index_wait('idx', 'owner.id');
 SELECT count(*) FROM topgun.field_indexes WHERE field = 'owner.id';
 SELECT count(*) FROM pg_class c WHERE c.relname LIKE 'tg\_fidx\_%'
    AND c.relname NOT IN (SELECT lww_index FROM topgun.field_indexes UNION ALL SELECT or_index FROM topgun.field_indexes);
-SELECT topgun.drop_index(map, field) FROM topgun.field_indexes ORDER BY map, field;
+SELECT topgun.drop_index('idx', ARRAY['cat', 'owner.id']), topgun.drop_index('idx', ARRAY['owner.id', 'cat']);
+SELECT topgun.drop_index(map, field) FROM topgun.field_indexes WHERE state <> 'dropping' ORDER BY map, field;
+CALL topgun.index_wait('idx', ARRAY['cat', 'owner.id']);
+SELECT count(*) FROM topgun.field_indexes WHERE cardinality(fields) > 1;
 CALL topgun.index_wait('idx', 'cat');
 CALL topgun.index_wait('idx', 'big');
 CALL topgun.index_wait($$x'); DROP TABLE topgun.lww; --\$$, 'a."b');

@@ -49,8 +49,9 @@
 typedef struct Job
 {
 	char	   *map;
-	char	   *field;
+	char	   *fields;			/* the text[] key in its text form: {cat,n} */
 	char	   *state;
+	char	   *label;			/* field: 'cat, n' (messages) */
 } Job;
 
 extern PGDLLEXPORT void tg_index_build_main(Datum arg);
@@ -276,10 +277,10 @@ finish_job(const Job *j, const char *err)
 	char		nulls[4] = {' ', ' ', ' ', err ? ' ' : 'n'};
 
 	values[0] = CStringGetTextDatum(j->map);
-	values[1] = CStringGetTextDatum(j->field);
+	values[1] = CStringGetTextDatum(j->fields);
 	values[2] = CStringGetTextDatum(j->state);
 	values[3] = err ? CStringGetTextDatum(err) : (Datum) 0;
-	run_spi("SELECT topgun._index_finish($1, $2, $3, $4)", 4, types, values, nulls);
+	run_spi("SELECT topgun._index_finish($1, $2::text[], $3, $4)", 4, types, values, nulls);
 }
 
 static List *
@@ -289,9 +290,9 @@ job_steps(MemoryContext cxt, const Job *j, bool cleanup)
 	Datum		values[3];
 
 	values[0] = CStringGetTextDatum(j->map);
-	values[1] = CStringGetTextDatum(j->field);
+	values[1] = CStringGetTextDatum(j->fields);
 	values[2] = BoolGetDatum(cleanup);
-	return query_texts(cxt, "SELECT s FROM topgun._index_steps($1, $2, $3) s", 3, types, values, 1);
+	return query_texts(cxt, "SELECT s FROM topgun._index_steps($1, $2::text[], $3) s", 3, types, values, 1);
 }
 
 /*
@@ -325,7 +326,7 @@ run_job(MemoryContext cxt, const Job *j)
 		err = ed->message ? pstrdup(ed->message) : pstrdup("unknown error");
 		ereport(LOG,
 				(errmsg("topgun index builder: %s of map \"%s\" field \"%s\" failed: %s",
-						strcmp(j->state, "dropping") == 0 ? "drop" : "build", j->map, j->field, err)));
+						strcmp(j->state, "dropping") == 0 ? "drop" : "build", j->map, j->label, err)));
 	}
 	PG_END_TRY();
 
@@ -377,15 +378,15 @@ tg_index_build_main(Datum arg)
 
 		MemoryContextReset(cxt);
 		rows = query_texts(cxt,
-						   "SELECT map, field, state FROM topgun.field_indexes"
-						   " WHERE state IN ('building', 'dropping') ORDER BY created_at, map, field",
-						   0, NULL, NULL, 3);
+						   "SELECT map, fields::text, state, field FROM topgun.field_indexes"
+						   " WHERE state IN ('building', 'dropping') ORDER BY created_at, map, fields",
+						   0, NULL, NULL, 4);
 		if (rows == NIL)
 			break;
 		foreach(lc, rows)
 		{
 			char	  **r = lfirst(lc);
-			Job			j = {r[0], r[1], r[2]};
+			Job			j = {r[0], r[1], r[2], r[3]};
 
 			CHECK_FOR_INTERRUPTS();
 			if (run_job(cxt, &j))

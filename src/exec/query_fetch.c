@@ -46,6 +46,7 @@ typedef struct Collect
 	int			n;
 	bool		heap;
 	int64		total;			/* matches after the cursor */
+	int64		examined;		/* rows offered: the candidates read */
 	MpArena		keep;
 	size_t		keep_base;		/* keep.allocated after the last compaction */
 	MpArena		scratch;
@@ -150,6 +151,7 @@ offer(Collect *c, HeapTuple tup, TupleDesc td)
 	text	   *k;
 	Row			probe;
 
+	c->examined++;
 	if (isnull)
 		return NULL;
 	jb = DatumGetJsonbP(d);
@@ -311,12 +313,27 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 	}
 	else
 	{
+		TgPre		eq = {.kind = TG_PRE_CMP, .op = TG_PRE_EQ};
+		bool		ordered = false;
+
 		tg_qsql_init(&s, map);
 		tg_qsql_load_indexes(&s, map);
 		if (s.nidx > 0)
 			pre = tg_query_prefilter(q, &parena, tg_qsql_indexed, &s);
-		if (pre != NULL || (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc) &&
-							tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED))
+		if (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc))
+		{
+			/*
+			 * Read in sort-field order: the equality group A === c of a
+			 * composite index (A, sort field) when the query requires one,
+			 * else the whole map through an index of the sort field.
+			 */
+			TgQPair		pair = {&s, sf, sflen};
+
+			if (!tg_query_required_eq(q, tg_qsql_paired, &pair, &eq.attr, &eq.attrlen, &eq.value))
+				eq.attr = NULL;
+			ordered = eq.attr != NULL || tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED;
+		}
+		if (pre != NULL || ordered)
 		{
 			/*
 			 * PostgreSQL ignores the statistics of partial indexes when it
@@ -330,8 +347,7 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 									 GUC_ACTION_LOCAL, true, 0, false);
 		}
-		if (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc) &&
-			tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED)
+		if (ordered)
 		{
 			/* the numbers in index order, then every non-number */
 			int			path = tg_qsql_path(&s, sf, sflen);
@@ -340,6 +356,8 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 
 			appendStringInfoString(&s.sql, LWW_SELECT);
 			tg_qsql_where(&s, pre);
+			if (eq.attr)
+				tg_qsql_where(&s, &eq); /* the composite's first column */
 			base_len = s.sql.len;
 			base_args = s.nargs;
 			tg_qsql_numbers(&s, path, true);
@@ -371,6 +389,7 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 			offer_all(&c, tg_qsql_open(&s, false));
 		}
 	}
+	tg_stat_add(TG_STAT_QUERY_PAGE_ROWS, (uint64) c.examined);
 	sort_query = q;
 	qsort(c.rows, c.n, sizeof(Row), row_cmp);
 	*total = c.total;

@@ -1,7 +1,10 @@
 /*
  * query_sql.c — SQL for a query page (issue 13): which field indexes a map
  * has (topgun.field_indexes, created by topgun.create_index), and the
- * prefilter of src/query/query_plan.c as a WHERE clause over them.
+ * prefilter of src/query/query_plan.c as a WHERE clause over them.  The
+ * first field of a composite index (A, B) serves like an index of A (the
+ * btree's leading column); the pair serves a page of "A === c" read in B
+ * order (query_fetch.c).
  *
  * Every constant is a parameter (the map, each path, each jsonb constant),
  * never text in the statement.  The statements are run unsaved
@@ -36,7 +39,10 @@
 
 static int	plan_indexes = -1;
 
-/* The ready single-segment field indexes of a map (client attributes are top-level keys). */
+/*
+ * The ready field indexes of a map whose fields are all single-segment
+ * (client attributes are top-level keys): first and second field.
+ */
 void
 tg_qsql_load_indexes(TgQSql *s, const char *map)
 {
@@ -46,8 +52,9 @@ tg_qsql_load_indexes(TgQSql *s, const char *map)
 
 	s->nidx = 0;
 	rc = SPI_execute_plan(tg_live_plan(&plan_indexes,
-									   "SELECT path[1], kind = 'btree' FROM topgun.field_indexes "
-									   "WHERE map = $1 AND state = 'ready' AND cardinality(path) = 1",
+									   "SELECT fields[1], kind = 'btree', fields[2] FROM topgun.field_indexes f "
+									   "WHERE map = $1 AND state = 'ready' "
+									   "AND NOT EXISTS (SELECT FROM unnest(f.fields) u(x) WHERE strpos(u.x, '.') > 0)",
 									   1, &t), &arg, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		return;
@@ -62,18 +69,41 @@ tg_qsql_load_indexes(TgQSql *s, const char *map)
 		s->idx[s->nidx].field = TextDatumGetCString(d);
 		s->idx[s->nidx].ordered = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
 															 SPI_tuptable->tupdesc, 2, &isnull));
+		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull);
+		s->idx[s->nidx].next = isnull ? NULL : TextDatumGetCString(d);
 		s->nidx++;
 	}
 }
 
+static bool
+same(const char *field, const char *attr, size_t len)
+{
+	return strlen(field) == len && memcmp(field, attr, len) == 0;
+}
+
+/* What the map's indexes with first field attr can do (the best of them). */
 int
 tg_qsql_indexed(const char *attr, size_t len, void *arg)
 {
 	TgQSql	   *s = arg;
+	int			how = TG_PRE_NONE;
 
 	for (int i = 0; i < s->nidx; i++)
-		if (strlen(s->idx[i].field) == len && memcmp(s->idx[i].field, attr, len) == 0)
-			return s->idx[i].ordered ? TG_PRE_ORDERED : TG_PRE_EQUALITY;
+		if (same(s->idx[i].field, attr, len))
+			how = Max(how, s->idx[i].ordered ? TG_PRE_ORDERED : TG_PRE_EQUALITY);
+	return how;
+}
+
+/* Is there a btree index (attr, p->next, ...)? */
+int
+tg_qsql_paired(const char *attr, size_t len, void *arg)
+{
+	TgQPair    *p = arg;
+
+	for (int i = 0; i < p->s->nidx; i++)
+		if (p->s->idx[i].ordered && p->s->idx[i].next && same(p->s->idx[i].field, attr, len) &&
+			same(p->s->idx[i].next, p->next, p->nextlen))
+			return TG_PRE_ORDERED;
 	return TG_PRE_NONE;
 }
 

@@ -117,6 +117,14 @@ typedef int (*TgPreIndexed) (const char *attr, size_t len, void *arg);
 
 extern const TgPre *tg_query_prefilter(const TgQuery *q, MpArena *arena, TgPreIndexed indexed,
 									   void *arg);
+/*
+ * An equality attr === constant that every match satisfies (a child of the
+ * top-level and, or the whole filter) whose constant a jsonb equality finds
+ * exactly (null, boolean, string, number |n| <= 2^53), on an attribute
+ * usable() does not answer TG_PRE_NONE for; false when there is none.
+ */
+extern bool tg_query_required_eq(const TgQuery *q, TgPreIndexed usable, void *arg,
+								 const char **attr, size_t *len, const MpNode **value);
 /* Number of sort fields; a page of at most `limit` results (refills: 1). */
 extern int	tg_query_sort_count(const TgQuery *q);
 extern void tg_query_set_limit(TgQuery *q, int64_t limit);

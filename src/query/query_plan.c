@@ -22,6 +22,10 @@
  *   with strings, whose JS order is UTF-16 and not the database collation's)
  *   has none: the enclosing and/or decides.
  *
+ * tg_query_required_eq finds an equality every match satisfies (a child of
+ * the top-level and) on an attribute the caller can use, for reading one
+ * equality group of a two-field index (A, sort field) in index order.
+ *
  * tg_query_sort_field names the first sort field (for reading a page in
  * index order) and tg_query_sort_tie tells whether two values tie on it.
  */
@@ -41,6 +45,18 @@ exact_number(const MpNode *v)
 		return false;
 	d = mp_number_as_double(v);
 	return isfinite(d) && fabs(d) <= EXACT_INT;
+}
+
+/*
+ * The constants jsonb equality finds exactly what === finds for: null,
+ * booleans, strings, numbers |n| <= 2^53.
+ */
+static bool
+eq_indexable(const MpNode *v)
+{
+	JsType		t = tgq_js_type(v);
+
+	return t == JS_NULL || t == JS_BOOL || t == JS_STRING || exact_number(v);
 }
 
 static TgPre *
@@ -146,9 +162,7 @@ plan(const QNode *n, MpArena *arena, TgPreIndexed indexed, void *arg, int depth)
 		return NULL;
 	if (n->op == Q_EQ)
 	{
-		JsType		t = tgq_js_type(n->value);
-
-		if (!(t == JS_NULL || t == JS_BOOL || t == JS_STRING || exact_number(n->value)))
+		if (!eq_indexable(n->value))
 			return NULL;
 	}
 	else if (how != TG_PRE_ORDERED || !exact_number(n->value))
@@ -168,6 +182,42 @@ const TgPre *
 tg_query_prefilter(const TgQuery *q, MpArena *arena, TgPreIndexed indexed, void *arg)
 {
 	return q->root ? plan(q->root, arena, indexed, arg, 0) : NULL;
+}
+
+static const QNode *
+required_eq(const QNode *n, TgPreIndexed usable, void *arg, int depth)
+{
+	if (n == NULL || depth > 64)
+		return NULL;
+	if (n->op == Q_AND)
+	{
+		for (int i = 0; i < n->nchildren; i++)
+		{
+			const QNode *e = required_eq(n->children[i], usable, arg, depth + 1);
+
+			if (e)
+				return e;
+		}
+		return NULL;
+	}
+	if (n->op == Q_EQ && n->attr && n->value && eq_indexable(n->value) &&
+		usable(n->attr, n->attrlen, arg) != TG_PRE_NONE)
+		return n;
+	return NULL;
+}
+
+bool
+tg_query_required_eq(const TgQuery *q, TgPreIndexed usable, void *arg, const char **attr,
+					 size_t *len, const MpNode **value)
+{
+	const QNode *e = required_eq(q->root, usable, arg, 0);
+
+	if (e == NULL)
+		return false;
+	*attr = e->attr;
+	*len = e->attrlen;
+	*value = e->value;
+	return true;
 }
 
 int

@@ -95,6 +95,7 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"processor_batches",
 	"processors_batched",
 	"processor_batch_retries",
+	"query_page_rows",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {

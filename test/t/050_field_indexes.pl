@@ -10,6 +10,8 @@
 #  - SIGKILL of the builder mid-build (a crash-restart of the server): the
 #    row is taken up again by index_wait, the invalid index the killed build
 #    left is dropped, and the state ends 'ready' (never stuck in 'building');
+#    the build killed is a two-field index (cat, n), with a one-field one
+#    pending behind it;
 #  - with the sync server running, the same crash needs no call at all: the
 #    session executor's start resumes the build.
 # Every wait polls a fact (registry state, pg_stat_progress_create_index,
@@ -107,13 +109,15 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_class WHERE relname LI
 $blocker = $node->background_psql('postgres');
 $blocker->query_safe('BEGIN');
 $blocker->query_safe(q{SELECT topgun.lww_put('other', 'y', '1')});
-is($node->safe_psql('postgres', q{SELECT topgun.create_index('m', 'n')}), 'building', 'second build started');
+# one transaction, one builder: it takes (cat, n) first (same created_at, and '{cat,n}' < '{n}')
+is( $node->safe_psql('postgres', q{SELECT topgun.create_index('m', 'n'), topgun.create_index('m', ARRAY['cat', 'n'])}),
+	'building|building', 'second and third builds started');
 ok($node->poll_query_until('postgres', $building_phase), 'the builder is in the middle of the build');
 is( $node->safe_psql(
 		'postgres', q{
-SELECT i.indisvalid FROM pg_index i JOIN topgun.field_indexes f
-    ON i.indexrelid = to_regclass('topgun.' || quote_ident(f.lww_index)) WHERE f.field = 'n'}),
-	'f', 'the half-built index exists, not yet valid');
+SELECT f.field, i.indisvalid FROM pg_index i JOIN topgun.field_indexes f
+    ON i.indexrelid = to_regclass('topgun.' || quote_ident(f.lww_index)) WHERE f.map = 'm'}),
+	'cat, n|f', 'the half-built index of (cat, n) exists, not yet valid; n waits for its turn');
 my $pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'topgun index builder'});
 ok($pid > 0, "builder pid $pid");
 kill 'KILL', $pid;
@@ -130,18 +134,28 @@ while (!$back && time() < $deadline)
 	usleep(100_000) unless $back;
 }
 ok($back, 'the server is back after the crash-restart');
-is(state_of('n'), 'building', 'after the restart the row still says building');
+is(state_of('n') . ' ' . state_of('cat, n'), 'building building', 'after the restart the rows still say building');
 is($node->safe_psql('postgres', q{SELECT topgun._index_builder_running()}), 'f', 'and no builder runs');
 
 my $final = $node->safe_psql('postgres', q{CALL topgun.index_wait('m', 'n', '5 min')});
 ok($final eq 'ready' || $final eq 'failed', "index_wait takes the row up again and it ends ($final)");
-is($final, 'ready', 'the interrupted build is redone');
+is($final, 'ready', 'the pending build is done');
+is($node->safe_psql('postgres', q{CALL topgun.index_wait('m', ARRAY['cat', 'n'], '5 min')}),
+	'ready', 'the interrupted two-field build is redone');
 is( $node->safe_psql(
 		'postgres', q{
 SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
  WHERE c.relname LIKE 'tg\_fidx\_%' AND NOT (i.indisvalid AND i.indisready)}),
 	'0', 'no invalid index left behind');
-is($node->safe_psql('postgres', q{SELECT valid FROM topgun.indexes WHERE field = 'n'}), 't', 'both indexes valid');
+is($node->safe_psql('postgres', q{SELECT string_agg(field || '=' || valid, ' ' ORDER BY fields) FROM topgun.indexes}),
+	'cat, n=true n=true', 'both indexes of both valid');
+like( $node->safe_psql(
+		'postgres', q{
+SET enable_seqscan = off;
+EXPLAIN (costs off) SELECT key FROM topgun.lww WHERE map = 'm' AND (value #> '{cat}'::text[]) = '7'::jsonb
+ ORDER BY (value #> '{n}'::text[]) LIMIT 3}),
+	qr/Index Scan using tg_fidx_[0-9a-f]{16}_lww.*Index Cond: \(\(value #> '\{cat\}'::text\[\]\) = '7'::jsonb\)/s,
+	'equality on cat ordered by n is read from (cat, n)');
 
 $node->stop;
 
