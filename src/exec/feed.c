@@ -219,10 +219,18 @@ process_events(Ev *evs, int n)
 		{
 			args[0] = PointerGetDatum(construct_array(m, cnt, TEXTOID, -1, false, TYPALIGN_INT));
 			args[1] = PointerGetDatum(construct_array(k, cnt, TEXTOID, -1, false, TYPALIGN_INT));
+			/*
+			 * One primary-key probe per changed key: the LATERAL subquery
+			 * with OFFSET 0 cannot be flattened into a join, which a kept
+			 * generic plan made a hash join over a scan of all of
+			 * topgun.lww on every poll (the change feed of SQL writes and
+			 * entry processors cost O(table) per poll).
+			 */
 			if (SPI_execute_plan(tg_live_plan(&plan_lww,
 											  "SELECT u.o::int4, l.value, l.ts::text, l.ttl_ms "
 											  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) WITH ORDINALITY AS u(m, k, o) "
-											  "JOIN topgun.lww l ON l.map = u.m AND l.leaf = topgun.key_leaf(u.k) AND l.key = u.k "
+											  "JOIN LATERAL (SELECT x.value, x.ts, x.ttl_ms FROM topgun.lww x "
+											  "WHERE x.map = u.m AND x.leaf = topgun.key_leaf(u.k) AND x.key = u.k OFFSET 0) l ON true "
 											  "ORDER BY u.o",
 											  2, types), args, NULL, true, 0) != SPI_OK_SELECT)
 				elog(ERROR, "topgun: could not re-read changed records");
