@@ -44,6 +44,44 @@ gop_hlc(GOp *g)
 }
 
 /*
+ * One writer's chain in a subtransaction: NULL, or why it raised (a user
+ * resolver's error) -- then its ops are rejected and the rest of the group
+ * goes on.
+ */
+static const char *
+run_chain(TgConn *writer, TgResolveOp *ops, int n)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	const char *volatile failed = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		tg_resolve(writer, ops, n);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(tg_proto_cxt);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		failed = MemoryContextStrdup(tg_proto_cxt, psprintf("Resolver failed: %s", e->message));
+		ereport(LOG, (errmsg("topgun: a conflict resolver raised; its %d ops are rejected: %s", n, e->message)));
+	}
+	PG_END_TRY();
+	return failed;
+}
+
+/*
  * Conflict resolvers (resolve.c) for the LWW ops of maps that have some, per
  * writer, once per op however often the group is retried: a reject rejects
  * the op, a merge replaces its value, local keeps the stored record.
@@ -53,6 +91,7 @@ tg_apply_resolve(GBatch *gbatches, int ngbatches, GOp *gops, int ngops)
 {
 	TgResolveOp *ops = NULL;
 	int		   *idx = NULL;
+	const char *failed;
 
 	for (int b = 0; b < ngbatches; b++)
 	{
@@ -65,9 +104,11 @@ tg_apply_resolve(GBatch *gbatches, int ngbatches, GOp *gops, int ngops)
 
 			if (g->resolved || g->state != GS_PENDING || !is_lww_op(g))
 				continue;
-			g->resolved = true;
 			if (!tg_resolvers_on(g->map))
+			{
+				g->resolved = true;
 				continue;
+			}
 			if (ops == NULL)
 			{
 				ops = palloc0(sizeof(TgResolveOp) * ngops);
@@ -81,11 +122,18 @@ tg_apply_resolve(GBatch *gbatches, int ngbatches, GOp *gops, int ngops)
 		}
 		if (n == 0)
 			continue;
-		tg_resolve(gb->conn, ops, n);
+		failed = run_chain(gb->conn, ops, n);
 		for (int j = 0; j < n; j++)
 		{
 			GOp		   *g = &gops[idx[j]];
 
+			g->resolved = true;
+			if (failed)
+			{
+				/* a chain that raised rejects its ops: never applied unjudged */
+				gop_reject(g, TG_REJECT_RESOLVER, failed);
+				continue;
+			}
 			g->res = ops[j].outcome;
 			if (g->res == TG_RES_REJECT)
 				gop_reject(g, TG_REJECT_RESOLVER, ops[j].reason);
