@@ -6,8 +6,9 @@
  * Requests on different keys are independent, so their order is free; a
  * connection's requests on one key keep the order it sent them in (its
  * requests all go to one reader, FIFO, and the sort below is stable).  The
- * batch first takes every key's processor lock in lock-id order (two
- * readers' batches never deadlock on them), then runs the built-ins set-based:
+ * batch first takes every key's processor locks (tg_lock_keys: bucket
+ * shared, key exclusive, in a deadlock-free order; batches of different
+ * keys never wait for each other), then runs the built-ins set-based:
  * requests with the same map, built-in and args become one
  * tg_execute_builtin_keys() call (one read of their keys, one lww_put_many;
  * a repeated key sees its predecessor's result, as execute_on_keys does).
@@ -145,9 +146,17 @@ tg_reader_serve_batch(const TgRec *rec, const char *const *payload, TgIpcBuf *ou
 			tg_read_process_req(payload[i], rec[i].len, &items[i].r);
 		}
 		qsort(items, n, sizeof(BatchItem), lock_cmp);
-		for (int j = 0; j < n; j++)
-			if (j == 0 || items[j].r.lock != items[j - 1].r.lock)
-				DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(items[j].r.lock));
+		{
+			text	  **maps = palloc(sizeof(text *) * n);
+			text	  **keys = palloc(sizeof(text *) * n);
+
+			for (int j = 0; j < n; j++)
+			{
+				maps[j] = items[j].r.map;
+				keys[j] = items[j].r.key;
+			}
+			tg_lock_keys(maps, keys, n);	/* the keys' processor locks, before any of them runs */
+		}
 		for (int j = 0; j < n; j++)
 		{
 			BatchItem  *x = &items[j];

@@ -2,9 +2,9 @@
  * pg_execute.c — topgun.execute_on_key / topgun.execute_on_keys
  * (ENTRY_PROCESS, ENTRY_PROCESS_BATCH; docs/processors.md).
  *
- * Each key: its bucket lock (tg_key_lock_id; topgun.restamp takes the same
- * through topgun._lock_key, and it also covers keys that do not exist
- * yet), read the live value, run the processor, write the new value
+ * Each key: its processor locks (tg_lock_keys, below; topgun.restamp takes
+ * the same through topgun._lock_key, and they also cover keys that do not
+ * exist yet), read the live value, run the processor, write the new value
  * through topgun.lww_put / lww_remove with a fresh HLC.  Built-ins run natively
  * (tg_logic_run_builtin); registered SQL processors through
  * topgun._execute_user.  The statements are prepared once per session.
@@ -96,27 +96,78 @@ plan(int which)
 }
 
 /*
- * The transaction lock that serialises processors (and topgun.restamp) on a
- * key, also when the key does not exist yet: an advisory lock on one of
- * KEY_LOCK_BUCKETS buckets per map, so that a batch takes at most that many
- * entries of the shared lock table whatever its size (two keys sharing a
- * bucket merely wait for each other).
+ * The transaction locks that serialise processors (and topgun.restamp) on a
+ * key, also when the key does not exist yet, as intention locks:
+ *   - a bucket lock, one of KEY_LOCK_BUCKETS per map (an int8 advisory
+ *     lock, tg_key_lock_id);
+ *   - the key's own lock (an (int4, int4) advisory lock: another lock space).
+ * One key (execute_on_key, a shared reader transaction's keys, restamp)
+ * takes its bucket SHARED, then the key EXCLUSIVE: different keys never wait
+ * for each other.  execute_on_keys takes its buckets EXCLUSIVE instead,
+ * which covers every key in them, so a batch of any size holds at most
+ * KEY_LOCK_BUCKETS entries of the shared lock table.  Order (no deadlock):
+ * buckets ascending, then keys ascending.
  */
 #define KEY_LOCK_BUCKETS 128
+
+static void
+key_hashes(text *map, text *key, uint32 *mh, uint32 *kh)
+{
+	*mh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map)));
+	*kh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
+}
 
 int64
 tg_key_lock_id(text *map, text *key)
 {
-	uint32		mh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map)));
-	uint32		kh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
+	uint32		mh,
+				kh;
 
+	key_hashes(map, key, &mh, &kh);
 	return (int64) (((uint64) mh << 32) | (kh % KEY_LOCK_BUCKETS));
+}
+
+static int
+cmp_uint64(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a,
+				y = *(const uint64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+void
+tg_lock_keys(text **maps, text **keys, int n)
+{
+	uint64	   *buckets = palloc(sizeof(uint64) * Max(n, 1));
+	uint64	   *own = palloc(sizeof(uint64) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		uint32		mh,
+					kh;
+
+		key_hashes(maps[i], keys[i], &mh, &kh);
+		buckets[i] = ((uint64) mh << 32) | (kh % KEY_LOCK_BUCKETS);
+		own[i] = ((uint64) mh << 32) | kh;
+	}
+	qsort(buckets, n, sizeof(uint64), cmp_uint64);
+	qsort(own, n, sizeof(uint64), cmp_uint64);
+	for (int i = 0; i < n; i++)
+		if (i == 0 || buckets[i] != buckets[i - 1])
+			DirectFunctionCall1(pg_advisory_xact_lock_shared_int8, Int64GetDatum((int64) buckets[i]));
+	for (int i = 0; i < n; i++)
+		if (i == 0 || own[i] != own[i - 1])
+			DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum((int32) (own[i] >> 32)),
+								Int32GetDatum((int32) (uint32) own[i]));
+	pfree(buckets);
+	pfree(own);
 }
 
 static void
 lock_key(text *map, text *key)
 {
-	DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(tg_key_lock_id(map, key)));
+	tg_lock_keys(&map, &key, 1);
 }
 
 /* topgun._lock_key(map, key): the same lock, for SQL callers. */
