@@ -110,7 +110,8 @@ test('a token expires on an open connection: closed with 4001 at exp + leeway, a
   const map = hlc.uniqueName('expiry');
   await setGuc('topgun.jwt_leeway_s', 0);
   try {
-    const exp = Math.floor(Date.now() / 1000) + 2;
+    // far enough ahead that AUTH (ASan build, loaded machine) surely happens before it
+    const exp = Math.floor(Date.now() / 1000) + 4;
     const c = await Client.authed({ name: 'short-lived', token: token({ exp }) });
     await c.sendOps([hlc.putOp(map, 'k', 'before', hlc.now('c'))]);
     const closed = await c.waitClose(15000);
