@@ -169,9 +169,11 @@ for feat in $FEATURES; do
 		if command -v perf >/dev/null; then
 			maps="${failed:-${MAPS_LIST##* }}"
 			feature "$feat" on
-			perf record -g -o "$WORK/perf.data" -p "$(server_pids | tr ' ' ',')" -- sleep "$SECS" >/dev/null 2>&1 &
+			# recorded for exactly the run: stopped (SIGINT) when the load ends
+			perf record -g -o "$WORK/perf.data" -p "$(server_pids | tr ' ' ',')" >/dev/null 2>&1 &
 			perf_job=$!
 			ops="$(load "$maps")"
+			kill -INT "$perf_job" 2>/dev/null || true
 			wait "$perf_job" || true
 			feature "$feat" off
 			perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2>/dev/null |

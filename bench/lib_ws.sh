@@ -4,7 +4,7 @@
 #
 #   . "$(dirname "${BASH_SOURCE[0]}")/lib_ws.sh"
 #   bench_ws_cluster NAME [--conf-line L ...]   # sets WORK, state, secret, WSPORT
-#   bench_ws_env node "$REPO/bench/x.js"        # runs it with TOPGUN_WS_URL/_PG/_JWT_SECRET
+#   bench_ws_env node "$REPO/bench/x.js"        # runs it with TOPGUN_WS_URL/_PG/_JWT_SECRET/_PSQL
 #
 # Uses the installed extension, or scripts/devpg.sh's copy (TG_PG_BIN).
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,5 +36,5 @@ bench_ws_cluster() {
 
 bench_ws_env() {
 	TOPGUN_WS_URL="ws://127.0.0.1:$WSPORT" TOPGUN_PG="$(tg_conninfo "$state")" TOPGUN_JWT_SECRET="$secret" \
-		PATH="$(tg_pg_bindir):$PATH" "$@"
+		TOPGUN_PSQL="$TG_PG_BIN/psql" PATH="$TG_PG_BIN:$PATH" "$@"
 }

@@ -11,10 +11,8 @@
 // successful increments (no lost update).  Asserts nothing else.
 // Environment: TOPGUN_WS_URL, TOPGUN_JWT_SECRET, TOPGUN_PG (psql conninfo);
 // PB_CONNS (50), PB_WINDOW (4), PB_SECONDS (5), PB_WARMUP_S (1), PB_ONLY (hot|distinct).
-const { execFileSync } = require('node:child_process');
 const path = require('node:path');
-const { WebSocket, pack, unpack, token, now, stats } = require('./lib_node');
-const { unwrapBatch } = require(path.join(__dirname, '..', 'test', 'e2e', 'lib', 'codec'));
+const { WebSocket, pack, messages, token, now, stats } = require('./lib_node');
 
 const URL = process.env.TOPGUN_WS_URL;
 const CONNS = Number(process.env.PB_CONNS || 50);
@@ -22,17 +20,14 @@ const WINDOW = Number(process.env.PB_WINDOW || 4);
 const SECONDS = Number(process.env.PB_SECONDS || 5);
 const WARMUP = Number(process.env.PB_WARMUP_S || 1);
 const ONLY = process.env.PB_ONLY || '';	// 'hot' or 'distinct': that phase alone
-const psql = (sql) => execFileSync('psql', [process.env.TOPGUN_PG, '-qXAt', '-c', sql], { encoding: 'utf8' }).trim();
+const { psql } = require(path.join(__dirname, '..', 'test', 'e2e', 'lib', 'psql'));
 
 function open(i) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(URL, { perMessageDeflate: false });
     ws.binaryType = 'nodebuffer';
     ws.on('error', reject);
-    ws.on('message', (data) => {
-      const top = unpack(data);
-      for (const m of top.type === 'BATCH' ? unwrapBatch(top) : [top]) handle(m);
-    });
+    ws.on('message', (data) => { for (const m of messages(data)) handle(m); });
     const handle = (m) => {
       if (m.type === 'AUTH_REQUIRED') ws.send(pack({ type: 'AUTH', token: token(`pb-${i}`) }));
       else if (m.type === 'AUTH_ACK') resolve(ws);

@@ -5,18 +5,22 @@
 //
 // RATE_GOOD clients, each its own identity, send an OP_BATCH of 5 ops every
 // 50 ms (100 ops/s, 20 messages/s: under the limits) and time each OP_ACK.
-// Phases of RATE_SECONDS each:
-//   baseline      the good clients alone;
+// Phases of RATE_SECONDS worth of good acks each (GOOD x 20 x RATE_SECONDS
+// acks: the phase ends on that count, not on a timer):
+//   baseline      the good clients alone (after 20 acks each as warm-up);
 //   flood         plus one identity on RATE_FLOODERS connections sending,
-//                 together, 20x its limits (OP_BATCHes of 5 ops, open loop);
-//   flood, off    the same with the rate limits off (0): what they prevent.
+//                 together, 20x its limits (OP_BATCHes of 5 ops, open loop),
+//                 measured from its first ERROR 429 on (the limit is biting);
+//   flood, off    the same with the rate limits off (0): what they prevent,
+//                 measured from the flood's 20th acked batch on.
 // Prints the good clients' ack p50/p99 per phase, the ratio of the flood's
 // p99 to the baseline's against the 2x target, and what the flood got.
 const crypto = require('node:crypto');
-const { execFileSync } = require('node:child_process');
 const path = require('node:path');
-const { WebSocket, pack, unpack, token: mint, now, stats } = require('./lib_node');
+const { WebSocket, pack, messages, Gate, token: mint, now, stats } = require('./lib_node');
 const hlc = require(path.join(__dirname, '..', 'test', 'e2e', 'lib', 'hlc'));
+const { psql } = require(path.join(__dirname, '..', 'test', 'e2e', 'lib', 'psql'));
+const { reloadConf } = require(path.join(__dirname, '..', 'test', 'e2e', 'lib', 'barrier'));
 
 const URL = process.env.TOPGUN_WS_URL;
 const GOOD = Number(process.env.RATE_GOOD || 10);
@@ -26,36 +30,21 @@ const IDENT_OPS = Number(process.env.RATE_IDENT_OPS || 250);
 const IDENT_MSGS = Number(process.env.RATE_IDENT_MSGS || 50);
 const OPS_PER_BATCH = 5;
 
-const psql = (sql) => execFileSync(process.env.TOPGUN_PSQL, ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-  '-d', process.env.TOPGUN_PG, '-c', sql], { encoding: 'utf8' }).trim();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function each(m, fn) {
-  if (m.type !== 'BATCH') { fn(m); return; }
-  const d = Buffer.from(m.data);
-  const n = d.readUInt32LE(0);
-  let off = 4;
-  for (let i = 0; i < n; i++) {
-    const len = d.readUInt32LE(off);
-    off += 4;
-    fn(unpack(d.subarray(off, off + len)));
-    off += len;
-  }
-}
+const PER_CLIENT_PER_S = 1000 / 50;	// a good client's batches (and acks) per second
+const acks = new Gate();	// good acks while a phase measures
 
 function connect(identity, onMessage) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(URL, { perMessageDeflate: false, maxPayload: 1 << 28 });
     ws.binaryType = 'nodebuffer';
     let authed = false;
-    ws.on('message', (data) => each(unpack(data), (m) => {
-      if (!authed) {
-        if (m.type === 'AUTH_REQUIRED') ws.send(pack({ type: 'AUTH', token: mint(identity, { roles: ['USER'] }) }));
+    ws.on('message', (data) => {
+      for (const m of messages(data)) {
+        if (authed) onMessage(m);
+        else if (m.type === 'AUTH_REQUIRED') ws.send(pack({ type: 'AUTH', token: mint(identity, { roles: ['USER'] }) }));
         else if (m.type === 'AUTH_ACK') { authed = true; resolve(ws); } else reject(new Error(`${identity}: ${m.type}`));
-        return;
       }
-      onMessage(m);
-    }));
+    });
     ws.on('error', reject);
   });
 }
@@ -71,24 +60,26 @@ function batch(map) {
 }
 
 // A well-behaved client: one batch every 50 ms, ack latency by lastId.
-async function goodClient(i, map) {
+async function goodClient(i, map, warm) {
   const sent = new Map();
   const lat = [];
   let failed = 0;
   let on = false;
+  let seen = 0;
   const ws = await connect(`good-${i}-${crypto.randomBytes(3).toString('hex')}`, (m) => {
     if (m.type !== 'OP_ACK') return;
     const t = sent.get(m.payload.lastId);
     if (t === undefined) return;
     sent.delete(m.payload.lastId);
     if (m.payload.results.some((r) => !r.success)) failed++;
-    if (on) lat.push(now() - t);
+    if (++seen === PER_CLIENT_PER_S) warm.bump();	// warmed up: plans, first groups
+    if (on) { lat.push(now() - t); acks.bump(); }
   });
   const timer = setInterval(() => {
     const ops = batch(map);
     sent.set(ops[ops.length - 1].id, now());
     ws.send(pack({ type: 'OP_BATCH', payload: { ops } }));
-  }, 50);
+  }, 1000 / PER_CLIENT_PER_S);
   return {
     start() { lat.length = 0; failed = 0; on = true; },
     stop() { on = false; return { lat: lat.slice(), failed }; },
@@ -97,17 +88,19 @@ async function goodClient(i, map) {
 }
 
 // The flooding identity: FLOODERS connections, together 20x its message limit.
+// Resolves `biting` at its first ERROR 429, `admitted` at its 20th acked batch.
 async function flood(map) {
   const identity = `flood-${crypto.randomBytes(3).toString('hex')}`;
   const perConnPerS = (20 * IDENT_MSGS) / FLOODERS;
   const r = { sent: 0, acked: 0, refused: 0, err429: 0, closed: 0 };
+  const refusals = new Gate();
+  const admissions = new Gate();
   const socks = [];
   for (let i = 0; i < FLOODERS; i++) {
     const ws = await connect(identity, (m) => {
       if (m.type === 'OP_ACK') {
-        if (m.payload.results.every((x) => x.success)) r.acked++;
-        else if (m.payload.results.every((x) => x.error === 'rate limited')) r.refused++;
-      } else if (m.type === 'ERROR' && m.payload.code === 429) r.err429++;
+        if (m.payload.results.every((x) => x.success)) { r.acked++; admissions.bump(); } else if (m.payload.results.every((x) => x.error === 'rate limited')) r.refused++;
+      } else if (m.type === 'ERROR' && m.payload.code === 429) { r.err429++; refusals.bump(); }
     });
     ws.on('close', () => { r.closed++; });
     socks.push(ws);
@@ -126,20 +119,23 @@ async function flood(map) {
       }
     }
   }, 10);
-  return { r, stop() { clearInterval(timer); for (const ws of socks) ws.close(); } };
+  return {
+    r,
+    biting: refusals.reach(1),
+    admitted: admissions.reach(20),
+    stop() { clearInterval(timer); for (const ws of socks) ws.close(); },
+  };
 }
 
 async function setLimits(ops, msgs) {
-  const before = Number(psql("SELECT value FROM topgun.worker_stats WHERE name = 'reloads'"));
   psql(`ALTER SYSTEM SET topgun.rate_limit_identity_ops_per_s = ${ops}`);
   psql(`ALTER SYSTEM SET topgun.rate_limit_identity_messages_per_s = ${msgs}`);
-  psql('SELECT pg_reload_conf()');
-  while (Number(psql("SELECT value FROM topgun.worker_stats WHERE name = 'reloads'")) <= before) await sleep(20);
+  await reloadConf();	// the tests' barrier: the sync server counted the reload
 }
 
 async function phase(name, goods) {
   for (const g of goods) g.start();
-  await sleep(SECONDS * 1000);
+  await acks.reach(acks.n + goods.length * PER_CLIENT_PER_S * SECONDS);
   const res = goods.map((g) => g.stop());
   const all = [].concat(...res.map((x) => x.lat));
   const s = stats(all);
@@ -153,20 +149,23 @@ async function main() {
   console.log(`# ${GOOD} good clients x ${1000 / 50 * OPS_PER_BATCH} ops/s; flood: 1 identity on ${FLOODERS} connections, ` +
     `${20 * IDENT_MSGS} messages/s = ${20 * IDENT_MSGS * OPS_PER_BATCH} ops/s (limits ${IDENT_MSGS} messages/s, ${IDENT_OPS} ops/s); ${SECONDS} s per phase`);
   const goods = [];
-  for (let i = 0; i < GOOD; i++) goods.push(await goodClient(i, map));
-  await sleep(1000);	// warm-up: plans, first groups
+  const warm = new Gate();
+  for (let i = 0; i < GOOD; i++) goods.push(await goodClient(i, map, warm));
+  await warm.reach(GOOD);	// every good client had PER_CLIENT_PER_S acks
   const base = await phase('baseline', goods);
 
+  const t0 = now();
   let f = await flood(`${map}-flood`);
-  await sleep(1000);
+  await f.biting;
   const fl = await phase('flood', goods);
   f.stop();
   const fr = f.r;
-  console.log(`flood        sent=${fr.sent} (${(fr.sent / (SECONDS + 1)).toFixed(0)}/s)  admitted=${fr.acked} (${(fr.acked / (SECONDS + 1)).toFixed(1)}/s)  refused=${fr.refused}  ERROR 429=${fr.err429}  closed=${fr.closed}`);
+  const fs = (now() - t0) / 1000;
+  console.log(`flood        sent=${fr.sent} (${(fr.sent / fs).toFixed(0)}/s)  admitted=${fr.acked} (${(fr.acked / fs).toFixed(1)}/s)  refused=${fr.refused}  ERROR 429=${fr.err429}  closed=${fr.closed}`);
 
   await setLimits(0, 0);
   f = await flood(`${map}-flood-off`);
-  await sleep(1000);
+  await f.admitted;
   const off = await phase('flood, off', goods);
   f.stop();
   console.log(`flood, off   sent=${f.r.sent}  admitted=${f.r.acked}  refused=${f.r.refused}`);

@@ -24,6 +24,5 @@ bench_ws_cluster ratebench \
 	--conf-line "topgun.rate_limit_identity_ops_per_s = 250" \
 	--conf-line "topgun.rate_limit_identity_messages_per_s = 50" \
 	--conf-line "topgun.rate_limit_close_after = 0"
-bench_ws_env env TOPGUN_PSQL="$TG_PG_BIN/psql" RATE_IDENT_OPS=250 RATE_IDENT_MSGS=50 \
-	node "$REPO/bench/rate_bench.js"
+bench_ws_env env RATE_IDENT_OPS=250 RATE_IDENT_MSGS=50 node "$REPO/bench/rate_bench.js"
 echo "# worker stats: $(tg_psql "$state" -Atc "SELECT string_agg(name || '=' || value, ' ') FROM topgun.worker_stats WHERE name IN ('rate_limited','rate_limited_ops','rate_limit_closes','ops_applied','commits','acks')")"

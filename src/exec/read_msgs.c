@@ -271,7 +271,6 @@ tg_read_process_req(const char *payload, size_t len, TgProcReq *r)
 
 		r->map = cstring_to_text_with_len(e->map_name.p, (int) e->map_name.len);
 		r->key = cstring_to_text_with_len(e->key.p, (int) e->key.len);
-		r->lock = tg_key_lock_id(r->map, r->key);
 		r->builtin = tg_proc_find(e->processor.name.p, e->processor.name.len);
 		r->request_id = pnstrdup(e->request_id.p, e->request_id.len);
 		j = json_of(e->processor.args);

@@ -5,7 +5,7 @@
  *
  * Requests on different keys are independent, so their order is free; a
  * connection's requests on one key keep the order it sent them in (its
- * requests all go to one reader, FIFO, and the sort below is stable).  The
+ * requests all go to one reader, FIFO, and run here in arrival order).  The
  * batch first takes every key's processor locks (tg_lock_keys: bucket
  * shared, key exclusive, in a deadlock-free order; batches of different
  * keys never wait for each other), then runs the built-ins set-based:
@@ -27,6 +27,7 @@
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
 
@@ -39,21 +40,9 @@
 
 typedef struct BatchItem
 {
-	int			index;
 	TgProcReq	r;
 	bool		done;
 } BatchItem;
-
-static int
-lock_cmp(const void *a, const void *b)
-{
-	const BatchItem *x = a;
-	const BatchItem *y = b;
-
-	if (x->r.lock != y->r.lock)
-		return x->r.lock < y->r.lock ? -1 : 1;
-	return x->index - y->index;
-}
 
 static bool
 same_text(text *a, text *b)
@@ -119,9 +108,9 @@ run_group(BatchItem *items, int n, int first, const TgRec *rec, TgIpcBuf *out)
 	tg_execute_builtin_keys(f->r.map, keys, m, f->r.builtin, f->r.args, resp);
 	for (int k = 0; k < m; k++)
 	{
-		BatchItem  *x = &items[members[k]];
+		int			i = members[k];
 
-		reply(&out[x->index], rec[x->index].conn, x->r.request_id, resp[k]);
+		reply(&out[i], rec[i].conn, items[i].r.request_id, resp[k]);
 	}
 }
 
@@ -137,15 +126,11 @@ tg_reader_serve_batch(const TgRec *rec, const char *const *payload, TgIpcBuf *ou
 		BatchItem  *items;
 
 		tg_txn_begin();
-		if (SPI_execute("SET LOCAL lock_timeout = '" BATCH_LOCK_TIMEOUT "'", false, 0) != SPI_OK_UTILITY)
-			elog(ERROR, "topgun: could not set lock_timeout");
+		(void) set_config_option("lock_timeout", BATCH_LOCK_TIMEOUT, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);	/* this transaction only */
 		items = palloc0(sizeof(BatchItem) * n);
 		for (int i = 0; i < n; i++)
-		{
-			items[i].index = i;
 			tg_read_process_req(payload[i], rec[i].len, &items[i].r);
-		}
-		qsort(items, n, sizeof(BatchItem), lock_cmp);
 		{
 			text	  **maps = palloc(sizeof(text *) * n);
 			text	  **keys = palloc(sizeof(text *) * n);
@@ -171,10 +156,10 @@ tg_reader_serve_batch(const TgRec *rec, const char *const *payload, TgIpcBuf *ou
 				TgConn		dummy;
 
 				memset(&dummy, 0, sizeof(dummy));
-				dummy.id = rec[x->index].conn;	/* the request id: every reply record carries it */
+				dummy.id = rec[j].conn;	/* the request id: every reply record carries it */
 				dummy.slot = -1;
-				tg_exec_out = &out[x->index];
-				tg_reads_serve(&dummy, (TgRecKind) rec[x->index].kind, payload[x->index], rec[x->index].len);
+				tg_exec_out = &out[j];
+				tg_reads_serve(&dummy, (TgRecKind) rec[j].kind, payload[j], rec[j].len);
 				x->done = true;
 			}
 		}

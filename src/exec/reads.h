@@ -14,7 +14,6 @@ extern void tg_reads_serve(TgConn *c, TgRecKind kind, const char *payload, size_
 /* A TG_REQ_PROCESS frame, parsed (read_msgs.c; in a transaction: may raise). */
 typedef struct TgProcReq
 {
-	int64		lock;			/* the key's processor lock id */
 	text	   *map;
 	text	   *key;
 	int			builtin;		/* built-in processor id, -1: registered or unknown */

@@ -54,8 +54,6 @@ extern void tg_logic_init(void);
 /* The largest processor args (jsonb bytes) execute_on_key(s) accept. */
 #define TG_PROCESSOR_MAX_ARGS_BYTES (256 * 1024)
 
-/* The bucket lock id of a key's processor locks (pg_execute.c). */
-extern int64 tg_key_lock_id(text *map, text *key);
 /* The processor locks of n single keys (maps[i], keys[i]), in deadlock-free order. */
 extern void tg_lock_keys(text **maps, text **keys, int n);
 /* A built-in processor over keys whose locks are held (duplicates in order). */

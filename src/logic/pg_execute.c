@@ -99,7 +99,7 @@ plan(int which)
  * The transaction locks that serialise processors (and topgun.restamp) on a
  * key, also when the key does not exist yet, as intention locks:
  *   - a bucket lock, one of KEY_LOCK_BUCKETS per map (an int8 advisory
- *     lock, tg_key_lock_id);
+ *     lock, key_lock_id);
  *   - the key's own lock (an (int4, int4) advisory lock: another lock space).
  * One key (execute_on_key, a shared reader transaction's keys, restamp)
  * takes its bucket SHARED, then the key EXCLUSIVE: different keys never wait
@@ -117,8 +117,8 @@ key_hashes(text *map, text *key, uint32 *mh, uint32 *kh)
 	*kh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
 }
 
-int64
-tg_key_lock_id(text *map, text *key)
+static int64
+key_lock_id(text *map, text *key)
 {
 	uint32		mh,
 				kh;
@@ -518,7 +518,7 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 		int64	   *ids = palloc(sizeof(int64) * Max(nk, 1));
 
 		for (int i = 0; i < nk; i++)
-			ids[i] = tg_key_lock_id(map, ordered[i]);
+			ids[i] = key_lock_id(map, ordered[i]);
 		qsort(ids, nk, sizeof(int64), cmp_int64);
 		for (int i = 0; i < nk; i++)
 			if (i == 0 || ids[i - 1] != ids[i])
