@@ -10,7 +10,9 @@
 // the hot key checks the stored value moved by exactly the number of
 // successful increments (no lost update).  Asserts nothing else.
 // Environment: TOPGUN_WS_URL, TOPGUN_JWT_SECRET, TOPGUN_PG (psql conninfo);
-// PB_CONNS (50), PB_WINDOW (4), PB_SECONDS (5), PB_WARMUP_S (1), PB_ONLY (hot|distinct).
+// PB_CONNS (50), PB_WINDOW (4), PB_SECONDS (5), PB_WARMUP_S (1), PB_ONLY (hot|distinct),
+// PB_RUNS (3): each phase runs PB_RUNS times on a fresh map and the median is
+// printed too (one run on this 2-core machine varies by ±20 %).
 const path = require('node:path');
 const { WebSocket, pack, messages, token, now, stats } = require('./lib_node');
 
@@ -20,6 +22,7 @@ const WINDOW = Number(process.env.PB_WINDOW || 4);
 const SECONDS = Number(process.env.PB_SECONDS || 5);
 const WARMUP = Number(process.env.PB_WARMUP_S || 1);
 const ONLY = process.env.PB_ONLY || '';	// 'hot' or 'distinct': that phase alone
+const RUNS = Math.max(1, Number(process.env.PB_RUNS || 3));
 const { psql } = require(path.join(__dirname, '..', 'test', 'e2e', 'lib', 'psql'));
 
 function open(i) {
@@ -37,8 +40,8 @@ function open(i) {
   });
 }
 
-async function phase(name, conns, keyOf) {
-  const map = `pb_${name}_${process.pid}`;
+async function phase(name, conns, keyOf, run) {
+  const map = `pb_${name}_${process.pid}_${run}`;
   let seq = 0;
   let ok = 0;
   let failed = 0;
@@ -76,23 +79,42 @@ async function phase(name, conns, keyOf) {
   console.log(`${name.padEnd(9)} ${(counted / SECONDS).toFixed(0).padStart(7)} processed/s  ` +
     `latency p50 ${s.p50.toFixed(2)} ms  p99 ${s.p99.toFixed(2)} ms  max ${s.max.toFixed(2)} ms  ` +
     `(${CONNS} connections × window ${WINDOW}; ${ok} succeeded, ${failed} failed in all${firstError ? ` (first: ${firstError})` : ''})`);
-  return { map, ok };
+  return { map, ok, rate: counted / SECONDS, p99: s.p99 };
+}
+
+function median(xs) {
+  const v = [...xs].sort((a, b) => a - b);
+  return v[Math.floor((v.length - 1) / 2)];
+}
+
+async function phases(name, conns, keyOf, after) {
+  const rs = [];
+  for (let run = 0; run < RUNS; run++) {
+    const r = await phase(name, conns, keyOf, run);
+    if (after) after(r);
+    rs.push(r);
+  }
+  if (RUNS > 1) {
+    console.log(`${name.padEnd(9)} median of ${RUNS} runs: ${median(rs.map((r) => r.rate)).toFixed(0)} processed/s ` +
+      `(runs ${rs.map((r) => r.rate.toFixed(0)).join(', ')}), p99 median ${median(rs.map((r) => r.p99)).toFixed(2)} ms`);
+  }
 }
 
 async function main() {
   const conns = [];
   for (let i = 0; i < CONNS; i++) conns.push(await open(i));
   if (ONLY !== 'distinct') {
-    const hot = await phase('hot', conns, () => 'hot');
-    const stored = Number(psql(`SELECT topgun.lww_get('${hot.map}', 'hot')`));
-    console.log(`hot key: stored value ${stored}, successful increments ${hot.ok}: ${stored === hot.ok ? 'no lost update' : 'MISMATCH'}`);
+    await phases('hot', conns, () => 'hot', (hot) => {
+      const stored = Number(psql(`SELECT topgun.lww_get('${hot.map}', 'hot')`));
+      console.log(`hot key: stored value ${stored}, successful increments ${hot.ok}: ${stored === hot.ok ? 'no lost update' : 'MISMATCH'}`);
+    });
   }
-  if (ONLY !== 'hot') await phase('distinct', conns, (ci, s) => `k-${ci}-${s}`);
+  if (ONLY !== 'hot') await phases('distinct', conns, (ci, s) => `k-${ci}-${s}`);
   for (const ws of conns) ws.close();
   console.log(`reader transactions serving several processors: ${psql("SELECT string_agg(name || ' ' || value, ', ') FROM topgun.worker_stats WHERE name LIKE 'processor%batch%'")}`);
 }
 
 // a stall (replies stop arriving) must not hang or end silently
 const deadline = setTimeout(() => { console.log('STALLED: replies stopped arriving'); process.exit(1); },
-  (2 * (WARMUP + SECONDS) + 60) * 1000);
+  (2 * RUNS * (WARMUP + SECONDS) + 60) * 1000);
 main().then(() => clearTimeout(deadline), (e) => { console.error(e); process.exit(1); });

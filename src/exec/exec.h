@@ -96,6 +96,8 @@ extern void tg_watch_drop_query(TgConn *c, TgStr query_id);
 extern void tg_watch_drop_query_id(TgConn *c, const char *query_id);
 extern void tg_watch_add_query(TgConn *c, TgStr map, TgStr query_id);
 extern void tg_watches_recheck_conn(TgConn *c);
+extern void tg_watches_free_conn(TgConn *c);
+extern bool tg_map_watched(const char *map, size_t len);
 
 /* ------------------------------------------------ session executor handlers */
 extern void tg_note_invalid(TgConn *c, const char *reason);

@@ -43,6 +43,7 @@
 
 #include "changes/changes.h"
 #include "exec/events.h"
+#include "exec/search_live.h"
 #include "metrics/metrics.h"
 
 #define FEED_READ_BYTES	(8 * 1024 * 1024)
@@ -397,6 +398,19 @@ process_events(Ev *evs, int n)
 }
 
 /*
+ * Would a record change of `map` reach anyone: a connection watching the map
+ * (SYNC_INIT, a live query), a query subscription or a live search?  If not,
+ * its event is dropped before the re-read (entry processors and SQL writes
+ * to maps no client watches cost the session nothing).
+ */
+static bool
+map_listened(const char *map, int len)
+{
+	return tg_map_watched(map, len) || tg_query_map_has_subs(map, len) ||
+		tg_search_map_has_subs(map, len);
+}
+
+/*
  * Called by the main loop every iteration (woken = SIGUSR2 seen) and from
  * the housekeeping tick: drain the feed, re-run limited queries touched by
  * changes, reload policies when asked.
@@ -423,6 +437,7 @@ tg_live_poll(bool woken)
 		int			off = 0;
 		TgChange	ch;
 		bool		any = false;
+		uint64		unwatched = 0;
 
 		if (lost > 0)
 			resync_all(lost);
@@ -440,6 +455,12 @@ tg_live_poll(bool woken)
 				continue;		/* fanned out directly after the worker's commit */
 			if (e->own && !tg_query_map_has_subs(ch.map, ch.maplen))
 				continue;
+			if (!e->own && (ch.kind == TG_CHANGE_LWW || ch.kind == TG_CHANGE_OR_ADD ||
+							ch.kind == TG_CHANGE_OR_REMOVE) && !map_listened(ch.map, ch.maplen))
+			{
+				unwatched++;	/* nobody receives it: no re-read */
+				continue;
+			}
 			e->map = pnstrdup(ch.map, ch.maplen);
 			e->maplen = ch.maplen;
 			e->key = ch.keylen > 0 ? pnstrdup(ch.key, ch.keylen) : pstrdup("");
@@ -450,6 +471,8 @@ tg_live_poll(bool woken)
 			any = true;
 		}
 		tg_stat_add(TG_STAT_FEED_EVENTS, nread);
+		if (unwatched > 0)
+			tg_stat_add(TG_STAT_FEED_UNWATCHED, unwatched);
 		if (any || tg_acl_needs_reload())
 		{
 			PG_TRY();

@@ -136,7 +136,7 @@ check_reply(const TgRec *rec, TgIpcBuf *out)
  * other request met is kept in *held for the next round.  The replies go
  * out after the commit, one queue message each.  False: the queue is gone.
  */
-#define BATCH_MAX 64
+#define BATCH_MAX 128
 
 static const char *
 copy_bytes(const char *p, size_t len)

@@ -253,10 +253,10 @@ tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind, const void *payloa
 }
 
 void
-tg_readers_submit_pinned(TgConn *c, bool holds_conn, TgRecKind kind, const void *payload, size_t len,
-						 TgReadDone done, void *arg)
+tg_readers_submit_pinned(TgConn *c, bool holds_conn, uint32 pin, TgRecKind kind, const void *payload,
+						 size_t len, TgReadDone done, void *arg)
 {
-	submit(c, holds_conn, nreaders > 0 ? (int) (c->id % (uint64) nreaders) : -1, kind, payload, len,
+	submit(c, holds_conn, nreaders > 0 ? (int) (pin % (uint32) nreaders) : -1, kind, payload, len,
 		   done, arg);
 }
 

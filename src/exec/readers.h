@@ -26,12 +26,16 @@ extern void tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind,
 							  const void *payload, size_t len,
 							  TgReadDone done, void *arg);
 /*
- * Always to the same reader for a connection (its requests run in the order
- * sent: FIFO per reader).  Without holds_conn the caller counts the frame
- * handled and the connection's next messages go on.
+ * Always to the same reader for the same `pin` (requests with one pin run in
+ * the order sent: FIFO per reader).  Entry processors pin by map: every
+ * transaction that writes a map updates its Merkle tree's upper nodes, so
+ * two readers writing one map only queue behind each other's commit, while
+ * one reader gathers them into larger shared transactions (reader_batch.c).
+ * Without holds_conn the caller counts the frame handled and the
+ * connection's next messages go on.
  */
-extern void tg_readers_submit_pinned(TgConn *c, bool holds_conn, TgRecKind kind, const void *payload,
-									 size_t len, TgReadDone done, void *arg);
+extern void tg_readers_submit_pinned(TgConn *c, bool holds_conn, uint32 pin, TgRecKind kind,
+									 const void *payload, size_t len, TgReadDone done, void *arg);
 extern void tg_readers_poll(void);
 extern void tg_readers_conn_gone(TgConn *c);
 extern void tg_readers_forget(void *arg);	/* arg is being freed */

@@ -8,6 +8,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "utils/guc.h"
 
 #include "core/hlc.h"
@@ -228,15 +229,19 @@ tg_feature_request(TgConn *c, TgInMsg *in, TgMessage *m)
 	{
 		/*
 		 * Single-key processors are pipelined (up to TG_PROCESSOR_PIPELINE
-		 * per connection, in order on the connection's reader) and share
-		 * reader transactions (reader_batch.c); the connection's other
+		 * per connection, in order on the reader of their map: a
+		 * connection's processors on one map run in the order sent) and
+		 * share reader transactions (reader_batch.c); the connection's other
 		 * messages go on meanwhile, as with the reference server.  Beyond
 		 * the pipeline the connection waits for this one.
 		 */
 		p->pipelined = c->processors_out < TG_PROCESSOR_PIPELINE;
 		if (p->pipelined)
 			c->processors_out++;
-		tg_readers_submit_pinned(c, !p->pipelined, TG_REQ_PROCESS, in->data, in->len, done, p);
+		tg_readers_submit_pinned(c, !p->pipelined,
+								 hash_bytes((const unsigned char *) m->u.entry_process.map_name.p,
+											(int) m->u.entry_process.map_name.len),
+								 TG_REQ_PROCESS, in->data, in->len, done, p);
 		return !p->pipelined;
 	}
 	tg_readers_submit(c, true, TG_REQ_MESSAGE, in->data, in->len, done, p);

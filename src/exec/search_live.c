@@ -343,6 +343,16 @@ rescored(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *err)
 
 /* ------------------------------------------------------------ the session's side */
 
+/* Does a live search subscribe to `map`? */
+bool
+tg_search_map_has_subs(const char *map, size_t maplen)
+{
+	for (SearchSub *s = subs; s; s = s->next)
+		if (strlen(s->map) == maplen && memcmp(s->map, map, maplen) == 0)
+			return true;
+	return false;
+}
+
 void
 tg_search_changed(const char *map, size_t maplen, const char *key, size_t keylen)
 {

@@ -9,6 +9,7 @@
 extern bool tg_search_sub(TgConn *c, TgInMsg *in, TgMessage *m);	/* true: a read is out */
 extern void tg_search_unsub(TgConn *c, TgMessage *m);
 extern void tg_search_conn_gone(TgConn *c);
+extern bool tg_search_map_has_subs(const char *map, size_t maplen);
 extern void tg_search_changed(const char *map, size_t maplen, const char *key, size_t keylen);
 extern void tg_search_run_pending(void);
 extern void tg_read_search_keys(TgConn *c, const char *payload, size_t len);	/* reader */

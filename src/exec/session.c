@@ -114,14 +114,7 @@ conn_free(TgConn *c)
 	tg_rate_conn_gone(c);
 	for (int i = 0; i < c->nroles; i++)
 		free(c->roles[i]);
-	while (c->watches)
-	{
-		TgWatch    *w = c->watches->next;
-
-		free(c->watches->query_id);
-		free(c->watches);
-		c->watches = w;
-	}
+	tg_watches_free_conn(c);
 	free(c);
 }
 

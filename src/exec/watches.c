@@ -2,10 +2,97 @@
  * watches.c — the maps a connection watches (it receives their events):
  * one per SYNC_INIT / ORMAP_SYNC_INIT map, one per live query.  Owned here;
  * query subscriptions add and drop theirs through tg_watch_*.
+ *
+ * Every watch is also counted per map name (watch_counts), so the change
+ * feed can ask "does any connection watch this map?" in O(1) and skip the
+ * re-read of records nobody will receive (feed.c: SQL writes and entry
+ * processors to maps no client watches cost no session work).
  */
 #include "postgres.h"
 
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+
 #include "exec/exec.h"
+
+typedef struct WatchCount
+{
+	char		map[TG_MAX_MAP_BYTES + 1];	/* dynahash key (NUL-terminated) */
+	int			n;				/* watches of every connection on the map */
+} WatchCount;
+
+static HTAB *watch_counts = NULL;
+
+static WatchCount *
+count_entry(const char *map, size_t len, HASHACTION action, bool *found)
+{
+	char		key[TG_MAX_MAP_BYTES + 1];
+
+	if (watch_counts == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (action != HASH_ENTER)
+			return NULL;
+		ctl.keysize = sizeof(key);
+		ctl.entrysize = sizeof(WatchCount);
+		ctl.hcxt = TopMemoryContext;
+		watch_counts = hash_create("topgun map watches", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	/* map names are validated to fit (TG_MAX_MAP_BYTES) before any watch */
+	len = Min(len, TG_MAX_MAP_BYTES);
+	memset(key, 0, sizeof(key));
+	memcpy(key, map, len);
+	return hash_search(watch_counts, key, action, found);
+}
+
+/* A watch of `map` was added (+1) or freed (-1). */
+static void
+count_watch(const char *map, int delta)
+{
+	bool		found;
+	WatchCount *wc = count_entry(map, strlen(map), delta > 0 ? HASH_ENTER : HASH_FIND, &found);
+
+	TG_ASSERT(wc != NULL && (delta > 0 || wc->n > 0));
+	if (wc == NULL)
+		return;
+	if (delta > 0 && !found)
+		wc->n = 0;
+	wc->n += delta;
+	if (wc->n <= 0)
+		(void) count_entry(map, strlen(map), HASH_REMOVE, NULL);
+}
+
+/* Does any connection watch `map` (SYNC_INIT or a live query)? */
+bool
+tg_map_watched(const char *map, size_t len)
+{
+	WatchCount *wc = count_entry(map, len, HASH_FIND, NULL);
+
+	return wc != NULL && wc->n > 0;
+}
+
+static void
+watch_free(TgWatch *w)
+{
+	count_watch(w->map, -1);
+	free(w->query_id);
+	free(w);
+}
+
+/* The connection is gone: free its watches. */
+void
+tg_watches_free_conn(TgConn *c)
+{
+	while (c->watches)
+	{
+		TgWatch    *w = c->watches->next;
+
+		watch_free(c->watches);
+		c->watches = w;
+	}
+	c->nwatches = 0;
+}
 
 bool
 tg_watches_map(TgConn *c, const char *map, size_t len)
@@ -51,6 +138,7 @@ tg_watch_add(TgConn *c, TgStr map, TgStr *query_id)
 	w->next = c->watches;
 	c->watches = w;
 	c->nwatches++;
+	count_watch(w->map, +1);
 }
 
 void
@@ -66,8 +154,7 @@ tg_watch_drop_query(TgConn *c, TgStr query_id)
 			memcmp(w->query_id, query_id.p, query_id.len) == 0)
 		{
 			*pp = w->next;
-			free(w->query_id);
-			free(w);
+			watch_free(w);
 			c->nwatches--;
 			continue;
 		}
@@ -98,7 +185,7 @@ tg_watches_recheck_conn(TgConn *c)
 		if (w->query_id == NULL && !tg_acl_allowed(c, w->map, strlen(w->map), TG_ACT_READ))
 		{
 			*pp = w->next;
-			free(w);
+			watch_free(w);
 			c->nwatches--;
 			c->slot_dirty = true;
 			continue;

@@ -111,6 +111,7 @@ typedef enum TgStat
 	TG_STAT_PROCESSORS_BATCHED, /* the entry processors they served */
 	TG_STAT_PROCESSOR_BATCH_RETRIES,	/* such transactions that failed: served one by one */
 	TG_STAT_QUERY_PAGE_ROWS,	/* records query page reads looked at (the candidates) */
+	TG_STAT_FEED_UNWATCHED,		/* feed record events of maps nobody watches: not re-read */
 	TG_STAT_COUNT
 } TgStat;
 

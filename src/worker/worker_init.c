@@ -96,6 +96,7 @@ const char *const tg_stat_names[TG_STAT_COUNT] = {
 	"processors_batched",
 	"processor_batch_retries",
 	"query_page_rows",
+	"feed_events_unwatched",
 };
 
 static const struct config_enum_entry jwt_alg_options[] = {

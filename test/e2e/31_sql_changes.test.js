@@ -10,7 +10,8 @@ const { Client } = require('./lib/client');
 const hlc = require('./lib/hlc');
 const env = require('./lib/env');
 const { psql, lit } = require('./lib/psql');
-const { feedBarrier } = require('./lib/barrier');
+const { feedBarrier, until, stat } = require('./lib/barrier');
+const jwt = require('./lib/jwt');
 const { eventsFor } = require('./lib/sync');
 
 const hasEvent = (map, key) => (m) => eventsFor(m, map).some((e) => key === undefined || e.key === key);
@@ -99,6 +100,60 @@ test('SQL OR-map changes become OR_ADD / OR_REMOVE events; other maps are not se
     await w.expectNone(hasEvent(other), () => feedBarrier(w));
   } finally {
     await w.close();
+  }
+});
+
+// The feed re-reads a changed record only if someone receives it: the
+// session counts the watches of every map across connections.  A watch
+// dropped by one connection leaves the others' intact; once the last one
+// is gone (socket closed, QUERY_UNSUB) the map's changes are counted in
+// feed_events_unwatched and cost no re-read.
+test('SQL writes to a map nobody watches are not re-read; watches are counted across connections', async () => {
+  const map = hlc.uniqueName('sqlfeed-watch');
+  const tokenFor = (sub) => jwt.hs256(env.jwtSecret, jwt.defaultClaims({ sub, userId: sub }));
+  const offline = (sub) => until(() => psql(`SELECT count(*) FROM topgun.connections WHERE user_id = ${lit(sub)}`) === '0',
+    `no connection of ${sub} left`);
+  const put = (key) => psql(`SELECT topgun.lww_put(${lit(map)}, ${lit(key)}, '1', topgun.hlc_now())`);
+  const aName = hlc.uniqueName('watch-a');
+  const a = await Client.authed({ name: 'a', token: tokenFor(aName) });
+  const bName = hlc.uniqueName('watch-b');
+  const b = await Client.authed({ name: 'b', token: tokenFor(bName) });
+  const c = await Client.authed({ name: 'c' });
+  try {
+    // nobody watches: the event is counted, nobody gets it
+    let before = stat('feed_events_unwatched');
+    put('k0');
+    await until(() => stat('feed_events_unwatched') > before, 'the unwatched change is counted');
+    // two watchers; one leaves; the other still receives, nothing counted as unwatched
+    for (const w of [a, b]) {
+      w.send({ type: 'SYNC_INIT', mapName: map, lastSyncTimestamp: 0 });
+      await w.waitFor('SYNC_RESP_ROOT');
+    }
+    await a.close();
+    await offline(aName);
+    await feedBarrier(b);		// the session has handled a's close before what follows
+    before = stat('feed_events_unwatched');
+    put('k1');
+    const ev = eventsFor(await b.waitFor(hasEvent(map, 'k1'), 5000), map)[0];
+    assert.equal(ev.eventType, 'UPDATED');
+    await feedBarrier(b);
+    assert.equal(stat('feed_events_unwatched'), before, 'a change of a watched map is re-read and sent');
+    // a live query is a watch too: after QUERY_UNSUB and b's close nobody watches the map
+    c.send({ type: 'QUERY_SUB', payload: { queryId: 'qw', mapName: map, query: {} } });
+    await c.waitFor((m) => m.type === 'QUERY_RESP', 5000);
+    await b.close();
+    await offline(bName);
+    await feedBarrier(c);
+    put('k2');
+    await c.waitFor((m) => m.type === 'QUERY_UPDATE' && m.payload.key === 'k2', 5000);
+    c.send({ type: 'QUERY_UNSUB', payload: { queryId: 'qw' } });
+    await c.barrier();
+    before = stat('feed_events_unwatched');
+    put('k3');
+    await until(() => stat('feed_events_unwatched') > before, 'the change of the map nobody watches any more is counted');
+    await c.expectNone(hasEvent(map, 'k3'), () => feedBarrier(c));
+  } finally {
+    await c.close();
   }
 });
 

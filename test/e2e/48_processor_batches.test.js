@@ -57,12 +57,23 @@ test('concurrent increments of one hot key: each applied once, each answered wit
   } finally { for (const c of cs) await c.close(); }
 });
 
-test('concurrent increments of distinct keys: every key once', async () => {
+// Requests served so far by each reader executor.
+const readerRequests = () => JSON.parse(psql(
+  "SELECT coalesce(jsonb_object_agg(id, requests), '{}') FROM topgun.executors WHERE role = 'reader'"));
+
+test('concurrent increments of distinct keys: every key once, all on the map\'s reader', async () => {
   const map = hlc.uniqueName('distinct');
   const cs = await clients(CONNS);
   try {
+    const before = readerRequests();
+    assert.ok(Object.keys(before).length >= 2, 'the cluster runs several readers');
     const rs = await fire(cs, (ci, j) => ({ mapName: map, key: `k${ci}-${j}`, processor: { name: 'builtin:increment', code: 'x', args: ci + 1 } }));
     assert.ok(rs.every((r) => r.success === true));
+    // the processors of one map go to one reader, whichever connection sent them
+    // (two readers writing one map would only wait for each other's Merkle flush)
+    const after = readerRequests();
+    const most = Math.max(...Object.keys(after).map((id) => after[id] - (before[id] || 0)));
+    assert.ok(most >= CONNS * EACH, `one reader served all ${CONNS * EACH} processors of the map: ${JSON.stringify({ before, after })}`);
     const rows = JSON.parse(psql(`SELECT jsonb_object_agg(key, value) FROM topgun.lww_entries WHERE map = ${lit(map)}`));
     assert.equal(Object.keys(rows).length, CONNS * EACH);
     for (let ci = 0; ci < CONNS; ci++) for (let j = 0; j < EACH; j++) assert.equal(rows[`k${ci}-${j}`], ci + 1);
