@@ -131,12 +131,17 @@ put_jsonb_scalar(MpBuf *b, JsonbValue *v)
 	}
 }
 
-void
-tg_put_jsonb(MpBuf *b, Jsonb *jb)
+/*
+ * jb as msgpack; with `pairs_only` (jb an object) its key/value pairs without
+ * the map header, for a caller that writes the header and pairs of its own.
+ */
+static void
+put_jsonb(MpBuf *b, Jsonb *jb, bool pairs_only)
 {
 	JsonbIterator *it = JsonbIteratorInit(&jb->root);
 	JsonbValue	v;
 	JsonbIteratorToken r;
+	bool		top = true;
 
 	while ((r = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
@@ -145,9 +150,12 @@ tg_put_jsonb(MpBuf *b, Jsonb *jb)
 			case WJB_BEGIN_ARRAY:
 				if (!v.val.array.rawScalar)
 					mp_put_array_header(b, (uint32) v.val.array.nElems);
+				top = false;
 				break;
 			case WJB_BEGIN_OBJECT:
-				mp_put_map_header(b, (uint32) v.val.object.nPairs);
+				if (!(top && pairs_only))
+					mp_put_map_header(b, (uint32) v.val.object.nPairs);
+				top = false;
 				break;
 			case WJB_KEY:
 				mp_put_strn(b, v.val.string.val, v.val.string.len);
@@ -160,6 +168,27 @@ tg_put_jsonb(MpBuf *b, Jsonb *jb)
 				break;
 		}
 	}
+}
+
+void
+tg_put_jsonb(MpBuf *b, Jsonb *jb)
+{
+	put_jsonb(b, jb, false);
+}
+
+/*
+ * The object `obj` as a msgpack map with `nextra` more pairs, which the
+ * caller writes right after (keys it must not share with obj).  False, and
+ * nothing written, if obj is not an object.
+ */
+bool
+tg_put_jsonb_object_plus(MpBuf *b, Jsonb *obj, uint32 nextra)
+{
+	if (!JB_ROOT_IS_OBJECT(obj) || JB_ROOT_IS_SCALAR(obj))
+		return false;
+	mp_put_map_header(b, (uint32) JB_ROOT_COUNT(obj) + nextra);
+	put_jsonb(b, obj, true);
+	return true;
 }
 
 

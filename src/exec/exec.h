@@ -63,6 +63,7 @@ extern MpBuf *tg_buf_begin(void);
 extern void tg_buf_send(TgConn *c, MpBuf *b);
 extern void tg_send_error(TgConn *c, int code, const char *message);
 extern void tg_put_jsonb(MpBuf *b, Jsonb *jb);
+extern bool tg_put_jsonb_object_plus(MpBuf *b, Jsonb *obj, uint32 nextra);
 extern void tg_put_hlc_text(MpBuf *b, const char *hlc);
 extern void tg_put_timestamp(MpBuf *b, const TgTimestamp *ts);
 extern MpNode *tg_jsonb_to_node(MpArena *arena, Jsonb *jb);	/* NULL on failure */

@@ -59,28 +59,63 @@ same_args(Jsonb *a, Jsonb *b)
 	return VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
 }
 
-/* ENTRY_PROCESS_RESPONSE {requestId} || response, as the SQL path builds it. */
+static bool
+has_key(Jsonb *obj, const char *k)
+{
+	JsonbValue	kv;
+
+	kv.type = jbvString;
+	kv.val.string.val = (char *) k;
+	kv.val.string.len = strlen(k);
+	return findJsonbValueFromContainer(&obj->root, JB_FOBJECT, &kv) != NULL;
+}
+
+/*
+ * ENTRY_PROCESS_RESPONSE {type, requestId} || response, as the SQL path
+ * builds it, written straight to msgpack (no jsonb of the reply): the
+ * response's own pairs, then type and requestId unless it has them (its
+ * keys win, as in jsonb ||).
+ */
 static void
 reply(TgIpcBuf *out, uint64 req, const char *request_id, Jsonb *resp)
 {
-	StringInfoData s;
-	Jsonb	   *head;
-	Jsonb	   *full;
 	TgConn		dummy;
 	MpBuf	   *b;
+	bool		obj = JB_ROOT_IS_OBJECT(resp) && !JB_ROOT_IS_SCALAR(resp);
+	bool		own_type = obj && has_key(resp, "type");
+	bool		own_id = obj && has_key(resp, "requestId");
 
-	initStringInfo(&s);
-	appendStringInfoString(&s, "{\"type\": \"ENTRY_PROCESS_RESPONSE\", \"requestId\": ");
-	escape_json(&s, request_id);
-	appendStringInfoChar(&s, '}');
-	head = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
-	full = DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(head), JsonbPGetDatum(resp)));
 	memset(&dummy, 0, sizeof(dummy));
 	dummy.id = req;
 	dummy.slot = -1;
 	tg_exec_out = out;
 	b = tg_buf_begin();
-	tg_put_jsonb(b, full);
+	if (obj && tg_put_jsonb_object_plus(b, resp, (own_type ? 0 : 1) + (own_id ? 0 : 1)))
+	{
+		if (!own_type)
+		{
+			mp_put_str(b, "type");
+			mp_put_str(b, "ENTRY_PROCESS_RESPONSE");
+		}
+		if (!own_id)
+		{
+			mp_put_str(b, "requestId");
+			mp_put_str(b, request_id);
+		}
+	}
+	else
+	{
+		StringInfoData s;
+		Jsonb	   *head;
+
+		initStringInfo(&s);
+		appendStringInfoString(&s, "{\"type\": \"ENTRY_PROCESS_RESPONSE\", \"requestId\": ");
+		escape_json(&s, request_id);
+		appendStringInfoChar(&s, '}');
+		head = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+		tg_put_jsonb(b, DatumGetJsonbP(DirectFunctionCall2(jsonb_concat, JsonbPGetDatum(head),
+															JsonbPGetDatum(resp))));
+	}
 	tg_buf_send(&dummy, b);
 }
 
