@@ -78,6 +78,9 @@ gop_prepare(GOp *g)
 	}
 	if (value == NULL || value->type == MP_NIL)
 		g->json = "null";
+	else if (op->op_type != TG_OP_OR_ADD &&
+			 (g->jvalue = tg_value_jsonb_in(value, (size_t) tg_max_message_bytes * 2 + 1024)) != NULL)
+		g->json = NULL;			/* no JSON text: gop_json() writes it if a fallback needs it */
 	else
 	{
 		MpBuf		jb;
@@ -124,7 +127,7 @@ gop_exec(GOp *g)
 		default:
 			args[0] = CStringGetTextDatum(g->map);
 			args[1] = CStringGetTextDatum(g->key);
-			args[2] = CStringGetTextDatum(g->json);
+			args[2] = CStringGetTextDatum(gop_json(g));
 			args[3] = CStringGetTextDatum(g->ts);
 			args[4] = Int64GetDatum(g->ttl);
 			if (!g->has_ttl)

@@ -27,7 +27,7 @@ typedef struct GOp
 	int			batch;
 	char	   *map;
 	char	   *key;
-	char	   *json;			/* value as JSON text (PUT/REMOVE/OR_ADD) */
+	char	   *json;			/* value as JSON text (OR_ADD; LWW: NULL until gop_json()) */
 	Jsonb	   *jvalue;			/* json parsed (LWW), once: gop_jsonb() */
 	char	   *ts;				/* hlc text */
 	TgHlc	   *hlc;			/* the LWW timestamp, once: gop_hlc() */
@@ -74,6 +74,10 @@ is_lww_op(const GOp *g)
  * In a transaction: the parse can raise.
  */
 extern Jsonb *gop_jsonb(GOp *g);
+extern const char *gop_json(GOp *g);
+/* value_jsonb.c: a client value as jsonb without JSON text; NULL: use the text path */
+extern Jsonb *tg_value_jsonb(const MpNode *value, size_t max_text);
+extern Jsonb *tg_value_jsonb_in(const MpNode *value, size_t max_text);
 extern TgHlc *gop_hlc(GOp *g);
 
 /* In the group's transaction: run the resolvers on the LWW ops not yet judged. */

@@ -29,6 +29,26 @@ gop_jsonb(GOp *g)
 	return g->jvalue;
 }
 
+/* The value as JSON text (the op-by-op path's argument), from the jsonb if it was built directly. */
+const char *
+gop_json(GOp *g)
+{
+	if (g->json == NULL && g->jvalue != NULL)
+		g->json = MemoryContextStrdup(tg_proto_cxt, JsonbToCString(NULL, &g->jvalue->root, VARSIZE(g->jvalue)));
+	return g->json;
+}
+
+/* tg_value_jsonb() in the context the group's ops live in */
+Jsonb *
+tg_value_jsonb_in(const MpNode *value, size_t max_text)
+{
+	MemoryContext old = MemoryContextSwitchTo(tg_proto_cxt);
+	Jsonb	   *j = tg_value_jsonb(value, max_text);
+
+	MemoryContextSwitchTo(old);
+	return j;
+}
+
 TgHlc *
 gop_hlc(GOp *g)
 {
