@@ -28,8 +28,9 @@ extern void tg_readers_submit(TgConn *c, bool holds_conn, TgRecKind kind,
 /*
  * Always to the same reader for the same `pin` (requests with one pin run in
  * the order sent: FIFO per reader).  Entry processors pin by map: every
- * transaction that writes a map updates its Merkle tree's upper nodes, so
- * two readers writing one map only queue behind each other's commit, while
+ * transaction that writes a map updates its Merkle tree's depth-2 rows,
+ * which two batches of one map nearly always share, so two readers writing
+ * one map only queue behind each other's commit, while
  * one reader gathers them into larger shared transactions (reader_batch.c).
  * Without holds_conn the caller counts the frame handled and the
  * connection's next messages go on.
