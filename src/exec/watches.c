@@ -32,7 +32,7 @@ count_entry(const char *map, size_t len, HASHACTION action, bool *found)
 	{
 		HASHCTL		ctl;
 
-		if (action != HASH_ENTER)
+		if (action != HASH_ENTER_NULL)
 			return NULL;
 		ctl.keysize = sizeof(key);
 		ctl.entrysize = sizeof(WatchCount);
@@ -46,21 +46,25 @@ count_entry(const char *map, size_t len, HASHACTION action, bool *found)
 	return hash_search(watch_counts, key, action, found);
 }
 
-/* A watch of `map` was added (+1) or freed (-1). */
-static void
+/*
+ * A watch of `map` is added (+1) or freed (-1).  False: out of memory for a
+ * new entry (nothing counted; the caller does not add the watch).
+ */
+static bool
 count_watch(const char *map, int delta)
 {
 	bool		found;
-	WatchCount *wc = count_entry(map, strlen(map), delta > 0 ? HASH_ENTER : HASH_FIND, &found);
+	WatchCount *wc = count_entry(map, strlen(map), delta > 0 ? HASH_ENTER_NULL : HASH_FIND, &found);
 
-	TG_ASSERT(wc != NULL && (delta > 0 || wc->n > 0));
+	TG_ASSERT(delta > 0 || (wc != NULL && wc->n > 0));
 	if (wc == NULL)
-		return;
+		return false;
 	if (delta > 0 && !found)
 		wc->n = 0;
 	wc->n += delta;
 	if (wc->n <= 0)
 		(void) count_entry(map, strlen(map), HASH_REMOVE, NULL);
+	return true;
 }
 
 /* Does any connection watch `map` (SYNC_INIT or a live query)? */
@@ -135,10 +139,15 @@ tg_watch_add(TgConn *c, TgStr map, TgStr *query_id)
 		memcpy(w->query_id, query_id->p, query_id->len);
 		w->query_id[query_id->len] = '\0';
 	}
+	if (!count_watch(w->map, +1))
+	{
+		free(w->query_id);
+		free(w);
+		return;
+	}
 	w->next = c->watches;
 	c->watches = w;
 	c->nwatches++;
-	count_watch(w->map, +1);
 }
 
 void

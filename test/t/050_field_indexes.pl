@@ -120,11 +120,16 @@ SELECT f.field, i.indisvalid FROM pg_index i JOIN topgun.field_indexes f
 	'cat, n|f', 'the half-built index of (cat, n) exists, not yet valid; n waits for its turn');
 my $pid = $node->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'topgun index builder'});
 ok($pid > 0, "builder pid $pid");
+my $log_offset = -s $node->logfile;
 kill 'KILL', $pid;
 eval { $blocker->quit; };    # the crash-restart ended that session too
 
-# Until the postmaster accepts connections again psql fails at once: poll the
-# fact in an eval (as 001_worker_lifecycle does).
+# The kill is seen by the postmaster a moment later: a connection made before
+# that still reaches the old processes (a sanitizer run once saw SELECT 1
+# succeed there and the next query meet recovery).  Wait for the restart to
+# begin, then, until the postmaster accepts connections again, psql fails at
+# once: poll the fact in an eval (as 001_worker_lifecycle does).
+$node->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
 my $back = 0;
 my $deadline = time() + 120;
 while (!$back && time() < $deadline)
@@ -183,8 +188,10 @@ $blocker->query_safe(q{SELECT topgun.lww_put('other', 'z', '1')});
 is($srv->safe_psql('postgres', q{SELECT topgun.create_index('m', 'cat')}), 'building', 'build on the server node');
 ok($srv->poll_query_until('postgres', $building_phase), 'its builder is in the middle of the build');
 $pid = $srv->safe_psql('postgres', q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'topgun index builder'});
+$log_offset = -s $srv->logfile;
 kill 'KILL', $pid;
 eval { $blocker->quit; };
+$srv->wait_for_log(qr/all server processes terminated; reinitializing/, $log_offset);
 $back = 0;
 $deadline = time() + 120;
 while (!$back && time() < $deadline)
