@@ -112,7 +112,9 @@ tg_logic_run_builtin(int id, Jsonb *cur, Jsonb *args, bool args_absent, TgWrite 
 	{
 		if (out.result->t != JV_UNDEF && out.result->t != JV_HOLE)
 			rj = jv_to_jsonb(&a, out.result, &ok_res);
-		if (out.new_value->t != JV_UNDEF && out.new_value->t != JV_HOLE)
+		if (out.new_value == out.result && rj != (Datum) 0)
+			nj = rj, ok_new = ok_res;	/* the same value (the arithmetic built-ins): stored once */
+		else if (out.new_value->t != JV_UNDEF && out.new_value->t != JV_HOLE)
 			nj = jv_to_jsonb(&a, out.new_value, &ok_new);
 		if (!ok_res || !ok_new)
 		{
