@@ -98,6 +98,16 @@ gop_prepare(GOp *g)
 }
 
 static void
+gop_exec(GOp *g);
+
+/* gop_exec for tg_subxact_run */
+static void
+gop_exec_cb(void *g)
+{
+	gop_exec(g);
+}
+
+static void
 gop_exec(GOp *g)
 {
 	Datum		args[6];
@@ -252,32 +262,13 @@ group_attempt(bool bulk, bool per_op_subxact, int *bad, ErrorData **edata)
 				gop_exec(&gops[i]);
 			else
 			{
-				MemoryContext oldcxt = CurrentMemoryContext;
-				ResourceOwner oldowner = CurrentResourceOwner;
+				ErrorData  *e = tg_subxact_run(gop_exec_cb, &gops[i]);
 
-				BeginInternalSubTransaction(NULL);
-				MemoryContextSwitchTo(oldcxt);
-				PG_TRY();
+				if (e != NULL)
 				{
-					gop_exec(&gops[i]);
-					ReleaseCurrentSubTransaction();
-					MemoryContextSwitchTo(oldcxt);
-					CurrentResourceOwner = oldowner;
-				}
-				PG_CATCH();
-				{
-					ErrorData  *e;
-
-					MemoryContextSwitchTo(tg_proto_cxt);
-					e = CopyErrorData();
-					FlushErrorState();
-					RollbackAndReleaseCurrentSubTransaction();
-					MemoryContextSwitchTo(oldcxt);
-					CurrentResourceOwner = oldowner;
 					gop_reject(&gops[i], TG_REJECT_ERROR, e->message);
 					tg_stat_add(TG_STAT_GROUP_RETRIES, 1);
 				}
-				PG_END_TRY();
 			}
 		}
 		if (run_start >= 0)

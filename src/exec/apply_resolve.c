@@ -63,6 +63,21 @@ gop_hlc(GOp *g)
 	return g->hlc;
 }
 
+typedef struct Chain
+{
+	TgConn	   *writer;
+	TgResolveOp *ops;
+	int			n;
+} Chain;
+
+static void
+chain_cb(void *arg)
+{
+	Chain	   *ch = arg;
+
+	tg_resolve(ch->writer, ch->ops, ch->n);
+}
+
 /*
  * One writer's chain in a subtransaction: NULL, or why it raised (a user
  * resolver's error) -- then its ops are rejected and the rest of the group
@@ -71,34 +86,13 @@ gop_hlc(GOp *g)
 static const char *
 run_chain(TgConn *writer, TgResolveOp *ops, int n)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	const char *volatile failed = NULL;
+	Chain		ch = {writer, ops, n};
+	ErrorData  *e = tg_subxact_run(chain_cb, &ch);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		tg_resolve(writer, ops, n);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e;
-
-		MemoryContextSwitchTo(tg_proto_cxt);
-		e = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		failed = MemoryContextStrdup(tg_proto_cxt, psprintf("Resolver failed: %s", e->message));
-		ereport(LOG, (errmsg("topgun: a conflict resolver raised; its %d ops are rejected: %s", n, e->message)));
-	}
-	PG_END_TRY();
-	return failed;
+	if (e == NULL)
+		return NULL;
+	ereport(LOG, (errmsg("topgun: a conflict resolver raised; its %d ops are rejected: %s", n, e->message)));
+	return MemoryContextStrdup(tg_proto_cxt, psprintf("Resolver failed: %s", e->message));
 }
 
 /*

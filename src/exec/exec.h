@@ -51,6 +51,7 @@ extern void tg_proto_enter(MemoryContext cxt);
 extern void tg_txn_begin(void);
 extern void tg_txn_end(void);
 extern ErrorData *tg_txn_recover(void);
+extern ErrorData *tg_subxact_run(void (*fn) (void *arg), void *arg);
 extern SPIPlanPtr tg_live_plan(int *slot, const char *sql, int nargs, const Oid *types);
 extern int	tg_run_plan(PlanId id, Datum *args, const char *nulls, bool read_only);
 extern void tg_plans_reset(void);

@@ -90,7 +90,7 @@ reply(TgIpcBuf *out, uint64 req, const char *request_id, Jsonb *resp)
 	dummy.slot = -1;
 	tg_exec_out = out;
 	b = tg_buf_begin();
-	if (obj && tg_put_jsonb_object_plus(b, resp, (own_type ? 0 : 1) + (own_id ? 0 : 1)))
+	if (tg_put_jsonb_object_plus(b, resp, (own_type ? 0 : 1) + (own_id ? 0 : 1)))
 	{
 		if (!own_type)
 		{

@@ -177,6 +177,38 @@ tg_txn_recover(void)
 	return edata;
 }
 
+/*
+ * fn(arg) in a subtransaction of the current transaction: NULL, or the
+ * error it raised (copied into tg_proto_cxt) after the subtransaction was
+ * rolled back -- the caller's work before it stays, the transaction goes on.
+ */
+ErrorData *
+tg_subxact_run(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile err = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(tg_proto_cxt);
+		err = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return err;
+}
+
 /* Make cxt the context that transactions return to (main-loop callers). */
 void
 tg_proto_enter(MemoryContext cxt)

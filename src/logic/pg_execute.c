@@ -99,7 +99,7 @@ plan(int which)
  * The transaction locks that serialise processors (and topgun.restamp) on a
  * key, also when the key does not exist yet, as intention locks:
  *   - a bucket lock, one of KEY_LOCK_BUCKETS per map (an int8 advisory
- *     lock, key_lock_id);
+ *     lock, bucket_id);
  *   - the key's own lock (an (int4, int4) advisory lock: another lock space).
  * One key (execute_on_key, a shared reader transaction's keys, restamp)
  * takes its bucket SHARED, then the key EXCLUSIVE: different keys never wait
@@ -117,14 +117,11 @@ key_hashes(text *map, text *key, uint32 *mh, uint32 *kh)
 	*kh = DatumGetUInt32(hash_any((unsigned char *) VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
 }
 
-static int64
-key_lock_id(text *map, text *key)
+/* The int8 advisory lock id of the key's bucket (compared as uint64: the lock order). */
+static uint64
+bucket_id(uint32 mh, uint32 kh)
 {
-	uint32		mh,
-				kh;
-
-	key_hashes(map, key, &mh, &kh);
-	return (int64) (((uint64) mh << 32) | (kh % KEY_LOCK_BUCKETS));
+	return ((uint64) mh << 32) | (kh % KEY_LOCK_BUCKETS);
 }
 
 static int
@@ -148,7 +145,7 @@ tg_lock_keys(text **maps, text **keys, int n)
 					kh;
 
 		key_hashes(maps[i], keys[i], &mh, &kh);
-		buckets[i] = ((uint64) mh << 32) | (kh % KEY_LOCK_BUCKETS);
+		buckets[i] = bucket_id(mh, kh);
 		own[i] = ((uint64) mh << 32) | kh;
 	}
 	qsort(buckets, n, sizeof(uint64), cmp_uint64);
@@ -449,15 +446,6 @@ tg_execute_builtin_keys(text *map, text **ordered, int nk, int id, Jsonb *args, 
 	}
 }
 
-static int
-cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a,
-				y = *(const int64 *) b;
-
-	return (x > y) - (x < y);
-}
-
 /*
  * topgun.execute_on_keys(map, keys text[], processor, args) → {key: response}.
  * All keys in the caller's transaction; their bucket locks first, in lock
@@ -515,14 +503,21 @@ tg_execute_on_keys(PG_FUNCTION_ARGS)
 		MemoryContext keep = CurrentMemoryContext;
 		MemoryContext perkey = AllocSetContextCreate(keep, "topgun execute_on_keys key", ALLOCSET_DEFAULT_SIZES);
 
-		int64	   *ids = palloc(sizeof(int64) * Max(nk, 1));
+		uint64	   *ids = palloc(sizeof(uint64) * Max(nk, 1));
 
+		/* the buckets in tg_lock_keys' order (unsigned), or the two could deadlock */
 		for (int i = 0; i < nk; i++)
-			ids[i] = key_lock_id(map, ordered[i]);
-		qsort(ids, nk, sizeof(int64), cmp_int64);
+		{
+			uint32		mh,
+						kh;
+
+			key_hashes(map, ordered[i], &mh, &kh);
+			ids[i] = bucket_id(mh, kh);
+		}
+		qsort(ids, nk, sizeof(uint64), cmp_uint64);
 		for (int i = 0; i < nk; i++)
 			if (i == 0 || ids[i - 1] != ids[i])
-				DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum(ids[i]));
+				DirectFunctionCall1(pg_advisory_xact_lock_int8, Int64GetDatum((int64) ids[i]));
 		if (p.builtin >= 0)
 		{
 			Jsonb	  **resp = palloc(sizeof(Jsonb *) * Max(nk, 1));
