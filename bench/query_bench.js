@@ -17,6 +17,8 @@
 //                        key: ack latency and CPU of the session executor per write
 //   7 memory             session executor Private_Dirty / Pss before and after opening
 //                        the QB_OWNERS idle subscriptions of phase 6
+//   8 OR map             'bigor': QB_OR_VALUES values {n, cat: n % 100}, two per key
+//                        (key k<i> holds n = 2i and 2i + 1): shapes 1-4 on it (docs/live.md "OR maps")
 // Every phase waits for replies (QUERY_RESP by queryId, OP_ACK by lastId, PONG),
 // never for time.  A server ERROR frame or an unexpected close ends the run (exit 1).
 // Environment: TOPGUN_WS_URL, TOPGUN_JWT_SECRET, TOPGUN_PG, TOPGUN_PSQL, QB_INDEXED
@@ -39,6 +41,7 @@ const CONNS = Number(process.env.QB_CONNS || 10);
 const LIVE_SUBS = Number(process.env.QB_LIVE_SUBS || (INDEXED ? 1000 : 100));
 const OWNERS = Number(process.env.QB_OWNERS || 10000);
 const FANOUT_WRITES = Number(process.env.QB_FANOUT_WRITES || 2000);
+const OR_VALUES = Number(process.env.QB_OR_VALUES || 0);
 const REPLY_TIMEOUT_MS = Number(process.env.QB_TIMEOUT_MS || 600000);
 
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
@@ -229,14 +232,14 @@ function line(label, s, extra = '') { console.log(`${label.padEnd(36)} ${fmt(s)}
 
 // Timed QUERY_SUB repetitions on fresh ids (each unsubscribed after its
 // reply); check(payload) → '' if the page is as expected, else a reason.
-async function repeat(c, label, query, check) {
+async function repeat(c, label, query, check, map = 'big') {
   const ms = [];
   let bad = '';
   let last = null;
   const rows0 = pageRowsStat();
   for (let i = 0; i < REPS; i++) {
     const id = `${label.replace(/\W+/g, '-')}-${tag}-${i}`;
-    const r = await c.sub(id, 'big', query);
+    const r = await c.sub(id, map, query);
     c.unsub(id);
     ms.push(r.ms);
     last = r.p;
@@ -334,6 +337,50 @@ async function phasesQueries() {
   const p4c = await repeat(c, 'p4c', { predicate: { op: 'gt', attribute: 'n', value: ROWS - 10 } },
     (p) => (p.results.length === 9 ? '' : `${p.results.length} results, want 9`));
   line(`4 predicate n > ${ROWS - 10}`, p4c.s, `  ${p4c.last.results.length} results ${p4c.bad ? `FAIL (${p4c.bad})` : 'ok'}`);
+  c.close();
+}
+
+// 8: the shapes of 1-4 on an OR map of OR_VALUES values, two per key.
+async function phaseOr() {
+  if (OR_VALUES <= 0) return;
+  const keys = Math.floor(OR_VALUES / 2);
+  const c = await connect('or-querier');
+  const q1 = { where: { cat: 7 }, sort: { n: 'asc' }, limit: 100 };
+  const w = await c.sub(`warm-or-${tag}`, 'bigor', q1);
+  c.unsub(`warm-or-${tag}`);
+  console.log(`# warm-up OR ${JSON.stringify(q1)}: ${f2(w.ms)} ms, ${w.p.results.length} results`);
+  // n = 7 + 100m is held by key k<(7 + 100m) >> 1>, with its neighbour value
+  const want1 = range(Math.min(100, Math.ceil((2 * keys - 7) / 100)), (m) => `k${(7 + 100 * m) >> 1}`);
+  const valueOk = (p) => p.results.every((r) => Array.isArray(r.value) && r.value.length === 2) ? '' : 'values are not both of the key\'s';
+  const o1 = await repeat(c, 'o1', q1, (p) => expectKeys(want1)(p) || valueOk(p) || (p.hasMore === true ? '' : `hasMore ${p.hasMore}`), 'bigor');
+  line('8 OR where cat=7 sort n asc limit 100', o1.s, `  page ${o1.bad ? `FAIL (${o1.bad})` : 'ok'}${pageRows(o1)}`);
+  target('8 OR {where:{cat:7}, sort n asc, limit 100} p99', o1.s.p99, 'ms', o1.s.p99 < 20 && !o1.bad, '< 20 ms');
+  const ms2 = [];
+  const ms3 = [];
+  let bad2 = '';
+  let bad3 = '';
+  const page1 = range(10, (i) => `k${keys - 1 - i}`);
+  const page2 = range(10, (i) => `k${keys - 11 - i}`);
+  for (let i = 0; i < REPS; i++) {
+    const r1 = await c.sub(`o2-${tag}-${i}`, 'bigor', { sort: { n: 'desc' }, limit: 10 });
+    c.unsub(`o2-${tag}-${i}`);
+    ms2.push(r1.ms);
+    bad2 = bad2 || expectKeys(page1)(r1.p) || (typeof r1.p.nextCursor === 'string' ? '' : 'no nextCursor');
+    if (typeof r1.p.nextCursor !== 'string') continue;
+    const r2 = await c.sub(`o3-${tag}-${i}`, 'bigor', { sort: { n: 'desc' }, limit: 10, cursor: r1.p.nextCursor });
+    c.unsub(`o3-${tag}-${i}`);
+    ms3.push(r2.ms);
+    bad3 = bad3 || expectKeys(page2)(r2.p) || (r2.p.cursorStatus === 'valid' ? '' : `cursorStatus ${r2.p.cursorStatus}`);
+  }
+  const s2 = stats(ms2);
+  const s3 = stats(ms3);
+  line('8 OR sort n desc limit 10', s2, `  page ${bad2 ? `FAIL (${bad2})` : 'ok'}`);
+  line('8 OR next page by cursor', s3, `  page ${bad3 ? `FAIL (${bad3})` : 'ok'}`);
+  target('8 OR {sort n desc, limit 10} p99', s2.p99, 'ms', s2.p99 < 10 && !bad2, '< 10 ms');
+  target('8 OR next page by cursor p99', s3.p99, 'ms', s3.p99 < 10 && !bad3, '< 10 ms');
+  const cat7 = Math.ceil((2 * keys - 7) / 100);
+  const o4 = await repeat(c, 'o4', { where: { cat: 7 } }, (p) => (p.results.length === cat7 ? '' : `${p.results.length} results, want ${cat7}`), 'bigor');
+  line('8 OR where cat=7 (unlimited)', o4.s, `  ${o4.last.results.length} results ${o4.bad ? `FAIL (${o4.bad})` : 'ok'}${pageRows(o4)}`);
   c.close();
 }
 
@@ -478,6 +525,7 @@ async function main() {
     `${REPS} repetitions per query shape, ${CONNS} subscriber connections`);
   const T = now();
   await phasesQueries();
+  await phaseOr();
   await phaseWriteAck();
   await phaseFanout();
   console.log(`\n# summary (${INDEXED ? 'indexed' : 'no index'}, ${ROWS} records, node phases ${((now() - T) / 1000).toFixed(0)} s)`);

@@ -13,7 +13,8 @@
 #
 # Environment: QB_ROWS (1000000), QB_REPS (20), QB_SECONDS (10), QB_RATE
 # (200), QB_CONNS (10), QB_LIVE_SUBS (1000; 100 without indexes), QB_OWNERS
-# (10000), QB_FANOUT_WRITES (2000).  Needs the extension built and installed
+# (10000), QB_FANOUT_WRITES (2000), QB_OR_VALUES (1000000: values of the OR
+# map 'bigor', two per key; 0 skips phase 8).  Needs the extension built and installed
 # (with scripts/devpg.sh's environment: TG_PG_BIN) and test/e2e/node_modules.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +30,7 @@ for a in "$@"; do
 done
 ROWS="${QB_ROWS:-1000000}"
 OWNERS="${QB_OWNERS:-10000}"
+OR_VALUES="${QB_OR_VALUES:-1000000}"
 
 [ -d "$REPO/test/e2e/node_modules/ws" ] || (cd "$REPO/test/e2e" && npm ci --omit=optional --no-audit --no-fund --loglevel=error)
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -79,8 +81,15 @@ sql "SELECT count(*) FROM topgun.lww_put_many(
   (SELECT array_agg(jsonb_build_object('owner', 'u' || i, 'v', 0) ORDER BY i) FROM generate_series(0, $OWNERS - 1) i),
   (SELECT array_agg(topgun.hlc(1700000000000 + i, 0, 'load') ORDER BY i) FROM generate_series(0, $OWNERS - 1) i),
   array_fill(NULL::bigint, ARRAY[$OWNERS]))" >/dev/null
+# 'bigor': OR_VALUES values {n, cat: n % 100}, key k<n / 2> (two values per key)
+for ((s = 0; s < OR_VALUES; s += 100000)); do
+	e=$((s + 100000 > OR_VALUES ? OR_VALUES : s + 100000))
+	sql "SELECT count(topgun.or_apply('bigor', 'k' || (n / 2), jsonb_build_object('n', n, 'cat', n % 100),
+	  'load:' || n, topgun.hlc(1700000000000 + n, 0, 'load'))) FROM generate_series($s, $e - 1) n" >/dev/null
+done
 sql "VACUUM ANALYZE topgun.lww" >/dev/null
-echo "# loaded $ROWS records into 'big' and $OWNERS into 'owned' in $(($(date +%s) - t0)) s"
+sql "VACUUM ANALYZE topgun.ormap" >/dev/null
+echo "# loaded $ROWS records into 'big', $OWNERS into 'owned' and $OR_VALUES OR values into 'bigor' in $(($(date +%s) - t0)) s"
 
 indexed=0
 if [ "$INDEX" = 0 ]; then
@@ -92,10 +101,13 @@ else
 	sql "SELECT topgun.create_index('big', 'cat')" >/dev/null
 	sql "SELECT topgun.create_index('big', 'n')" >/dev/null
 	sql "SELECT topgun.create_index('owned', 'owner')" >/dev/null
+	if [ "$OR_VALUES" -gt 0 ]; then
+		sql "SELECT topgun.create_index('bigor', 'cat'), topgun.create_index('bigor', 'n'), topgun.create_index('bigor', ARRAY['cat', 'n'])" >/dev/null
+	fi
 	# The builds run in the background: poll the view until every index of
 	# the two maps is ready (bounded: 10 minutes).
 	for ((i = 0; ; i++)); do
-		[ "$(sql "SELECT coalesce(bool_and(state = 'ready'), false) FROM topgun.indexes WHERE map IN ('big', 'owned')")" = t ] && break
+		[ "$(sql "SELECT coalesce(bool_and(state = 'ready'), false) FROM topgun.indexes WHERE map IN ('big', 'owned', 'bigor')")" = t ] && break
 		failed="$(sql "SELECT string_agg(map || '.' || field || '=' || state, ' ') FROM topgun.indexes WHERE map IN ('big', 'owned') AND state IN ('failed', 'error', 'invalid')")"
 		[ -z "$failed" ] || tg_die "index build failed: $failed"
 		[ "$i" -lt 6000 ] || tg_die "indexes not ready after 10 minutes: $(sql "SELECT string_agg(map || '.' || field || '=' || state, ' ') FROM topgun.indexes")"
@@ -108,7 +120,7 @@ fi
 
 start=$(date +%s)
 TOPGUN_WS_URL="ws://127.0.0.1:$WSPORT" TOPGUN_JWT_SECRET="$secret" TOPGUN_PG="$(tg_conninfo "$state")" \
-	TOPGUN_PSQL="$TG_PG_BIN/psql" QB_ROWS="$ROWS" QB_OWNERS="$OWNERS" QB_INDEXED="$indexed" \
+	TOPGUN_PSQL="$TG_PG_BIN/psql" QB_ROWS="$ROWS" QB_OWNERS="$OWNERS" QB_OR_VALUES="$OR_VALUES" QB_INDEXED="$indexed" \
 	node "$REPO/bench/query_bench.js"
 echo "# phases took $(($(date +%s) - start)) s"
 echo "# executors: $(sql "SELECT string_agg(role || id || ' ' || state || ' requests=' || requests || ' errors=' || errors || ' restarts=' || restarts, '; ' ORDER BY id) FROM topgun.executors")"

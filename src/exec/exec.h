@@ -207,7 +207,7 @@ extern void tg_qsubs_set_boundary(TgQuerySub *sub, const char *key, size_t keyle
 extern bool tg_qsubs_is_boundary(const TgQuerySub *sub, const char *key, size_t keylen);
 extern bool tg_qsubs_boundary_cursor(TgQuerySub *sub, char *out, size_t outlen);
 extern int	tg_qsubs_vs_boundary(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value);
-extern void tg_qsubs_candidates(TgMapSubs *ms, const char *key, size_t keylen, const MpNode *value,
+extern void tg_qsubs_candidates(TgMapSubs *ms, const char *key, size_t keylen, const MpNode *value, bool or_map,
 								TgQsubsVisit fn, void *arg);
 
 extern bool tg_query_handle_sub(TgConn *c, TgMessage *m);	/* true: a read is out */
@@ -219,6 +219,7 @@ typedef struct TgQPage
 	int64		total;
 	const MpNode **keys;
 	const MpNode **values;
+	const MpNode **sorts;		/* what each row sorts by: its value, or an OR key's pick */
 } TgQPage;
 extern bool tg_query_page_decode(MpArena *arena, const char *msg, Size len, TgQPage *pg);
 extern void tg_query_handle_unsub(TgConn *c, TgStr query_id);
@@ -232,6 +233,9 @@ extern bool tg_query_map_has_subs(const char *map, size_t len);
  */
 extern void tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keylen,
 							   const MpNode *value);
+/* The same for a key of an OR map: values = the array of its current values (NULL: none). */
+extern void tg_query_on_or_change(const char *map, size_t maplen, const char *key, size_t keylen,
+								  const MpNode *values);
 extern bool tg_query_has_pending(void);
 extern void tg_query_run_pending(void);	/* hands re-reads to the readers */
 extern void tg_query_recheck_conn(TgConn *c);

@@ -347,8 +347,8 @@ process_events(Ev *evs, int n)
 					memcmp(evs[j].key, e->key, e->keylen) == 0)
 					later = true;
 			if (!later)
-				tg_query_on_change(e->map, e->maplen, e->key, e->keylen,
-								   or_values(&arena, e->map, e->maplen, e->key, e->keylen));
+				tg_query_on_or_change(e->map, e->maplen, e->key, e->keylen,
+									  or_values(&arena, e->map, e->maplen, e->key, e->keylen));
 		}
 	}
 	tg_events_fan_out(&evl, hlc, NULL, false);

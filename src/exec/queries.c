@@ -24,30 +24,20 @@
 #include "utils/memutils.h"
 
 #include "exec/exec.h"
+#include "exec/queries.h"
 #include "exec/readers.h"
 #include "ipc/ipc.h"
 
 #define CURSOR_TTL_MS	(10 * 60 * 1000)
-#define MAX_CHANGED		64
 
 /* ------------------------------------------------------------ pending re-runs */
 
-typedef struct Pending
-{
-	struct Pending *next;
-	TgQuerySub *sub;
-	int			nchanged;		/* -1: too many, refresh every value */
-	bool		refill;			/* only the row after the page's last (a member left) */
-	char	   *changed[MAX_CHANGED];
-	size_t		changed_len[MAX_CHANGED];
-} Pending;
+Pending    *tg_qpending = NULL;
 
-static Pending *pending = NULL;
-
-static Pending *
-pending_find(TgQuerySub *sub)
+Pending *
+tg_qpending_find(TgQuerySub *sub)
 {
-	for (Pending *p = pending; p; p = p->next)
+	for (Pending *p = tg_qpending; p; p = p->next)
 		if (p->sub == sub)
 			return p;
 	return NULL;
@@ -56,7 +46,7 @@ pending_find(TgQuerySub *sub)
 static void
 pending_drop_sub(TgQuerySub *sub)
 {
-	Pending   **pp = &pending;
+	Pending   **pp = &tg_qpending;
 
 	while (*pp)
 	{
@@ -77,7 +67,7 @@ pending_drop_sub(TgQuerySub *sub)
 bool
 tg_query_has_pending(void)
 {
-	return pending != NULL;
+	return tg_qpending != NULL;
 }
 
 /* ------------------------------------------------------------ subscriptions */
@@ -167,8 +157,8 @@ put_str(MpBuf *b, const char *s, size_t len)
 	mp_put_strn(b, s, len);
 }
 
-static void
-send_update(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *node, Jsonb *jb,
+void
+tg_qsend_update(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *node, Jsonb *jb,
 			bool remove)
 {
 	MpBuf	   *b = tg_buf_begin();
@@ -195,8 +185,8 @@ send_update(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *node,
 	tg_stat_add(TG_STAT_QUERY_UPDATES, 1);
 }
 
-static void
-drop_for_limit(TgQuerySub *sub)
+void
+tg_qdrop_for_limit(TgQuerySub *sub)
 {
 	TgConn	   *c = sub->conn;
 
@@ -208,189 +198,20 @@ drop_for_limit(TgQuerySub *sub)
 	conn_drop_sub(c, sub->query_id, strlen(sub->query_id));
 }
 
-/* Queue a re-read of the subscription's page after the commit. */
-static void
-pend(TgQuerySub *sub, const char *key, size_t keylen)
-{
-	Pending    *p = pending_find(sub);
-
-	if (p == NULL)
-	{
-		p = calloc(1, sizeof(Pending));
-		if (p == NULL)
-			return;
-		p->sub = sub;
-		p->next = pending;
-		pending = p;
-	}
-	p->refill = false;			/* another change: the whole page */
-	if (p->nchanged >= 0 && p->nchanged < MAX_CHANGED)
-	{
-		p->changed[p->nchanged] = malloc(keylen + 1);
-		if (p->changed[p->nchanged])
-		{
-			memcpy(p->changed[p->nchanged], key, keylen);
-			p->changed_len[p->nchanged] = keylen;
-			p->nchanged++;
-		}
-	}
-	else if (p->nchanged >= 0)
-	{
-		for (int i = 0; i < p->nchanged; i++)
-			free(p->changed[i]);
-		p->nchanged = -1;
-	}
-}
-
-static void
-key_enter(TgQuerySub *sub, const char *key, size_t keylen)
+void
+tg_qkey_enter(TgQuerySub *sub, const char *key, size_t keylen)
 {
 	(void) tg_ks_add(&sub->keys, key, keylen);
 	tg_qsubs_hold(sub, key, keylen);
 	tg_qsubs_account(sub, false);
 }
 
-static void
-key_leave(TgQuerySub *sub, const char *key, size_t keylen)
+void
+tg_qkey_leave(TgQuerySub *sub, const char *key, size_t keylen)
 {
 	tg_ks_del(&sub->keys, key, keylen);
 	tg_qsubs_release(sub, key, keylen);
 	tg_qsubs_account(sub, false);
-}
-
-/*
- * A limited page without a cursor, settled (no read out or queued), whose
- * last row is known: decide from the new record alone when that is exact.
- * Returns false when the page has to be read again.
- */
-static bool
-page_change(TgQuerySub *sub, const char *key, size_t keylen, const MpNode *value, bool in,
-			bool match)
-{
-	int64		limit = tg_query_limit(sub->q);
-	bool		full;
-	int			c;
-
-	if (limit < 0 || sub->cursor || sub->bkey == NULL || sub->inflight || pending_find(sub))
-		return false;
-	full = (int64) sub->keys.n >= limit;
-	c = match ? tg_qsubs_vs_boundary(sub, key, keylen, value) : 0;
-	if (!in && full)
-		return c > 0;			/* after a full page: outside it, nothing to send */
-	if (full && match && c < 0 && !tg_qsubs_is_boundary(sub, key, keylen))
-	{
-		/* a member changed and still sorts before the last row: it stays */
-		send_update(sub, key, keylen, value, NULL, false);
-		return true;
-	}
-	if (full && !match && tg_query_sort_count(sub->q) <= 1)
-	{
-		/*
-		 * A member left a full page: the row after the page's last one
-		 * (a keyset read of one row, by the cursor order: first sort
-		 * field, then key) takes its place.
-		 */
-		Pending    *p = calloc(1, sizeof(Pending));
-
-		if (p == NULL)
-			return false;
-		key_leave(sub, key, keylen);
-		send_update(sub, key, keylen, NULL, NULL, true);
-		p->sub = sub;
-		p->refill = true;
-		p->next = pending;
-		pending = p;
-		return true;
-	}
-	if (full)
-		return false;			/* a member of a full page moved past its end: read it again */
-	/* the page holds every match: it grows and shrinks in place */
-	if (match)
-	{
-		if (!in && sub->keys.n >= (uint32) tg_max_query_results)
-			return false;
-		if (!in)
-			key_enter(sub, key, keylen);
-		send_update(sub, key, keylen, value, NULL, false);
-		if (c > 0)
-			tg_qsubs_set_boundary(sub, key, keylen, value);
-		else if (tg_qsubs_is_boundary(sub, key, keylen))
-			tg_qsubs_set_boundary(sub, NULL, 0, NULL);
-	}
-	else
-	{
-		key_leave(sub, key, keylen);
-		send_update(sub, key, keylen, NULL, NULL, true);
-		if (tg_qsubs_is_boundary(sub, key, keylen))
-			tg_qsubs_set_boundary(sub, NULL, 0, NULL);
-	}
-	return true;
-}
-
-typedef struct Change
-{
-	const char *key;
-	size_t		keylen;
-	const MpNode *value;
-} Change;
-
-static void
-consider(TgQuerySub *sub, void *arg)
-{
-	Change	   *ch = arg;
-	bool		in,
-				match;
-
-	tg_stat_add(TG_STAT_QUERY_CANDIDATES, 1);
-	if (sub->conn->closed || sub->conn->closing)
-		return;
-	if (sub->loading)
-	{
-		/* its first page is being read: refresh it once it is there */
-		sub->dirty = true;
-		return;
-	}
-	in = tg_ks_has(&sub->keys, ch->key, ch->keylen);
-	match = tg_query_match(sub->q, ch->value);
-	if (!in && !match)
-		return;
-	if (sub->rerun)
-	{
-		if (!page_change(sub, ch->key, ch->keylen, ch->value, in, match))
-			pend(sub, ch->key, ch->keylen);
-		return;
-	}
-	if (match)
-	{
-		if (!in && sub->keys.n >= (uint32) tg_max_query_results)
-		{
-			drop_for_limit(sub);
-			return;
-		}
-		if (!in)
-			key_enter(sub, ch->key, ch->keylen);
-		send_update(sub, ch->key, ch->keylen, ch->value, NULL, false);
-	}
-	else
-	{
-		key_leave(sub, ch->key, ch->keylen);
-		send_update(sub, ch->key, ch->keylen, NULL, NULL, true);
-	}
-}
-
-void
-tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keylen,
-				   const MpNode *value)
-{
-	TgMapSubs  *ms = tg_qsubs_map(map, maplen, false);
-	Change		ch;
-
-	if (ms == NULL)
-		return;
-	ch.key = key;
-	ch.keylen = keylen;
-	ch.value = value;
-	tg_qsubs_candidates(ms, key, keylen, value, consider, &ch);
 }
 
 /* ------------------------------------------------------------ pages from a reader */
@@ -471,7 +292,7 @@ apply_rerun(TgQuerySub *sub, const TgQPage *pg, Pending *p)
 		if (e == NULL || e == TG_KEYSET_DEAD)
 			continue;
 		if (!tg_ks_has(&fresh, e + 4, tg_ks_len(e)))
-			send_update(sub, e + 4, tg_ks_len(e), NULL, NULL, true);
+			tg_qsend_update(sub, e + 4, tg_ks_len(e), NULL, NULL, true);
 	}
 	for (int i = 0; i < pg->n; i++)
 	{
@@ -479,7 +300,7 @@ apply_rerun(TgQuerySub *sub, const TgQPage *pg, Pending *p)
 		size_t		kl = pg->keys[i]->len;
 
 		if (!tg_ks_has(&sub->keys, k, kl) || changed_key(p, k, kl))
-			send_update(sub, k, kl, pg->values[i], NULL, false);
+			tg_qsend_update(sub, k, kl, pg->values[i], NULL, false);
 	}
 	tg_qsubs_release_all(sub);
 	tg_ks_free(&sub->keys);
@@ -487,7 +308,7 @@ apply_rerun(TgQuerySub *sub, const TgQPage *pg, Pending *p)
 	for (int i = 0; i < pg->n; i++)
 		tg_qsubs_hold(sub, pg->keys[i]->v.s, pg->keys[i]->len);
 	if (pg->n > 0)
-		tg_qsubs_set_boundary(sub, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len, pg->values[pg->n - 1]);
+		tg_qsubs_set_boundary(sub, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len, pg->sorts[pg->n - 1]);
 	else
 		tg_qsubs_set_boundary(sub, NULL, 0, NULL);
 }
@@ -519,7 +340,7 @@ apply_first(TgQuerySub *sub, const TgQPage *pg)
 	next_cursor[0] = '\0';
 	if (has_more && pg->n > 0)
 		tg_query_cursor_make(sub->q, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len,
-							 pg->values[pg->n - 1], tg_now_ms(), next_cursor, sizeof(next_cursor));
+							 pg->sorts[pg->n - 1], tg_now_ms(), next_cursor, sizeof(next_cursor));
 
 	b = tg_buf_begin();
 	mp_put_map_header(b, 2);
@@ -554,7 +375,7 @@ apply_first(TgQuerySub *sub, const TgQPage *pg)
 	tg_buf_send(c, b);
 
 	for (int i = 0; i < pg->n; i++)
-		key_enter(sub, pg->keys[i]->v.s, pg->keys[i]->len);
+		tg_qkey_enter(sub, pg->keys[i]->v.s, pg->keys[i]->len);
 	sub->loading = false;
 	if (!sub->cursor_valid)
 	{
@@ -563,7 +384,7 @@ apply_first(TgQuerySub *sub, const TgQPage *pg)
 		sub->cursor = NULL;
 	}
 	if (pg->n > 0)
-		tg_qsubs_set_boundary(sub, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len, pg->values[pg->n - 1]);
+		tg_qsubs_set_boundary(sub, pg->keys[pg->n - 1]->v.s, pg->keys[pg->n - 1]->len, pg->sorts[pg->n - 1]);
 	map.p = tg_qsubs_map_name(sub->ms, &map_len);
 	map.len = (uint32) map_len;
 	qid.p = sub->query_id;
@@ -580,8 +401,8 @@ apply_first(TgQuerySub *sub, const TgQPage *pg)
 		{
 			p->sub = sub;
 			p->nchanged = -1;
-			p->next = pending;
-			pending = p;
+			p->next = tg_qpending;
+			tg_qpending = p;
 		}
 	}
 }
@@ -597,10 +418,10 @@ apply_refill(TgQuerySub *sub, const TgQPage *pg)
 
 		if (!tg_ks_has(&sub->keys, k, kl))
 		{
-			key_enter(sub, k, kl);
-			send_update(sub, k, kl, pg->values[i], NULL, false);
+			tg_qkey_enter(sub, k, kl);
+			tg_qsend_update(sub, k, kl, pg->values[i], NULL, false);
 		}
-		tg_qsubs_set_boundary(sub, k, kl, pg->values[i]);
+		tg_qsubs_set_boundary(sub, k, kl, pg->sorts[i]);
 	}
 	/* none: the old last row still separates the page from every other match */
 }
@@ -659,7 +480,7 @@ out:
 void
 tg_query_run_pending(void)
 {
-	Pending   **pp = &pending;
+	Pending   **pp = &tg_qpending;
 	char		cur[16384];
 
 	while (*pp)

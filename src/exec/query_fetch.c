@@ -50,7 +50,15 @@ typedef struct Collect
 	MpArena		keep;
 	size_t		keep_base;		/* keep.allocated after the last compaction */
 	MpArena		scratch;
+	bool		or_map;			/* values are OR keys' arrays: matched by their pick */
+	bool		elems;			/* OR map rows are single values (read in index order) */
+	MpArena		scratch2;		/* an element row's key, read whole */
+	text	   *map;			/* for reading an OR key whole */
 } Collect;
+
+/* OR keys already offered by this page read (malloc'd, reset per read) */
+static TgKeySet seen;
+static int	plan_orvals = -1;
 
 static const TgQuery *sort_query;
 
@@ -106,6 +114,8 @@ collect_init(Collect *c, const TgQuery *q, const TgCursor *cur)
 	c->rows = palloc(sizeof(Row) * Min(c->bound, 1024));
 	mp_arena_init(&c->keep);
 	mp_arena_init(&c->scratch);
+	mp_arena_init(&c->scratch2);
+	tg_ks_free(&seen);
 }
 
 static void
@@ -138,38 +148,34 @@ keep_row(Collect *c, Row *dst, text *k, Jsonb *jb, const MpNode *node)
 }
 
 /*
- * Offer one (key, value) row.  Returns its tree (in scratch, valid until the
- * next offer) when it matches the query and comes after the cursor, else NULL.
+ * Offer one key with its value (node: the value's tree, in a scratch
+ * arena).  Returns what the key sorts by — the value, or an OR key's pick —
+ * when it matches the query and comes after the cursor, else NULL.
  */
 static const MpNode *
-offer(Collect *c, HeapTuple tup, TupleDesc td)
+offer_node(Collect *c, text *k, Jsonb *jb, const MpNode *node)
 {
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, td, 2, &isnull);
-	Jsonb	   *jb;
-	MpNode	   *node;
-	text	   *k;
+	const MpNode *sortv;
 	Row			probe;
 
-	c->examined++;
-	if (isnull)
+	if (node == NULL)
 		return NULL;
-	jb = DatumGetJsonbP(d);
-	mp_arena_free(&c->scratch);
-	node = tg_jsonb_to_node(&c->scratch, jb);
-	if (node == NULL || !tg_query_match(c->q, node))
+	if (c->or_map)
+		sortv = tg_query_or_pick(c->q, node);
+	else
+		sortv = tg_query_match(c->q, node) ? node : NULL;
+	if (sortv == NULL)
 		return NULL;
-	k = DatumGetTextPP(SPI_getbinval(tup, td, 1, &isnull));
 	if (c->cur && c->cur->valid &&
-		!tg_query_after(c->q, c->cur, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k), node))
+		!tg_query_after(c->q, c->cur, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k), sortv))
 		return NULL;
 	c->total++;
 	if (c->n < c->bound)
 	{
 		if (c->n >= 1024 && (c->n & (c->n - 1)) == 0)
 			c->rows = repalloc(c->rows, sizeof(Row) * Min(c->bound, (int64) c->n * 2));
-		keep_row(c, &c->rows[c->n++], k, jb, node);
-		return node;
+		keep_row(c, &c->rows[c->n++], k, jb, sortv);
+		return sortv;
 	}
 	if (!c->heap)
 	{
@@ -179,16 +185,72 @@ offer(Collect *c, HeapTuple tup, TupleDesc td)
 	}
 	probe.key = VARDATA_ANY(k);
 	probe.keylen = VARSIZE_ANY_EXHDR(k);
-	probe.node = node;
+	probe.node = (MpNode *) sortv;
 	if (cmp(c, &probe, &c->rows[0]) >= 0)
-		return node;			/* not better than the worst kept */
+		return sortv;			/* not better than the worst kept */
 	pfree(c->rows[0].key);
 	pfree(c->rows[0].jb);
-	keep_row(c, &c->rows[0], k, jb, node);
+	keep_row(c, &c->rows[0], k, jb, sortv);
 	sift_down(c, 0);
 	if (c->keep.allocated > 2 * c->keep_base + ((size_t) 1 << 20))
 		compact(c);
-	return node;
+	return sortv;
+}
+
+/* The current values of an OR key as a jsonb array (NULL: none). */
+static Jsonb *
+or_values(text *map, text *key)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {PointerGetDatum(map), PointerGetDatum(key)};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_plan(tg_live_plan(&plan_orvals,
+									  "SELECT pg_catalog.jsonb_agg(v) FROM topgun.or_get($1, $2) v",
+									  2, types), args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? NULL : DatumGetJsonbP(d);
+}
+
+/*
+ * Offer one row: (key, value), or with c->elems (key, one of an OR key's
+ * values).  Returns the tree of what was read (in
+ * scratch, valid until the next offer) when the key was offered and
+ * counted, else NULL.  An element row that matches offers its key read
+ * whole, once: its first matching value in index order is where it sorts.
+ * Runs SPI statements: callers keep their own tuple table.
+ */
+static const MpNode *
+offer(Collect *c, HeapTuple tup, TupleDesc td)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, td, 2, &isnull);
+	Jsonb	   *jb;
+	MpNode	   *node;
+	text	   *k;
+
+	c->examined++;
+	if (isnull)
+		return NULL;
+	jb = DatumGetJsonbP(d);
+	mp_arena_free(&c->scratch);
+	node = tg_jsonb_to_node(&c->scratch, jb);
+	k = DatumGetTextPP(SPI_getbinval(tup, td, 1, &isnull));
+	if (!c->elems)
+		return offer_node(c, k, jb, node);
+	if (node == NULL || !tg_query_match_value(c->q, node) ||
+		tg_ks_has(&seen, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k)))
+		return NULL;
+	if (!tg_ks_add(&seen, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k)))
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	jb = or_values(c->map, k);
+	if (jb == NULL)
+		return NULL;
+	mp_arena_free(&c->scratch2);
+	return offer_node(c, k, jb, tg_jsonb_to_node(&c->scratch2, jb)) ? node : NULL;
 }
 
 /* Offer every row of an open cursor, CHUNK rows at a time. */
@@ -197,12 +259,17 @@ offer_all(Collect *c, Portal portal)
 {
 	for (;;)
 	{
+		SPITupleTable *tt;
+		uint64		nrows;
+
 		SPI_cursor_fetch(portal, true, CHUNK);
-		if (SPI_processed == 0)
+		tt = SPI_tuptable;
+		nrows = SPI_processed;
+		if (nrows == 0)
 			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-			offer(c, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-		SPI_freetuptable(SPI_tuptable);
+		for (uint64 i = 0; i < nrows; i++)
+			offer(c, tt->vals[i], tt->tupdesc);
+		SPI_freetuptable(tt);
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
@@ -225,17 +292,22 @@ offer_ordered(Collect *c, Portal portal)
 	mp_arena_init(&barena);
 	while (!done)
 	{
+		SPITupleTable *tt;
+		uint64		nrows;
+
 		SPI_cursor_fetch(portal, true, chunk);
-		if (SPI_processed == 0)
+		tt = SPI_tuptable;
+		nrows = SPI_processed;
+		if (nrows == 0)
 			break;
-		for (uint64 i = 0; i < SPI_processed && !done; i++)
+		for (uint64 i = 0; i < nrows && !done; i++)
 		{
 			const MpNode *node;
 
 			if (boundary)
 			{
 				bool		isnull;
-				Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+				Datum		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
 				MpNode	   *v;
 
 				if (isnull)
@@ -248,11 +320,11 @@ offer_ordered(Collect *c, Portal portal)
 					break;
 				}
 			}
-			node = offer(c, SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+			node = offer(c, tt->vals[i], tt->tupdesc);
 			if (node && boundary == NULL && c->total >= want)
 				boundary = mp_node_copy(&barena, node);
 		}
-		SPI_freetuptable(SPI_tuptable);
+		SPI_freetuptable(tt);
 		chunk = CHUNK;
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -281,16 +353,26 @@ map_is_or(const char *map)
 	return false;
 }
 
-#define LWW_SELECT "SELECT key, value FROM topgun.lww_entries WHERE map = $1"
+#define LWW_SELECT	"SELECT key, value FROM topgun.lww_entries WHERE map = $1"
+/* an OR map's values one per row (c->elems), and its keys read whole (tag order, as or_get) */
+#define OR_SELECT	"SELECT key, value FROM topgun.or_entries WHERE map = $1"
+#define OR_KEYS		"SELECT key, pg_catalog.jsonb_agg(value ORDER BY tag COLLATE \"C\") " \
+					"FROM topgun.or_entries WHERE map = $1"
 
 /*
  * The page: every current record of the map that matches, after the cursor
  * (if valid), sorted, up to the limit; *total counts the matches (at least
  * limit + 1 when there are more).  Field indexes (topgun.create_index) pick
- * the candidates; the exact predicate is applied to each.  Needs SPI.
+ * the candidates; the exact predicate is applied to each.  An OR key
+ * matches when one of its values does (tg_query_or_pick); its values are
+ * one row each in topgun.ormap and in the map's index there, so the same
+ * SQL picks candidate values, and a candidate's key is read whole.
+ * *or_map tells the caller the rows' sort values are picks; the rows'
+ * trees are in *keep, which the caller frees.  Needs SPI.
  */
 static Row *
-fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *total)
+fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *total, bool *or_map,
+		   MpArena *keep)
 {
 	Collect		c;
 	TgQSql		s;
@@ -300,94 +382,96 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 	size_t		sflen;
 	bool		desc;
 	int64		lim = tg_query_limit(q);
+	TgPre		eq = {.kind = TG_PRE_CMP, .op = TG_PRE_EQ};
+	bool		ordered = false;
 
 	collect_init(&c, q, cur);
 	mp_arena_init(&parena);
-	if (map_is_or(map))
+	c.or_map = *or_map = map_is_or(map);
+	c.map = cstring_to_text(map);
+	tg_qsql_init(&s, map);
+	tg_qsql_load_indexes(&s, map);
+	if (s.nidx > 0)
+		pre = tg_query_prefilter(q, &parena, tg_qsql_indexed, &s);
+	if (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc))
 	{
-		/* an OR map's value is the array of its current values (docs/live.md) */
-		tg_qsql_init(&s, map);
-		appendStringInfoString(&s.sql, "SELECT key, pg_catalog.jsonb_agg(value ORDER BY tag) "
-							   "FROM topgun.or_entries WHERE map = $1 GROUP BY key");
+		/*
+		 * Read in sort-field order: the equality group A === c of a
+		 * composite index (A, sort field) when the query requires one,
+		 * else the whole map through an index of the sort field.
+		 */
+		TgQPair		pair = {&s, sf, sflen};
+
+		if (!tg_query_required_eq(q, tg_qsql_paired, &pair, &eq.attr, &eq.attrlen, &eq.value))
+			eq.attr = NULL;
+		ordered = eq.attr != NULL || tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED;
+	}
+	if (pre != NULL || ordered)
+	{
+		/*
+		 * PostgreSQL ignores the statistics of partial indexes when it
+		 * estimates a condition (selfuncs.c), so the type-range and OR
+		 * conditions on a field index are guessed at a third of the
+		 * table each and planned as a scan of every map.  Every
+		 * condition built here has an index of this map behind it: the
+		 * scan is never the better plan.  Local to this request's
+		 * transaction.
+		 */
+		(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	}
+	if (ordered)
+	{
+		/* the numbers in index order, then every non-number */
+		int			path = tg_qsql_path(&s, sf, sflen);
+		int			base_args;
+		size_t		base_len;
+
+		c.elems = c.or_map;
+		appendStringInfoString(&s.sql, c.or_map ? OR_SELECT : LWW_SELECT);
+		tg_qsql_where(&s, pre);
+		if (eq.attr)
+			tg_qsql_where(&s, &eq); /* the composite's first column */
+		base_len = s.sql.len;
+		base_args = s.nargs;
+		tg_qsql_numbers(&s, path, true);
+		if (cur && cur->valid && cur->sort_value &&
+			(cur->sort_value->type == MP_INT || cur->sort_value->type == MP_FLOAT))
+		{
+			/* keyset: from the cursor's value on (its ties are sorted out in C) */
+			int			cp = tg_qsql_jsonb(&s, cur->sort_value);
+
+			if (cp > 0)
+				appendStringInfo(&s.sql, " AND (value #> $%d) %s $%d", path, desc ? "<=" : ">=", cp);
+		}
+		appendStringInfo(&s.sql, " ORDER BY (value #> $%d) %s", path, desc ? "DESC" : "ASC");
+		offer_ordered(&c, tg_qsql_open(&s, true));
+		/* non-numbers sort after every number: needed unless the page is already full (asc) */
+		if (desc || c.total < c.bound)
+		{
+			s.sql.len = (int) base_len;
+			s.sql.data[base_len] = '\0';
+			s.nargs = base_args;
+			tg_qsql_numbers(&s, path, false);
+			offer_all(&c, tg_qsql_open(&s, false));
+		}
+	}
+	else if (c.or_map && pre != NULL)
+	{
+		/* the keys of the candidate values, each read whole (a primary-key probe) */
+		appendStringInfoString(&s.sql, "SELECT k.key, (SELECT pg_catalog.jsonb_agg(v) FROM topgun.or_get($1, k.key) v) "
+							   "FROM (SELECT DISTINCT key FROM topgun.or_entries WHERE map = $1");
+		tg_qsql_where(&s, pre);
+		appendStringInfoString(&s.sql, ") k");
 		offer_all(&c, tg_qsql_open(&s, false));
 	}
 	else
 	{
-		TgPre		eq = {.kind = TG_PRE_CMP, .op = TG_PRE_EQ};
-		bool		ordered = false;
-
-		tg_qsql_init(&s, map);
-		tg_qsql_load_indexes(&s, map);
-		if (s.nidx > 0)
-			pre = tg_query_prefilter(q, &parena, tg_qsql_indexed, &s);
-		if (lim >= 0 && s.nidx > 0 && tg_query_sort_field(q, &sf, &sflen, &desc))
-		{
-			/*
-			 * Read in sort-field order: the equality group A === c of a
-			 * composite index (A, sort field) when the query requires one,
-			 * else the whole map through an index of the sort field.
-			 */
-			TgQPair		pair = {&s, sf, sflen};
-
-			if (!tg_query_required_eq(q, tg_qsql_paired, &pair, &eq.attr, &eq.attrlen, &eq.value))
-				eq.attr = NULL;
-			ordered = eq.attr != NULL || tg_qsql_indexed(sf, sflen, &s) == TG_PRE_ORDERED;
-		}
-		if (pre != NULL || ordered)
-		{
-			/*
-			 * PostgreSQL ignores the statistics of partial indexes when it
-			 * estimates a condition (selfuncs.c), so the type-range and OR
-			 * conditions on a field index are guessed at a third of the
-			 * table each and planned as a scan of every map.  Every
-			 * condition built here has an index of this map behind it: the
-			 * scan is never the better plan.  Local to this request's
-			 * transaction.
-			 */
-			(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_LOCAL, true, 0, false);
-		}
-		if (ordered)
-		{
-			/* the numbers in index order, then every non-number */
-			int			path = tg_qsql_path(&s, sf, sflen);
-			int			base_args;
-			size_t		base_len;
-
-			appendStringInfoString(&s.sql, LWW_SELECT);
-			tg_qsql_where(&s, pre);
-			if (eq.attr)
-				tg_qsql_where(&s, &eq); /* the composite's first column */
-			base_len = s.sql.len;
-			base_args = s.nargs;
-			tg_qsql_numbers(&s, path, true);
-			if (cur && cur->valid && cur->sort_value &&
-				(cur->sort_value->type == MP_INT || cur->sort_value->type == MP_FLOAT))
-			{
-				/* keyset: from the cursor's value on (its ties are sorted out in C) */
-				int			cp = tg_qsql_jsonb(&s, cur->sort_value);
-
-				if (cp > 0)
-					appendStringInfo(&s.sql, " AND (value #> $%d) %s $%d", path, desc ? "<=" : ">=", cp);
-			}
-			appendStringInfo(&s.sql, " ORDER BY (value #> $%d) %s", path, desc ? "DESC" : "ASC");
-			offer_ordered(&c, tg_qsql_open(&s, true));
-			/* non-numbers sort after every number: needed unless the page is already full (asc) */
-			if (desc || c.total < c.bound)
-			{
-				s.sql.len = (int) base_len;
-				s.sql.data[base_len] = '\0';
-				s.nargs = base_args;
-				tg_qsql_numbers(&s, path, false);
-				offer_all(&c, tg_qsql_open(&s, false));
-			}
-		}
-		else
-		{
-			appendStringInfoString(&s.sql, LWW_SELECT);
-			tg_qsql_where(&s, pre);
-			offer_all(&c, tg_qsql_open(&s, false));
-		}
+		appendStringInfoString(&s.sql, c.or_map ? OR_KEYS : LWW_SELECT);
+		tg_qsql_where(&s, c.or_map ? NULL : pre);
+		if (c.or_map)
+			appendStringInfoString(&s.sql, " GROUP BY key");
+		offer_all(&c, tg_qsql_open(&s, false));
 	}
 	tg_stat_add(TG_STAT_QUERY_PAGE_ROWS, (uint64) c.examined);
 	sort_query = q;
@@ -396,8 +480,9 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 	*nrows = lim >= 0 && c.n > lim ? (int) lim : c.n;
 	mp_arena_free(&parena);
 	mp_arena_free(&c.scratch);
-	/* the trees in c.keep are not needed by the caller (it sends keys and jsonb) */
-	mp_arena_free(&c.keep);
+	mp_arena_free(&c.scratch2);
+	tg_ks_free(&seen);
+	*keep = c.keep;
 	return c.rows;
 }
 
@@ -421,8 +506,11 @@ tg_read_fetch(TgConn *c, const char *payload, size_t len)
 	int64		total;
 	MpBuf		b;
 	char	   *map;
+	bool		or_map = false;
+	MpArena		keep;
 
 	mp_arena_init(&arena);
+	mp_arena_init(&keep);
 	lim.max_depth = 64;
 	lim.max_nodes = (uint32) len + 1;
 	lim.max_str = (uint32) Max(len, 1);
@@ -447,16 +535,18 @@ tg_read_fetch(TgConn *c, const char *payload, size_t len)
 								  tn ? (int64) mp_number_as_double(tn) : CURSOR_TTL_MS, &cur);
 			have_cur = true;
 		}
-		rows = fetch_page(q, map, have_cur ? &cur : NULL, &n, &total);
+		rows = fetch_page(q, map, have_cur ? &cur : NULL, &n, &total, &or_map, &keep);
 		mp_buf_init(&b, (size_t) 1 << 30);
 		mp_put_map_header(&b, 2);
 		mp_put_str(&b, "rows");
 		mp_put_array_header(&b, n);
 		for (int i = 0; i < n; i++)
 		{
-			mp_put_array_header(&b, 2);
+			mp_put_array_header(&b, or_map ? 3 : 2);
 			mp_put_strn(&b, rows[i].key, rows[i].keylen);
 			tg_put_jsonb(&b, rows[i].jb);
+			if (or_map)
+				mp_put_node(&b, rows[i].node);
 		}
 		mp_put_str(&b, "total");
 		mp_put_int(&b, total);
@@ -471,11 +561,15 @@ tg_read_fetch(TgConn *c, const char *payload, size_t len)
 			tg_query_cursor_free(&cur);
 		tg_query_free(q);
 		mp_arena_free(&arena);
+		mp_arena_free(&keep);
 	}
 	PG_END_TRY();
 }
 
-/* Session side: the rows of a TG_REP_ROWS reply: {rows: [[key, value], ...], total}. */
+/*
+ * Session side: the rows of a TG_REP_ROWS reply: {rows: [[key, value], ...],
+ * total}; an OR map's rows are [key, values, pick] (what the key sorts by).
+ */
 bool
 tg_query_page_decode(MpArena *arena, const char *msg, Size len, TgQPage *pg)
 {
@@ -505,14 +599,16 @@ tg_query_page_decode(MpArena *arena, const char *msg, Size len, TgQPage *pg)
 	pg->total = (int64) mp_number_as_double(total);
 	pg->keys = palloc(sizeof(MpNode *) * Max(1, pg->n));
 	pg->values = palloc(sizeof(MpNode *) * Max(1, pg->n));
+	pg->sorts = palloc(sizeof(MpNode *) * Max(1, pg->n));
 	for (int i = 0; i < pg->n; i++)
 	{
 		const MpNode *row = &rows->v.items[i];
 
-		if (row->type != MP_ARRAY || row->len != 2 || row->v.items[0].type != MP_STR)
+		if (row->type != MP_ARRAY || row->len < 2 || row->len > 3 || row->v.items[0].type != MP_STR)
 			return false;
 		pg->keys[i] = &row->v.items[0];
 		pg->values[i] = &row->v.items[1];
+		pg->sorts[i] = &row->v.items[row->len - 1];
 	}
 	return true;
 }

@@ -368,13 +368,40 @@ visit(TgQuerySub *s, TgQsubsVisit fn, void *arg)
 	fn(s, arg);
 }
 
+/* The subscriptions filed under attrs[i] === that attribute of value. */
+static void
+visit_eq(TgMapSubs *ms, const EqAttr *attrs, int nattrs, const MpNode *value, TgQsubsVisit fn, void *arg)
+{
+	for (int i = 0; i < nattrs; i++)
+	{
+		const MpNode *v;
+		bool		ok;
+		uint64		h;
+		EqBucket   *b;
+		TgQuerySub *s,
+				   *next;
+
+		if (attrs[i].refs == 0 || (v = tg_query_attr(value, attrs[i].attr, attrs[i].len)) == NULL)
+			continue;
+		h = eq_hash(attrs[i].attr, attrs[i].len, v, &ok);
+		if (!ok || (b = hash_search(ms->eq, &h, HASH_FIND, NULL)) == NULL)
+			continue;
+		for (s = b->head; s; s = next)
+		{
+			next = s->eq_next;
+			visit(s, fn, arg);
+		}
+	}
+}
+
 /*
  * Call fn once for every subscription of the map that a change of key (to
- * value, NULL = deleted) can affect.  fn may drop the subscription it is
- * given (the walk never touches a visited one again) but no other.
+ * value, NULL = deleted) can affect; or_map: value is the array of an OR
+ * key's values, each of which may match.  fn may drop the subscription it
+ * is given (the walk never touches a visited one again) but no other.
  */
 void
-tg_qsubs_candidates(TgMapSubs *ms, const char *key, size_t keylen, const MpNode *value,
+tg_qsubs_candidates(TgMapSubs *ms, const char *key, size_t keylen, const MpNode *value, bool or_map,
 					TgQsubsVisit fn, void *arg)
 {
 	TgQuerySub *s,
@@ -400,23 +427,13 @@ tg_qsubs_candidates(TgMapSubs *ms, const char *key, size_t keylen, const MpNode 
 			visit(copy[i], fn, arg);
 		pfree(copy);
 	}
-	for (int i = 0; i < nattrs && value != NULL; i++)
+	if (value != NULL && or_map && value->type == MP_ARRAY)
 	{
-		const MpNode *v;
-		bool		ok;
-		EqBucket   *b;
-
-		if (attrs[i].refs == 0 || (v = tg_query_attr(value, attrs[i].attr, attrs[i].len)) == NULL)
-			continue;
-		h = eq_hash(attrs[i].attr, attrs[i].len, v, &ok);
-		if (!ok || (b = hash_search(ms->eq, &h, HASH_FIND, NULL)) == NULL)
-			continue;
-		for (s = b->head; s; s = next)
-		{
-			next = s->eq_next;
-			visit(s, fn, arg);
-		}
+		for (uint32 j = 0; j < value->len; j++)
+			visit_eq(ms, attrs, nattrs, &value->v.items[j], fn, arg);
 	}
+	else if (value != NULL && !or_map)
+		visit_eq(ms, attrs, nattrs, value, fn, arg);
 	for (s = ms->rest; s; s = next)
 	{
 		next = s->eq_next;

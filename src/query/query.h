@@ -58,6 +58,15 @@ extern void tg_query_free(TgQuery *q);
 /* Does the value (NULL or nil = tombstone, never matches) satisfy it? */
 extern bool tg_query_match(const TgQuery *q, const MpNode *value);
 
+/*
+ * An OR-map key, given the array of its values: the value that matches and
+ * comes first in the query's order (the key's stand-in for matching, sort
+ * and cursors), or NULL when none matches.
+ */
+extern const MpNode *tg_query_or_pick(const TgQuery *q, const MpNode *values);
+/* tg_query_match for one OR-map value: null is a value there, not a tombstone. */
+extern bool tg_query_match_value(const TgQuery *q, const MpNode *value);
+
 /* Order of two results under the query's sort (then by key). */
 extern int	tg_query_compare(const TgQuery *q, const char *ka, size_t kalen, const MpNode *a,
 							 const char *kb, size_t kblen, const MpNode *b);

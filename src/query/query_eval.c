@@ -74,6 +74,40 @@ tg_query_match(const TgQuery *q, const MpNode *value)
 	return q->root == NULL || eval(q->root, value);
 }
 
+/* tg_query_match for a value that is never a tombstone: an OR-map value (null included). */
+bool
+tg_query_match_value(const TgQuery *q, const MpNode *value)
+{
+	if (value == NULL)
+		return false;
+	return q->root == NULL || eval(q->root, value);
+}
+
+/*
+ * An OR-map key's values (docs/live.md "OR maps"): the key matches when one
+ * of its values does, and sorts where the first of its matching values (in
+ * the query's order) would.  Returns that value, or NULL when none matches
+ * (or values is not an array).
+ */
+const MpNode *
+tg_query_or_pick(const TgQuery *q, const MpNode *values)
+{
+	const MpNode *best = NULL;
+
+	if (values == NULL || values->type != MP_ARRAY)
+		return NULL;
+	for (uint32_t i = 0; i < values->len; i++)
+	{
+		const MpNode *v = &values->v.items[i];
+
+		if (!tg_query_match_value(q, v))
+			continue;
+		if (best == NULL || tg_query_compare(q, "", 0, v, "", 0, best) < 0)
+			best = v;
+	}
+	return best;
+}
+
 static int
 key_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {

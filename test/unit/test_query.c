@@ -513,6 +513,74 @@ test_prefilter(void)
 	free(recs);
 }
 
+/* ------------------------------------------------------------ OR-map keys */
+
+/* Same msgpack encoding. */
+static bool
+same_node(const MpNode *a, const MpNode *b)
+{
+	MpBuf		x,
+				y;
+	bool		eq;
+
+	mp_buf_init(&x, 1 << 16);
+	mp_buf_init(&y, 1 << 16);
+	eq = mp_put_node(&x, a) && mp_put_node(&y, b) && x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
+	mp_buf_free(&x);
+	mp_buf_free(&y);
+	return eq;
+}
+
+/* Does an OR key with `values` pick `want` under `query` (want NULL: no match)? */
+static bool
+pick_is(const char *query, const char *values, const char *want)
+{
+	char		err[160];
+	TgQuery    *q = Q(query, err, sizeof(err));
+	const MpNode *got;
+	bool		ok;
+
+	if (q == NULL)
+		return false;
+	got = tg_query_or_pick(q, V(values));
+	if (want == NULL)
+		ok = got == NULL;
+	else
+	{
+		const MpNode *w = V(want);
+		ok = got != NULL && tg_query_compare(q, "", 0, got, "", 0, w) == 0 &&
+			tg_query_match_value(q, got) && same_node(got, w);
+	}
+	tg_query_free(q);
+	return ok;
+}
+
+static void
+test_or_pick(void)
+{
+	CHECK(pick_is("{}", "[1, 2]", "1"), "no filter, no sort: the first value");
+	CHECK(pick_is("{}", "[null]", "null"), "null is an OR value, not a tombstone");
+	CHECK(pick_is("{}", "[]", NULL), "no values: no match");
+	CHECK(pick_is("{}", "{\"a\": 1}", NULL), "not an array: no match");
+	CHECK(pick_is("{\"where\": {\"a\": 5}}", "[{\"a\": 1}, {\"a\": 5, \"b\": 1}]", "{\"a\": 5, \"b\": 1}"),
+		  "the one value that matches");
+	CHECK(pick_is("{\"where\": {\"a\": 5}}", "[{\"a\": 1}, {\"a\": \"5\"}]", NULL), "none matches (strict ===)");
+	CHECK(pick_is("{\"where\": {\"a\": 5, \"b\": 2}}", "[{\"a\": 5, \"b\": 1}, {\"a\": 4, \"b\": 2}]", NULL),
+		  "the whole query holds for one value, not across values");
+	CHECK(pick_is("{\"sort\": {\"n\": \"asc\"}}", "[{\"n\": 3}, {\"n\": 1}, {\"n\": 2}]", "{\"n\": 1}"),
+		  "asc: the smallest");
+	CHECK(pick_is("{\"sort\": {\"n\": \"desc\"}}", "[{\"n\": 3}, {\"n\": 1}, {\"n\": 7}]", "{\"n\": 7}"),
+		  "desc: the largest");
+	CHECK(pick_is("{\"where\": {\"c\": 1}, \"sort\": {\"n\": \"asc\"}}",
+				  "[{\"n\": 0, \"c\": 2}, {\"n\": 4, \"c\": 1}, {\"n\": 9, \"c\": 1}]", "{\"n\": 4, \"c\": 1}"),
+		  "the first of the matching values, not of all");
+	CHECK(pick_is("{\"sort\": {\"n\": \"asc\"}}", "[{\"n\": \"a\"}, {\"m\": 1}, {\"n\": 10}]", "{\"n\": 10}"),
+		  "types in the total order: a number before a string before missing");
+	CHECK(pick_is("{\"sort\": {\"n\": \"asc\", \"m\": \"desc\"}}",
+				  "[{\"n\": 1, \"m\": 1}, {\"n\": 1, \"m\": 3}, {\"n\": 2, \"m\": 9}]", "{\"n\": 1, \"m\": 3}"),
+		  "several sort fields, in order");
+}
+
 int
 main(void)
 {
@@ -855,6 +923,7 @@ main(void)
 		tg_query_free(q);
 	}
 	test_prefilter();
+	test_or_pick();
 	mp_arena_free(&arena);
 
 	printf("test_query: %d passed, %d failed\n", checks - failures, failures);
