@@ -233,6 +233,8 @@ extern bool tg_query_map_has_subs(const char *map, size_t len);
  */
 extern void tg_query_on_change(const char *map, size_t maplen, const char *key, size_t keylen,
 							   const MpNode *value);
+/* The current values of an OR key as a jsonb array (ormap.c; NULL: none; needs SPI). */
+extern Jsonb *tg_or_values(text *map, text *key);
 /* The same for a key of an OR map: values = the array of its current values (NULL: none). */
 extern void tg_query_on_or_change(const char *map, size_t maplen, const char *key, size_t keylen,
 								  const MpNode *values);

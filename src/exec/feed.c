@@ -124,7 +124,6 @@ typedef struct Ev
 
 static int	plan_lww = -1;
 static int	plan_or = -1;
-static int	plan_orvals = -1;
 static int	plan_hlc = -1;
 static int	plan_counter = -1;
 
@@ -151,26 +150,13 @@ resync_all(uint64 lost)
 			 errhint("Increase topgun.change_buffer_size.")));
 }
 
-/* Values of an OR key as a jsonb array (NULL: none left). */
+/* Values of an OR key as a tree of a jsonb array (NULL: none left). */
 static MpNode *
 or_values(MpArena *arena, const char *map, int maplen, const char *key, int keylen)
 {
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		args[2];
-	bool		isnull;
-	Datum		d;
+	Jsonb	   *jb = tg_or_values(cstring_to_text_with_len(map, maplen), cstring_to_text_with_len(key, keylen));
 
-	args[0] = PointerGetDatum(cstring_to_text_with_len(map, maplen));
-	args[1] = PointerGetDatum(cstring_to_text_with_len(key, keylen));
-	if (SPI_execute_plan(tg_live_plan(&plan_orvals,
-									  "SELECT pg_catalog.jsonb_agg(v) FROM topgun.or_get($1, $2) v",
-									  2, types), args, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		return NULL;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		return NULL;
-	return tg_jsonb_to_node(arena, DatumGetJsonbP(d));
+	return jb ? tg_jsonb_to_node(arena, jb) : NULL;
 }
 
 /* Re-read and push a set of events (inside a transaction). */

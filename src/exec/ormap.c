@@ -1,6 +1,7 @@
 /*
  * ormap.c — OR-map messages: ORMAP_PUSH_DIFF (a write, in the session
- * executor) and ORMAP_DIFF_REQUEST (a read, in a reader executor).
+ * executor) and ORMAP_DIFF_REQUEST (a read, in a reader executor); and
+ * the read of an OR key's current values (tg_or_values).
  */
 #include "postgres.h"
 
@@ -379,4 +380,29 @@ tg_read_diff(TgConn *c, TgMessage *m)
 		mp_buf_free(&item);
 	}
 	PG_END_TRY();
+}
+
+static int	plan_orvals = -1;
+
+/*
+ * The current values of an OR key as a jsonb array in tag order (as
+ * topgun.or_get; NULL: none).  The one read of an OR key whole, for the
+ * change feed's query updates (feed.c) and query pages (query_fetch.c).
+ * Needs SPI; overwrites SPI_tuptable.
+ */
+Jsonb *
+tg_or_values(text *map, text *key)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		args[2] = {PointerGetDatum(map), PointerGetDatum(key)};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_plan(tg_live_plan(&plan_orvals,
+									  "SELECT pg_catalog.jsonb_agg(v) FROM topgun.or_get($1, $2) v",
+									  2, types), args, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		return NULL;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? NULL : DatumGetJsonbP(d);
 }

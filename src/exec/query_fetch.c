@@ -58,7 +58,6 @@ typedef struct Collect
 
 /* OR keys already offered by this page read (malloc'd, reset per read) */
 static TgKeySet seen;
-static int	plan_orvals = -1;
 
 static const TgQuery *sort_query;
 
@@ -197,24 +196,6 @@ offer_node(Collect *c, text *k, Jsonb *jb, const MpNode *node)
 	return sortv;
 }
 
-/* The current values of an OR key as a jsonb array (NULL: none). */
-static Jsonb *
-or_values(text *map, text *key)
-{
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		args[2] = {PointerGetDatum(map), PointerGetDatum(key)};
-	bool		isnull;
-	Datum		d;
-
-	if (SPI_execute_plan(tg_live_plan(&plan_orvals,
-									  "SELECT pg_catalog.jsonb_agg(v) FROM topgun.or_get($1, $2) v",
-									  2, types), args, NULL, true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		return NULL;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? NULL : DatumGetJsonbP(d);
-}
-
 /*
  * Offer one row: (key, value), or with c->elems (key, one of an OR key's
  * values).  Returns the tree of what was read (in
@@ -246,7 +227,7 @@ offer(Collect *c, HeapTuple tup, TupleDesc td)
 		return NULL;
 	if (!tg_ks_add(&seen, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k)))
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	jb = or_values(c->map, k);
+	jb = tg_or_values(c->map, k);
 	if (jb == NULL)
 		return NULL;
 	mp_arena_free(&c->scratch2);
