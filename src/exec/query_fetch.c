@@ -8,10 +8,13 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
 
 #include "exec/exec.h"
@@ -54,7 +57,16 @@ typedef struct Collect
 	bool		elems;			/* OR map rows are single values (read in index order) */
 	MpArena		scratch2;		/* an element row's key, read whole */
 	text	   *map;			/* for reading an OR key whole */
+	HTAB	   *ahead;			/* elems: the chunk's matching keys, read whole (prefetch) */
 } Collect;
+
+/* a key read whole ahead of its offer: hash of the key -> the key and its values */
+typedef struct Ahead
+{
+	uint64		hash;
+	text	   *key;
+	Jsonb	   *values;			/* NULL: none left */
+} Ahead;
 
 /* OR keys already offered by this page read (malloc'd, reset per read) */
 static TgKeySet seen;
@@ -196,6 +208,107 @@ offer_node(Collect *c, text *k, Jsonb *jb, const MpNode *node)
 	return sortv;
 }
 
+static uint64
+key_hash64(text *k)
+{
+	return hash_bytes_extended((const unsigned char *) VARDATA_ANY(k), (int) VARSIZE_ANY_EXHDR(k), 0);
+}
+
+static int	plan_ahead = -1;
+
+/*
+ * Element rows: read the keys of a chunk's matching, not yet offered values
+ * whole in one statement, instead of one statement per key at its offer.
+ * Keys that share a 64-bit hash are read at their offer instead.
+ */
+static void
+prefetch(Collect *c, SPITupleTable *tt, uint64 nrows)
+{
+	Datum	   *keys = palloc(sizeof(Datum) * Max(1, nrows));
+	int			n = 0;
+	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
+	Datum		args[2];
+	HASHCTL		ctl;
+
+	if (c->ahead == NULL)
+	{
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(Ahead);
+		ctl.hcxt = CurrentMemoryContext;
+		c->ahead = hash_create("topgun OR keys ahead", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	for (uint64 i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(tt->vals[i], tt->tupdesc, 2, &isnull);
+		text	   *k;
+		MpNode	   *node;
+		uint64		h;
+		bool		found;
+		Ahead	   *a;
+
+		if (isnull)
+			continue;
+		k = DatumGetTextPP(SPI_getbinval(tt->vals[i], tt->tupdesc, 1, &isnull));
+		if (tg_ks_has(&seen, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k)))
+			continue;
+		mp_arena_free(&c->scratch);
+		node = tg_jsonb_to_node(&c->scratch, DatumGetJsonbP(d));
+		if (node == NULL || !tg_query_match_value(c->q, node))
+			continue;
+		h = key_hash64(k);
+		a = hash_search(c->ahead, &h, HASH_ENTER, &found);
+		if (found)
+			continue;			/* this key, or another with its hash (read at its offer) */
+		a->key = NULL;
+		a->values = NULL;
+		keys[n++] = PointerGetDatum(k);
+	}
+	mp_arena_free(&c->scratch);
+	if (n == 0)
+		return;
+	args[0] = PointerGetDatum(c->map);
+	args[1] = PointerGetDatum(construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	if (SPI_execute_plan(tg_live_plan(&plan_ahead,
+									  "SELECT k, (SELECT pg_catalog.jsonb_agg(v) FROM topgun.or_get($1, k) v) "
+									  "FROM pg_catalog.unnest($2) k",
+									  2, types), args, NULL, true, 0) != SPI_OK_SELECT)
+		return;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		text	   *k = DatumGetTextPCopy(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		uint64		h = key_hash64(k);
+		Ahead	   *a = hash_search(c->ahead, &h, HASH_FIND, NULL);
+
+		if (a == NULL || a->key != NULL)
+			continue;
+		a->key = k;
+		a->values = isnull ? NULL : DatumGetJsonbPCopy(d);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/* An OR key's values: from the prefetch when it has them, else read now. */
+static Jsonb *
+values_of(Collect *c, text *k)
+{
+	uint64		h;
+	Ahead	   *a;
+
+	if (c->ahead)
+	{
+		h = key_hash64(k);
+		a = hash_search(c->ahead, &h, HASH_FIND, NULL);
+		if (a && a->key && VARSIZE_ANY_EXHDR(a->key) == VARSIZE_ANY_EXHDR(k) &&
+			memcmp(VARDATA_ANY(a->key), VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k)) == 0)
+			return a->values;
+	}
+	return tg_or_values(c->map, k);
+}
+
 /*
  * Offer one row: (key, value), or with c->elems (key, one of an OR key's
  * values).  Returns the tree of what was read (in
@@ -227,7 +340,7 @@ offer(Collect *c, HeapTuple tup, TupleDesc td)
 		return NULL;
 	if (!tg_ks_add(&seen, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k)))
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	jb = tg_or_values(c->map, k);
+	jb = values_of(c, k);
 	if (jb == NULL)
 		return NULL;
 	mp_arena_free(&c->scratch2);
@@ -248,6 +361,8 @@ offer_all(Collect *c, Portal portal)
 		nrows = SPI_processed;
 		if (nrows == 0)
 			break;
+		if (c->elems)
+			prefetch(c, tt, nrows);
 		for (uint64 i = 0; i < nrows; i++)
 			offer(c, tt->vals[i], tt->tupdesc);
 		SPI_freetuptable(tt);
@@ -281,6 +396,8 @@ offer_ordered(Collect *c, Portal portal)
 		nrows = SPI_processed;
 		if (nrows == 0)
 			break;
+		if (c->elems)
+			prefetch(c, tt, nrows);
 		for (uint64 i = 0; i < nrows && !done; i++)
 		{
 			const MpNode *node;
