@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "exec/exec.h"
 #include "exec/query_sql.h"
@@ -58,6 +59,7 @@ typedef struct Collect
 	MpArena		scratch2;		/* an element row's key, read whole */
 	text	   *map;			/* for reading an OR key whole */
 	HTAB	   *ahead;			/* elems: the chunk's matching keys, read whole (prefetch) */
+	MemoryContext ahead_cxt;	/* holds ahead; reset per chunk */
 } Collect;
 
 /* a key read whole ahead of its offer: hash of the key -> the key and its values */
@@ -224,20 +226,25 @@ static int	plan_ahead = -1;
 static void
 prefetch(Collect *c, SPITupleTable *tt, uint64 nrows)
 {
-	Datum	   *keys = palloc(sizeof(Datum) * Max(1, nrows));
+	Datum	   *keys;
 	int			n = 0;
 	Oid			types[2] = {TEXTOID, TEXTARRAYOID};
 	Datum		args[2];
 	HASHCTL		ctl;
+	MemoryContext old;
 
-	if (c->ahead == NULL)
-	{
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(uint64);
-		ctl.entrysize = sizeof(Ahead);
-		ctl.hcxt = CurrentMemoryContext;
-		c->ahead = hash_create("topgun OR keys ahead", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+	/* a key is offered in the chunk that prefetched it: the last chunk's keys can go */
+	if (c->ahead_cxt == NULL)
+		c->ahead_cxt = AllocSetContextCreate(CurrentMemoryContext, "topgun OR keys ahead",
+											 ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(c->ahead_cxt);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(Ahead);
+	ctl.hcxt = c->ahead_cxt;
+	c->ahead = hash_create("topgun OR keys ahead", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	keys = MemoryContextAlloc(c->ahead_cxt, sizeof(Datum) * Max(1, nrows));
 	for (uint64 i = 0; i < nrows; i++)
 	{
 		bool		isnull;
@@ -269,12 +276,15 @@ prefetch(Collect *c, SPITupleTable *tt, uint64 nrows)
 	if (n == 0)
 		return;
 	args[0] = PointerGetDatum(c->map);
+	old = MemoryContextSwitchTo(c->ahead_cxt);
 	args[1] = PointerGetDatum(construct_array(keys, n, TEXTOID, -1, false, TYPALIGN_INT));
+	MemoryContextSwitchTo(old);
 	if (SPI_execute_plan(tg_live_plan(&plan_ahead,
 									  "SELECT k, (SELECT pg_catalog.jsonb_agg(v) FROM topgun.or_get($1, k) v) "
 									  "FROM pg_catalog.unnest($2) k",
 									  2, types), args, NULL, true, 0) != SPI_OK_SELECT)
 		return;
+	old = MemoryContextSwitchTo(c->ahead_cxt);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -288,6 +298,7 @@ prefetch(Collect *c, SPITupleTable *tt, uint64 nrows)
 		a->key = k;
 		a->values = isnull ? NULL : DatumGetJsonbPCopy(d);
 	}
+	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
 }
 
@@ -580,6 +591,8 @@ fetch_page(const TgQuery *q, const char *map, TgCursor *cur, int *nrows, int64 *
 	mp_arena_free(&c.scratch);
 	mp_arena_free(&c.scratch2);
 	tg_ks_free(&seen);
+	if (c.ahead_cxt)
+		MemoryContextDelete(c.ahead_cxt);
 	*keep = c.keep;
 	return c.rows;
 }

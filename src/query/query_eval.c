@@ -69,9 +69,9 @@ eval(const QNode *n, const MpNode *data)
 bool
 tg_query_match(const TgQuery *q, const MpNode *value)
 {
-	if (value == NULL || value->type == MP_NIL || value->type == MP_UNDEFINED)
+	if (value != NULL && (value->type == MP_NIL || value->type == MP_UNDEFINED))
 		return false;			/* tombstones never match */
-	return q->root == NULL || eval(q->root, value);
+	return tg_query_match_value(q, value);
 }
 
 /* tg_query_match for a value that is never a tombstone: an OR-map value (null included). */
