@@ -133,3 +133,18 @@ SELECT topgun.lww_get('ep', 'q1') IS NULL AS q1_deleted, (SELECT value IS NULL F
 SELECT topgun.or_add('orm', 'k', '1') IS NOT NULL AS or_map;
 SELECT topgun.execute_on_keys('orm', ARRAY['k'], 'builtin:increment', '1');
 SELECT topgun.execute_on_key('orm', 'k', 'builtin:increment', '1');
+-- values reach the built-ins as the stored jsonb (numbers keep their text, member order,
+-- escapes, integer-like keys first as JavaScript orders them, nesting up to 1000 levels)
+SELECT topgun.execute_on_key('epj', 'v', 'builtin:put_if_absent',
+  '{"b":[1,2.50,-0,1e-7,0.1,12345678901234567890123,1.5e30,{"x":null,"10":true,"2":false,"":[]}],"a":"\u00e9\t\"\\/x","aa":{}}');
+SELECT topgun.execute_on_key('epj', 'v', 'builtin:get')->'result' = topgun.lww_get('epj', 'v') AS same,
+       topgun.execute_on_key('epj', 'v', 'builtin:get');
+SELECT topgun.execute_on_key('epj', 'v', 'builtin:replace_if_equals',
+  jsonb_build_object('expected', topgun.lww_get('epj', 'v'), 'newValue', 7))->'result' AS equal;
+SELECT topgun.execute_on_key('epj', 'm', 'builtin:put_if_absent', '{"z":{"y":[1.0]},"a":1}')->'success',
+       topgun.execute_on_key('epj', 'm', 'builtin:merge', '{"b":1,"a":"2.50"}');
+SELECT topgun.execute_on_key('epj', 'sc', 'builtin:put_if_absent', '"\u2603"'), topgun.execute_on_key('epj', 'sc', 'builtin:get');
+SELECT topgun.execute_on_key('epj', 'nul', 'builtin:put_if_absent', '[null,true,false,[],[[]]]'), topgun.execute_on_key('epj', 'nul', 'builtin:array_pop');
+SELECT topgun.execute_on_key('epj', 'd1000', 'builtin:put_if_absent', (repeat('[', 1000) || repeat(']', 1000))::jsonb)->'success',
+       topgun.execute_on_key('epj', 'd1000', 'builtin:array_push', '1')->'success';
+SELECT topgun.execute_on_key('epj', 'd1001', 'builtin:put_if_absent', (repeat('[', 1001) || repeat(']', 1001))::jsonb);

@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 
 PG_FUNCTION_INFO_V1(tg_glob_match);
 PG_FUNCTION_INFO_V1(tg_is_builtin);
@@ -49,22 +50,119 @@ arena_pfree(void *p)
 	pfree(p);
 }
 
-/* jsonb → jv; NULL datum → undefined */
+/* one jsonb scalar as jv (NULL on arena failure) */
+static Jv *
+jsonb_scalar_jv(JvArena *a, const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return jv_new(a, JV_NULL);
+		case jbvBool:
+			return jv_bool(a, v->val.boolean);
+		case jbvString:
+			return jv_str(a, v->val.string.val, (size_t) v->val.string.len);
+		case jbvNumeric:
+			{
+				char	   *txt = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	  NumericGetDatum(v->val.numeric)));
+				size_t		n = strlen(txt);
+				char	   *keep = jv_alloc(a, n + 1);
+				Jv		   *x = jv_new(a, JV_NUM);
+
+				if (keep == NULL || x == NULL)
+					return NULL;
+				memcpy(keep, txt, n + 1);
+				pfree(txt);
+				x->numtxt = keep;
+				x->numlen = n;
+				x->num = strtod(keep, NULL);
+				return x;
+			}
+		default:
+			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
+	}
+	return NULL;
+}
+
+/* processors and resolvers see values nested at most this deep */
+#define JV_MAX_DEPTH 1000
+
+static void
+jv_from_jsonb_fail(const char *why)
+{
+	ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					errmsg("value too large or too deeply nested for a processor: %s", why)));
+}
+
+/*
+ * jsonb → jv; NULL datum → undefined.  Walks the stored value directly: the
+ * same document as printing it (JsonbToCString) and parsing the text with
+ * jv_parse, which it replaces (that round trip was most of a resolver's
+ * reading of the stored record).  Members come in jsonb's storage order,
+ * which is the order the text had; a number keeps numeric_out's text and is
+ * read with strtod, as the parser does; the depth limit is the parser's.
+ */
 static Jv *
 jv_from_jsonb(JvArena *a, Jsonb *jb)
 {
-	char	   *txt;
-	const char *err = NULL;
-	Jv		   *v;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	Jv		  **stack;
+	int			depth = 0;
+	Jv		   *root = NULL;
+	const char *key = NULL;
+	size_t		klen = 0;
 
 	if (jb == NULL)
 		return jv_new(a, JV_UNDEF);
-	txt = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
-	v = jv_parse(a, txt, strlen(txt), 1000, false, &err);
-	if (v == NULL)
-		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						errmsg("value too large or too deeply nested for a processor: %s", err)));
-	return v;
+	if (JB_ROOT_IS_SCALAR(jb))
+	{
+		if (!JsonbExtractScalar(&jb->root, &v))
+			elog(ERROR, "a scalar jsonb without its scalar");
+		return jsonb_scalar_jv(a, &v);
+	}
+	stack = palloc(sizeof(Jv *) * JV_MAX_DEPTH);
+	it = JsonbIteratorInit(&jb->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		Jv		   *x;
+
+		switch (tok)
+		{
+			case WJB_KEY:
+				key = v.val.string.val;
+				klen = v.val.string.len;
+				continue;
+			case WJB_END_ARRAY:
+			case WJB_END_OBJECT:
+				depth--;
+				continue;
+			case WJB_BEGIN_ARRAY:
+			case WJB_BEGIN_OBJECT:
+				x = jv_new(a, tok == WJB_BEGIN_ARRAY ? JV_ARR : JV_OBJ);
+				break;
+			default:			/* WJB_VALUE, WJB_ELEM */
+				x = jsonb_scalar_jv(a, &v);
+				break;
+		}
+		if (x == NULL)
+			jv_from_jsonb_fail("out of memory");
+		if (depth == 0)
+			root = x;
+		else if (stack[depth - 1]->t == JV_ARR ? !jv_arr_push(a, stack[depth - 1], x)
+				 : !jv_obj_set(a, stack[depth - 1], key, klen, x))
+			jv_from_jsonb_fail("out of memory");
+		if (tok == WJB_BEGIN_ARRAY || tok == WJB_BEGIN_OBJECT)
+		{
+			if (depth >= JV_MAX_DEPTH)
+				jv_from_jsonb_fail("nested too deeply");
+			stack[depth++] = x;
+		}
+	}
+	pfree(stack);
+	return root;
 }
 
 /* jv → jsonb (storage form); NULL when it cannot be stored (NaN, ±Infinity). */
