@@ -36,6 +36,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -62,14 +63,69 @@ glob_text(text *pat, text *s)
 	return tg_res_glob(VARDATA_ANY(pat), VARSIZE_ANY_EXHDR(pat), VARDATA_ANY(s), VARSIZE_ANY_EXHDR(s));
 }
 
+/*
+ * The resolver list, kept per backend until topgun.resolvers changes: its
+ * statement trigger (topgun._invalidate_cache) sends a relcache
+ * invalidation, which every backend sees before its next transaction
+ * reads it (and this one at its next command, or at its abort).  Reading it
+ * per call was a statement per group commit writer.
+ */
+typedef struct ResolverList
+{
+	bool		valid;
+	int			n;
+	Resolver   *rs;				/* in cache_cxt */
+} ResolverList;
+
+static ResolverList lists[2];	/* [sql_writes] */
+static MemoryContext cache_cxt = NULL;
+static Oid	resolvers_rel = InvalidOid;
+
+static void
+resolvers_changed(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == resolvers_rel)
+		lists[0].valid = lists[1].valid = false;
+}
+
+/*
+ * The caller's own copy: a user resolver may change topgun.resolvers and
+ * write to a map with resolvers, which reloads the list while its caller
+ * still walks the old one.
+ */
+static Resolver *
+copy_list(const ResolverList *l, int *n)
+{
+	Resolver   *rs = palloc(sizeof(Resolver) * Max(l->n, 1));
+
+	for (int i = 0; i < l->n; i++)
+	{
+		rs[i] = l->rs[i];
+		rs[i].map_pattern = DatumGetTextPCopy(PointerGetDatum(l->rs[i].map_pattern));
+		if (l->rs[i].key_pattern)
+			rs[i].key_pattern = DatumGetTextPCopy(PointerGetDatum(l->rs[i].key_pattern));
+	}
+	*n = l->n;
+	return rs;
+}
+
 static Resolver *
 load_resolvers(bool sql_writes, int *n)
 {
-	/* kept: parsing and planning it per call was a statement per group commit */
+	/* kept: parsing and planning it per load was a statement per group commit */
 	static SPIPlanPtr plans[2];
-	Resolver   *rs;
+	ResolverList *l = &lists[sql_writes];
+	MemoryContext old;
 	int			rc;
 
+	if (cache_cxt == NULL)
+	{
+		cache_cxt = AllocSetContextCreate(TopMemoryContext, "topgun resolver list", ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(resolvers_changed, (Datum) 0);
+	}
+	if (l->valid)
+		return copy_list(l, n);
+	resolvers_rel = get_relname_relid("resolvers", get_namespace_oid("topgun", false));
 	if (plans[sql_writes] == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql_writes
@@ -85,9 +141,21 @@ load_resolvers(bool sql_writes, int *n)
 	rc = SPI_execute_plan(plans[sql_writes], NULL, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading topgun.resolvers failed: %s", SPI_result_code_string(rc));
-	*n = (int) SPI_processed;
-	rs = SPI_palloc(sizeof(Resolver) * Max(*n, 1));
-	for (int i = 0; i < *n; i++)
+	if (l->rs)
+	{
+		for (int i = 0; i < l->n; i++)
+		{
+			pfree(l->rs[i].map_pattern);
+			if (l->rs[i].key_pattern)
+				pfree(l->rs[i].key_pattern);
+		}
+		pfree(l->rs);
+		l->rs = NULL;
+	}
+	old = MemoryContextSwitchTo(cache_cxt);
+	l->n = (int) SPI_processed;
+	l->rs = palloc(sizeof(Resolver) * Max(l->n, 1));
+	for (int i = 0; i < l->n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
@@ -95,14 +163,17 @@ load_resolvers(bool sql_writes, int *n)
 		text	   *name = DatumGetTextPP(SPI_getbinval(t, d, 1, &isnull));
 		Datum		v;
 
-		rs[i].map_pattern = (text *) SPI_datumTransfer(SPI_getbinval(t, d, 2, &isnull), false, -1);
+		l->rs[i].map_pattern = DatumGetTextPCopy(SPI_getbinval(t, d, 2, &isnull));
 		v = SPI_getbinval(t, d, 3, &isnull);
-		rs[i].key_pattern = isnull ? NULL : (text *) SPI_datumTransfer(v, false, -1);
+		l->rs[i].key_pattern = isnull ? NULL : DatumGetTextPCopy(v);
 		v = SPI_getbinval(t, d, 4, &isnull);
-		rs[i].fn = isnull ? InvalidOid : DatumGetObjectId(v);
-		rs[i].builtin = isnull ? tg_res_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) : -1;
+		l->rs[i].fn = isnull ? InvalidOid : DatumGetObjectId(v);
+		l->rs[i].builtin = isnull ? tg_res_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) : -1;
 	}
-	return rs;
+	MemoryContextSwitchTo(old);
+	SPI_freetuptable(SPI_tuptable);
+	l->valid = true;
+	return copy_list(l, n);
 }
 
 /* A registered function resolver; TG_RES_THROW when it failed or answered nonsense. */

@@ -101,6 +101,34 @@ test('a resolver registered or dropped in SQL applies from the next client write
   }
 });
 
+test('a second resolver on a map whose chain is already in use applies at once, and is gone at once when dropped', async () => {
+  // the server keeps the resolver list between group commits: a change to it must reach it
+  const map = hlc.uniqueName('sqlres2');
+  const c = await Client.authed({ name: 'writer' });
+  try {
+    psql(`SELECT topgun.register_resolver('builtin:non_negative', ${lit(map)})`);
+    let ack = await c.sendOps([hlc.putOp(map, 'stock', 5, hlc.now('writer'))]);
+    assert.equal(ack.payload.results[0].success, true, 'non_negative accepts 5');
+    psql(`SELECT topgun.register_resolver('builtin:immutable', ${lit(map)})`);
+    ack = await c.sendOps([hlc.putOp(map, 'stock', 6, hlc.now('writer'))]);
+    assert.equal(ack.payload.results[0].success, false, 'immutable is in force at once');
+    assert.equal(psql(`SELECT topgun.lww_get(${lit(map)}, 'stock')`), '5');
+    psql(`SELECT topgun.unregister_resolver('builtin:immutable', ${lit(map)})`);
+    const [ms, ctr] = psql(`SELECT ts::text FROM topgun.lww WHERE map = ${lit(map)} AND key = 'stock'`).split(':').map(Number);
+    const t = hlc.now('writer');
+    const ts = t.millis > ms ? t : { millis: ms, counter: ctr + 1, nodeId: 'writer' };
+    ack = await c.sendOps([hlc.putOp(map, 'stock', 7, ts)]);
+    assert.equal(ack.payload.results[0].success, true, 'immutable is gone at once, non_negative still accepts');
+    assert.equal(psql(`SELECT topgun.lww_get(${lit(map)}, 'stock')`), '7');
+    ack = await c.sendOps([hlc.putOp(map, 'stock', -1, hlc.now('writer'))]);
+    assert.equal(ack.payload.results[0].success, false, 'non_negative is still in force');
+  } finally {
+    psql(`SELECT topgun.unregister_resolver('builtin:immutable', ${lit(map)})`);
+    psql(`SELECT topgun.unregister_resolver('builtin:non_negative', ${lit(map)})`);
+    await c.close();
+  }
+});
+
 test('SEARCH: results from an enabled map; a map without search gets SEARCH_RESP with an error', async () => {
   const map = hlc.uniqueName('docs');
   const c = await Client.authed({ name: 'searcher' });
