@@ -14,6 +14,7 @@
 
 #include "exec/apply.h"
 #include "exec/events.h"
+#include "logic/logic_pg.h"
 
 Jsonb *
 gop_jsonb(GOp *g)
@@ -118,7 +119,7 @@ tg_apply_resolve(GBatch *gbatches, int ngbatches, GOp *gops, int ngops)
 
 			if (g->resolved || g->state != GS_PENDING || !is_lww_op(g))
 				continue;
-			if (!tg_resolvers_on(g->map))
+			if (!tg_resolvers_cover_map(g->map, strlen(g->map)))
 			{
 				g->resolved = true;
 				continue;

@@ -14,7 +14,7 @@
 #include "core/hlc.h"
 #include "exec/exec.h"
 #include "exec/readers.h"
-#include "exec/resolve.h"
+#include "logic/logic_pg.h"
 
 /* ENTRY_PROCESS requests one connection may have out at once, pipelined */
 #define TG_PROCESSOR_PIPELINE 16
@@ -142,7 +142,7 @@ done(TgConn *c, void *arg, const char *msg, Size len, const TgRecError *err)
 			tg_send_typed_failure(c, p->type, p->request_id, strlen(p->request_id), err->message);
 	}
 	if (p->type == TG_MSG_REGISTER_RESOLVER || p->type == TG_MSG_UNREGISTER_RESOLVER)
-		tg_resolvers_invalidate();	/* client writes see the change at once */
+		tg_resolvers_forget();	/* client writes see the change at once */
 	free(p->request_id);
 	free(p);
 }

@@ -5,20 +5,17 @@
  * topgun.resolve_ops() runs, called directly with the values the group
  * already parsed) runs the chain of every resolver registered for the op's
  * map (built-ins natively, DBA functions through SQL) and answers accept /
- * merge / reject / local per op.  Which maps have resolvers is cached (the
- * patterns of topgun.resolvers, re-read when the table's change commits: its
- * statement trigger sends a relcache invalidation), so a map without
- * resolvers costs one glob walk per op.
+ * merge / reject / local per op.  Which maps have resolvers is
+ * tg_resolvers_cover_map() (src/logic/pg_resolve.c: the resolver list kept
+ * until topgun.resolvers changes), so a map without resolvers costs one glob
+ * walk per op.
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -28,66 +25,7 @@
 #include "logic/logic_pg.h"
 
 
-static char **patterns = NULL;
-static int	npatterns = 0;
-static bool loaded = false;
-static Oid	resolvers_relid = InvalidOid;
-static int	plan_patterns = -1;
 static int	plan_restamp = -1;
-
-void
-tg_resolvers_invalidate(void)
-{
-	loaded = false;
-}
-
-/* topgun.resolvers changed (its statement trigger, topgun._invalidate_cache) */
-static void
-relcache_cb(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == resolvers_relid)
-		loaded = false;
-}
-
-/* In a transaction. */
-bool
-tg_resolvers_on(const char *map)
-{
-	size_t		len = strlen(map);
-
-	if (!loaded)
-	{
-		MemoryContext old;
-		static bool cb_registered = false;
-
-		if (!cb_registered)
-		{
-			CacheRegisterRelcacheCallback(relcache_cb, (Datum) 0);
-			cb_registered = true;
-		}
-		resolvers_relid = get_relname_relid("resolvers", get_namespace_oid("topgun", false));
-
-		if (SPI_execute_plan(tg_live_plan(&plan_patterns,
-										  "SELECT DISTINCT map_pattern FROM topgun.resolvers", 0, NULL),
-							 NULL, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "topgun: could not read topgun.resolvers");
-		for (int i = 0; i < npatterns; i++)
-			pfree(patterns[i]);
-		if (patterns)
-			pfree(patterns);
-		old = MemoryContextSwitchTo(TopMemoryContext);
-		npatterns = (int) SPI_processed;
-		patterns = palloc(sizeof(char *) * Max(1, npatterns));
-		for (int i = 0; i < npatterns; i++)
-			patterns[i] = pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		MemoryContextSwitchTo(old);
-		loaded = true;
-	}
-	for (int i = 0; i < npatterns; i++)
-		if (tg_res_glob(patterns[i], strlen(patterns[i]), map, len))
-			return true;
-	return false;
-}
 
 /* Run the chains for ops (all written by `writer`); in the group's transaction. */
 void

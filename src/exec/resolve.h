@@ -24,9 +24,7 @@ typedef struct TgResolveOp
 	char	   *reason;			/* reject: in tg_proto_cxt */
 } TgResolveOp;
 
-extern bool tg_resolvers_on(const char *map);	/* in a transaction */
 extern void tg_resolve(TgConn *writer, TgResolveOp *ops, int n);	/* in a transaction */
 extern bool tg_restamp(const char *map, const char *key, const char *newer_than, TgEvent *ev);
-extern void tg_resolvers_invalidate(void);
 
 #endif							/* TG_EXEC_RESOLVE_H */

@@ -48,6 +48,14 @@ typedef struct TgResolveItem
  */
 extern void tg_resolve_batch(TgResolveItem *ops, int n, text *identity, bool is_server, bool sql_writes);
 
+/*
+ * Whether some registered resolver's map pattern matches map (in a
+ * transaction); the list is kept until topgun.resolvers changes, or until
+ * tg_resolvers_forget().
+ */
+extern bool tg_resolvers_cover_map(const char *map, size_t len);
+extern void tg_resolvers_forget(void);
+
 /* _PG_init: topgun.sql_write_resolvers and the shared lock table. */
 extern void tg_logic_init(void);
 

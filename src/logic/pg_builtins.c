@@ -109,7 +109,7 @@ jv_from_jsonb(JvArena *a, Jsonb *jb)
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	Jv		  **stack;
+	Jv		   *stack[JV_MAX_DEPTH];	/* the open containers */
 	int			depth = 0;
 	Jv		   *root = NULL;
 	const char *key = NULL;
@@ -123,7 +123,6 @@ jv_from_jsonb(JvArena *a, Jsonb *jb)
 			elog(ERROR, "a scalar jsonb without its scalar");
 		return jsonb_scalar_jv(a, &v);
 	}
-	stack = palloc(sizeof(Jv *) * JV_MAX_DEPTH);
 	it = JsonbIteratorInit(&jb->root);
 	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
 	{
@@ -161,7 +160,6 @@ jv_from_jsonb(JvArena *a, Jsonb *jb)
 			stack[depth++] = x;
 		}
 	}
-	pfree(stack);
 	return root;
 }
 

@@ -68,64 +68,54 @@ glob_text(text *pat, text *s)
  * statement trigger (topgun._invalidate_cache) sends a relcache
  * invalidation, which every backend sees before its next transaction
  * reads it (and this one at its next command, or at its abort).  Reading it
- * per call was a statement per group commit writer.
+ * per call was a statement per group commit writer.  lists[0] has every
+ * resolver (client writes, and which maps have any), lists[1] the
+ * apply_to_sql ones (SQL writes).
  */
 typedef struct ResolverList
 {
 	bool		valid;
 	int			n;
-	Resolver   *rs;				/* in cache_cxt */
+	Resolver   *rs;
+	MemoryContext cxt;			/* rs and its texts */
 } ResolverList;
 
 static ResolverList lists[2];	/* [sql_writes] */
-static MemoryContext cache_cxt = NULL;
 static Oid	resolvers_rel = InvalidOid;
+
+void
+tg_resolvers_forget(void)
+{
+	lists[0].valid = lists[1].valid = false;
+}
 
 static void
 resolvers_changed(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == resolvers_rel)
-		lists[0].valid = lists[1].valid = false;
+		tg_resolvers_forget();
 }
 
-/*
- * The caller's own copy: a user resolver may change topgun.resolvers and
- * write to a map with resolvers, which reloads the list while its caller
- * still walks the old one.
- */
-static Resolver *
-copy_list(const ResolverList *l, int *n)
-{
-	Resolver   *rs = palloc(sizeof(Resolver) * Max(l->n, 1));
-
-	for (int i = 0; i < l->n; i++)
-	{
-		rs[i] = l->rs[i];
-		rs[i].map_pattern = DatumGetTextPCopy(PointerGetDatum(l->rs[i].map_pattern));
-		if (l->rs[i].key_pattern)
-			rs[i].key_pattern = DatumGetTextPCopy(PointerGetDatum(l->rs[i].key_pattern));
-	}
-	*n = l->n;
-	return rs;
-}
-
-static Resolver *
-load_resolvers(bool sql_writes, int *n)
+/* The list, read again if it changed.  In a transaction. */
+static const ResolverList *
+resolver_list(bool sql_writes)
 {
 	/* kept: parsing and planning it per load was a statement per group commit */
 	static SPIPlanPtr plans[2];
 	ResolverList *l = &lists[sql_writes];
 	MemoryContext old;
-	int			rc;
 
-	if (cache_cxt == NULL)
+	if (l->cxt == NULL)
 	{
-		cache_cxt = AllocSetContextCreate(TopMemoryContext, "topgun resolver list", ALLOCSET_SMALL_SIZES);
-		CacheRegisterRelcacheCallback(resolvers_changed, (Datum) 0);
+		if (lists[!sql_writes].cxt == NULL)
+			CacheRegisterRelcacheCallback(resolvers_changed, (Datum) 0);
+		l->cxt = AllocSetContextCreate(TopMemoryContext, "topgun resolver list", ALLOCSET_SMALL_SIZES);
 	}
 	if (l->valid)
-		return copy_list(l, n);
+		return l;
 	resolvers_rel = get_relname_relid("resolvers", get_namespace_oid("topgun", false));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (plans[sql_writes] == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare(sql_writes
@@ -138,21 +128,10 @@ load_resolvers(bool sql_writes, int *n)
 			elog(ERROR, "could not prepare the resolver list: %s", SPI_result_code_string(SPI_result));
 		plans[sql_writes] = p;
 	}
-	rc = SPI_execute_plan(plans[sql_writes], NULL, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading topgun.resolvers failed: %s", SPI_result_code_string(rc));
-	if (l->rs)
-	{
-		for (int i = 0; i < l->n; i++)
-		{
-			pfree(l->rs[i].map_pattern);
-			if (l->rs[i].key_pattern)
-				pfree(l->rs[i].key_pattern);
-		}
-		pfree(l->rs);
-		l->rs = NULL;
-	}
-	old = MemoryContextSwitchTo(cache_cxt);
+	if (SPI_execute_plan(plans[sql_writes], NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "reading topgun.resolvers failed");
+	MemoryContextReset(l->cxt);
+	old = MemoryContextSwitchTo(l->cxt);
 	l->n = (int) SPI_processed;
 	l->rs = palloc(sizeof(Resolver) * Max(l->n, 1));
 	for (int i = 0; i < l->n; i++)
@@ -171,9 +150,42 @@ load_resolvers(bool sql_writes, int *n)
 		l->rs[i].builtin = isnull ? tg_res_find(VARDATA_ANY(name), VARSIZE_ANY_EXHDR(name)) : -1;
 	}
 	MemoryContextSwitchTo(old);
-	SPI_freetuptable(SPI_tuptable);
+	SPI_finish();
 	l->valid = true;
-	return copy_list(l, n);
+	return l;
+}
+
+bool
+tg_resolvers_cover_map(const char *map, size_t len)
+{
+	const ResolverList *l = resolver_list(false);
+
+	for (int i = 0; i < l->n; i++)
+		if (tg_res_glob(VARDATA_ANY(l->rs[i].map_pattern), VARSIZE_ANY_EXHDR(l->rs[i].map_pattern), map, len))
+			return true;
+	return false;
+}
+
+/*
+ * The caller's own copy of the list: a user resolver may change
+ * topgun.resolvers and write to a map with resolvers, which reloads the
+ * list while its caller still walks the old one.
+ */
+static Resolver *
+load_resolvers(bool sql_writes, int *n)
+{
+	const ResolverList *l = resolver_list(sql_writes);
+	Resolver   *rs = palloc(sizeof(Resolver) * Max(l->n, 1));
+
+	for (int i = 0; i < l->n; i++)
+	{
+		rs[i] = l->rs[i];
+		rs[i].map_pattern = DatumGetTextPCopy(PointerGetDatum(l->rs[i].map_pattern));
+		if (l->rs[i].key_pattern)
+			rs[i].key_pattern = DatumGetTextPCopy(PointerGetDatum(l->rs[i].key_pattern));
+	}
+	*n = l->n;
+	return rs;
 }
 
 /* A registered function resolver; TG_RES_THROW when it failed or answered nonsense. */
