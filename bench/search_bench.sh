@@ -109,3 +109,32 @@ compare "tps" "$cp" "$cs"
 $PSQL -At -c "SELECT '  statistics rows of concurrent_search: ' || (SELECT count(*) FROM topgun.search_df d WHERE d.map_id = c.id)
                        || ' bucket rows, ' || (SELECT count(*) FROM topgun.search_delta d WHERE d.map_id = c.id) || ' pending deltas'
                 FROM topgun.search_config c WHERE c.map = 'concurrent_search'"
+
+echo "== ingest over the wire: bench/ws_load, 10 connections, OP_BATCH of 100, 2 in flight, ~30 Zipf words per value"
+# The sync server was off for the phases above (topgun.port = 0); turn it on.
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cc -O2 -Wall -Wextra -Werror -o "$DIR/ws_load" "$REPO/bench/ws_load.c" -lcrypto -lm
+WSPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+SECRET="bench-$(openssl rand -hex 24)"
+cat >> "$DIR/data/postgresql.conf" <<CONF
+topgun.port = $WSPORT
+topgun.listen_addresses = '127.0.0.1'
+topgun.database = 'postgres'
+topgun.jwt_secret = '$SECRET'
+CONF
+as_pg "$PGBIN/pg_ctl -D $DIR/data -l $DIR/log -w restart" >/dev/null
+for _ in $(seq 1 300); do	# until the sync server accepts connections (30 s at most)
+  (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null && break
+  sleep 0.1
+done
+$PSQL -c "SET client_min_messages = warning" -c "SELECT topgun.search_enable('ws_search', '{text}')" >/dev/null
+for m in ws_plain ws_search; do
+  out=$("$DIR/ws_load" --port "$WSPORT" --secret "$SECRET" --map "$m" --connections 10 --batch 100 --window 2 \
+          --words 30 --rate 0 --idle 0 --duration "${SEARCH_WS_SECONDS:-10}" | grep -v '^#')
+  echo "  $m: $out"
+  echo "$m $(sed -n 's/.* acked_ops\/s=\([0-9.]*\).*/\1/p' <<<"$out")" >> "$DIR/ws"
+done
+read -r _ wp < <(grep '^ws_plain ' "$DIR/ws")
+read -r _ wsr < <(grep '^ws_search ' "$DIR/ws")
+compare "acked ops/s" "$wp" "$wsr"
+$PSQL -At -c "SELECT '  ws_search documents indexed: ' || count(*) FROM topgun.search_doc d JOIN topgun.search_config c ON c.id = d.map_id WHERE c.map = 'ws_search'"

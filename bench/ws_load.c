@@ -648,6 +648,7 @@ static int	g_port = 8080;
 static const char *g_map = "ws-load";
 static char *g_token;
 static int	g_value_bytes = 64;
+static int	g_words = 0;		/* --words: Zipf text instead of --value-size bytes */
 static int	g_maps = 1;			/* maps the ops are spread over */
 static int	g_nconn = 1;		/* connections of the running phase */
 
@@ -1034,6 +1035,35 @@ put_timestamp(Buf *m, Conn *c)
 	mp_str(m, c->node);
 }
 
+/*
+ * --words N: N - 1 .. N + 1 words (by id) drawn from a 50,000-word Zipf
+ * vocabulary (s = 1: rank = floor(exp(u ln 50000))); the word of rank r is
+ * "z" and r's digits as consonants, as in bench/search_bench.sh's word(): no
+ * stop word, and the stemmer keeps it.  Returns the text's length.
+ */
+static int
+zipf_text(char *out, uint64_t id)
+{
+	static const char digit[] = "bcdfghjklm";
+	int			n = g_words + (int) (id % 3) - 1;
+	int			len = 0;
+
+	for (int w = 0; w < n; w++)
+	{
+		double		u = xorshift() / 4294967296.0;
+		int			r = (int) floor(exp(u * log(50000.0)));
+		char		d[16];
+		int			nd = snprintf(d, sizeof(d), "%d", r < 1 ? 1 : r);
+
+		if (w > 0)
+			out[len++] = ' ';
+		out[len++] = 'z';
+		for (int k = 0; k < nd; k++)
+			out[len++] = digit[d[k] - '0'];
+	}
+	return len;
+}
+
 static void
 put_value(Buf *m, uint64_t id)
 {
@@ -1041,7 +1071,8 @@ put_value(Buf *m, uint64_t id)
 
 	if (txt == NULL)
 	{
-		txt = malloc(g_value_bytes + 1);
+		/* a word is at most "z" and 5 digits, and a separator */
+		txt = malloc((g_words > 0 ? (size_t) (g_words + 1) * 7 : (size_t) g_value_bytes) + 1);
 		if (txt == NULL)
 			die("out of memory");
 	}
@@ -1051,6 +1082,11 @@ put_value(Buf *m, uint64_t id)
 	mp_str(m, "done");
 	buf_byte(m, (id & 1) ? 0xc3 : 0xc2);
 	mp_str(m, "text");
+	if (g_words > 0)
+	{
+		mp_strn(m, txt, zipf_text(txt, id));
+		return;
+	}
 	for (int k = 0; k < g_value_bytes; k++)
 		txt[k] = 'a' + (k + id) % 26;
 	mp_strn(m, txt, g_value_bytes);
@@ -1486,6 +1522,7 @@ usage(void)
 		   "  --mix LIST            op kinds, e.g. put,remove,or_add or put:8,remove:1,or_add:1 (put)\n"
 		   "  --duration S          seconds measured per phase (10)\n"
 		   "  --value-size B        size of the text field of each value (64; alias --value-bytes)\n"
+		   "  --words N             text field of ~N words from a 50,000-word Zipf vocabulary instead\n"
 		   "  --rate R              open-loop phase at R ops/s (10000; 0 = skip)\n"
 		   "  --rate-connections N  connections for the open-loop phase (10)\n"
 		   "  --rate-batch N        ops per batch in the open-loop phase (10)\n"
@@ -1520,6 +1557,7 @@ main(int argc, char **argv)
 		{"value-bytes", required_argument, 0, 'v'},
 		{"value-size", required_argument, 0, 'v'},
 		{"window", required_argument, 0, 'W'},
+		{"words", required_argument, 0, 'T'},
 		{"maps", required_argument, 0, 'M'},
 		{"mix", required_argument, 0, 'X'},
 		{"rate", required_argument, 0, 'r'},
@@ -1561,6 +1599,7 @@ main(int argc, char **argv)
 			case 'b': batch = atoi(optarg); break;
 			case 'd': duration = atof(optarg); break;
 			case 'v': g_value_bytes = atoi(optarg); break;
+			case 'T': g_words = atoi(optarg); break;
 			case 'W': window = atoi(optarg); break;
 			case 'M': g_maps = atoi(optarg); break;
 			case 'X': mix = optarg; break;
@@ -1582,13 +1621,14 @@ main(int argc, char **argv)
 	if (batch < 1 || batch > 65535 || rate_batch < 1 || duration <= 0 || duration > 600)
 		die("bad --batch / --rate-batch / --duration");
 	if (window < 1 || window > MAX_PEND / 2 || g_maps < 1 || g_maps > 100000 ||
-		g_value_bytes < 0 || g_value_bytes > 65535)
-		die("bad --window (1..%d) / --maps (1..100000) / --value-size (0..65535)", MAX_PEND / 2);
+		g_value_bytes < 0 || g_value_bytes > 65535 || g_words < 0 || g_words > 8000)
+		die("bad --window (1..%d) / --maps (1..100000) / --value-size (0..65535) / --words (0..8000)", MAX_PEND / 2);
 	parse_mix(mix);
 	g_rng ^= (uint32_t) getpid();
 
-	printf("# ws_load: %s:%d map=%s maps=%d mix=%s value_bytes=%d duration=%.0fs per phase\n",
-		   g_host, g_port, g_map, g_maps, mix, g_value_bytes, duration);
+	printf("# ws_load: %s:%d map=%s maps=%d mix=%s %s=%d duration=%.0fs per phase\n",
+		   g_host, g_port, g_map, g_maps, mix, g_words > 0 ? "zipf_words" : "value_bytes",
+		   g_words > 0 ? g_words : g_value_bytes, duration);
 	/*
 	 * Memory first: after the load phases the worker's heap has free space
 	 * that new connections would reuse, hiding what they cost.
