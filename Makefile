@@ -59,7 +59,7 @@ $(EXTENSION)--$(PREVVERSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/upgra
 
 # ---------------------------------------------------------------------------
 # PostgreSQL-free modules (wire codec, JWT, string hash): unit tests and fuzzers.
-PURE_SRCS = $(sort $(wildcard src/wire/*.c src/auth/*.c src/query/*.c) $(filter-out src/logic/pg_%.c,$(wildcard src/logic/*.c)) $(filter-out src/search/pg_%.c,$(wildcard src/search/*.c))) src/merkle/fnv.c src/core/hlc_parse.c \
+PURE_SRCS = $(sort $(wildcard src/wire/*.c src/auth/*.c src/query/*.c) $(filter-out src/logic/pg_%.c,$(wildcard src/logic/*.c)) $(filter-out src/search/pg_%.c,$(wildcard src/search/*.c))) src/merkle/fnv.c src/merkle/delta_codec.c src/core/hlc_parse.c \
 	src/metrics/metrics.c src/metrics/http.c src/exec/ratelimit.c
 PURE_CFLAGS = -Isrc -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter \
 	-Wno-missing-field-initializers -Wno-sign-compare

@@ -29,6 +29,8 @@
 #            cluster, before the others; its COST_* variables apply,
 #            COST_SECONDS defaults to TG_BENCH_SECONDS.
 # TG_BENCH_SECONDS sets the seconds measured per phase (default 10).
+# TG_BENCH_CONF: extra postgresql.conf lines for the cluster (one per line),
+# e.g. TG_BENCH_CONF="topgun.merkle_pend_min_nodes = 257" for an A/B run.
 # Needs the extension built and installed (make && make install, or
 # scripts/setup.sh; with scripts/devpg.sh's environment, into the private copy).
 set -euo pipefail
@@ -66,11 +68,13 @@ cleanup() {
 trap cleanup EXIT
 
 secret="bench-$(openssl rand -hex 24)"
+extra_conf=()
+while IFS= read -r l; do [ -n "$l" ] && extra_conf+=(--conf-line "$l"); done <<<"${TG_BENCH_CONF:-}"
 tg_cluster_init "$state" --secret "$secret" \
 	--conf-line "shared_buffers = 512MB" \
 	--conf-line "max_wal_size = 4GB" \
 	--conf-line "checkpoint_timeout = 30min" \
-	--conf-line "topgun.max_connections = 2000" >/dev/null
+	--conf-line "topgun.max_connections = 2000" "${extra_conf[@]}" >/dev/null
 tg_cluster_start "$state"
 tg_create_extension "$state"
 tg_wait_serving "$state" 30 || tg_die "sync server not serving"
@@ -94,10 +98,16 @@ cpu_ms() {
 	done
 	echo $((total * 1000 / $(getconf CLK_TCK)))
 }
-# Milliseconds spent in the Merkle flush so far (0 on a server without the counters).
+# Milliseconds spent in the Merkle flush so far and node rows it wrote (0 0 on a server without the counters).
 flush_ms() {
 	local v
-	v="$(sql "SELECT round(flush_cpu_ms)::bigint FROM topgun.merkle_flush_stats()" 2>/dev/null || true)"
+	v="$(sql "SELECT round(flush_cpu_ms)::bigint || ' ' || nodes FROM topgun.merkle_flush_stats()" 2>/dev/null || true)"
+	echo "${v:-0 0}"
+}
+# Rows in topgun.merkle_pending now (Merkle deltas not yet folded into node rows).
+pending_rows() {
+	local v
+	v="$(sql "SELECT count(*) FROM topgun.merkle_pending" 2>/dev/null || true)"
 	echo "${v:-0}"
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
@@ -135,18 +145,19 @@ fi
 
 # One ws_load run, with the flush's share of the server's CPU during it.
 cell() {
-	local pids c0 f0 out c1 f1 ops
+	local pids c0 f0 n0 out c1 f1 n1 ops
 	pids="$(server_pids)"
 	# shellcheck disable=SC2086
 	c0="$(cpu_ms $pids)"
-	f0="$(flush_ms)"
+	read -r f0 n0 <<<"$(flush_ms)"
 	out="$("$REPO/bench/ws_load" --port "$WSPORT" --secret "$secret" --idle 0 --duration "$SECS" "$@" | grep -v '^#')"
 	# shellcheck disable=SC2086
 	c1="$(cpu_ms $pids)"
-	f1="$(flush_ms)"
+	read -r f1 n1 <<<"$(flush_ms)"
 	ops="$(field 'acked_ops\/s' "$out")"
 	echo "$out$(ratio "${ops:-0}") server_cpu_ms=$((c1 - c0))" \
-		"flush_cpu_share=$(awk -v f=$((f1 - f0)) -v c=$((c1 - c0)) 'BEGIN { printf "%.1f%%", (c > 0 ? 100 * f / c : 0) }')"
+		"flush_cpu_share=$(awk -v f=$((f1 - f0)) -v c=$((c1 - c0)) 'BEGIN { printf "%.1f%%", (c > 0 ? 100 * f / c : 0) }')" \
+		"node_rows_written=$((n1 - n0)) pending_rows=$(pending_rows)"
 }
 
 if want matrix; then

@@ -104,7 +104,8 @@ DELETE FROM lww WHERE map = 'tx' AND key = 'c';
 INSERT INTO lww (map, key, value, ts) VALUES ('tx', 'direct', '7', '3:0:n');
 DELETE FROM ormap WHERE map = 'tags' AND key = 'post3';
 SELECT name, merkle_verify(name) FROM maps ORDER BY name;
--- a broken tree is detected and rebuilt
+-- a broken tree is detected and rebuilt (folded first: the writes above are pending rows)
+SELECT merkle_fold('ex');
 UPDATE merkle_nodes SET leaves = topgun._merkle_leaves_add(leaves, array_fill(1::bigint, ARRAY[16]))
  WHERE map = 'ex' AND prefix = (SELECT min(prefix) FROM merkle_nodes WHERE map = 'ex');
 SELECT merkle_verify('ex');
@@ -116,3 +117,84 @@ SELECT _merkle_leaves_add(ARRAY[1, NULL, 4294967295, NULL, 0,0,0,0,0,0,0,0,0,0,0
 -- a damaged row is refused, not silently summed
 SELECT _merkle_leaves_add('{1,2}', array_fill(0::bigint, ARRAY[16]));
 SELECT _merkle_leaves_add(array_fill(0::bigint, ARRAY[4, 4]), array_fill(0::bigint, ARRAY[16]));
+
+-- Pending delta rows (src/merkle/pending_rows.c): commits pend their node
+-- deltas as topgun.merkle_pending rows; the readers add them; a fold moves
+-- them into merkle_nodes without changing any hash.
+SET topgun.merkle_fold_rows = 1000;
+SET topgun.merkle_pend_min_nodes = 1;
+SELECT lww_put('pend', 'k' || g, to_jsonb(g), (g || ':0:n')::hlc) IS NOT NULL FROM generate_series(1, 40) g \g /dev/null
+SELECT count(*) > 0 AS pending, (SELECT count(*) FROM merkle_nodes WHERE map = 'pend') AS node_rows
+  FROM merkle_pending WHERE map = 'pend';
+CREATE TEMP TABLE before_fold AS
+  SELECT merkle_root('pend') AS root,
+         (SELECT jsonb_agg(b ORDER BY b.bucket) FROM merkle_buckets('pend', '') b) AS top,
+         (SELECT jsonb_agg(jsonb_build_object(p, (SELECT jsonb_agg(b ORDER BY b.bucket) FROM merkle_buckets('pend', p) b)) ORDER BY p)
+            FROM (SELECT DISTINCT lpad(to_hex((l.leaf >> 4)::int), 2, '0') AS p FROM lww l WHERE l.map = 'pend') d) AS nodes;
+SELECT merkle_verify('pend');
+SELECT merkle_fold('pend');
+SELECT (SELECT count(*) FROM merkle_pending WHERE map = 'pend') AS pending_after,
+       (SELECT count(*) > 0 FROM merkle_nodes WHERE map = 'pend') AS node_rows_after,
+       b.root = merkle_root('pend') AS same_root,
+       b.top = (SELECT jsonb_agg(x ORDER BY x.bucket) FROM merkle_buckets('pend', '') x) AS same_top,
+       b.nodes = (SELECT jsonb_agg(jsonb_build_object(p, (SELECT jsonb_agg(x ORDER BY x.bucket) FROM merkle_buckets('pend', p) x)) ORDER BY p)
+                    FROM (SELECT DISTINCT lpad(to_hex((l.leaf >> 4)::int), 2, '0') AS p FROM lww l WHERE l.map = 'pend') d) AS same_nodes,
+       merkle_verify('pend')
+  FROM before_fold b;
+-- a backend folds the map at its commit that reaches topgun.merkle_fold_rows rows
+SET topgun.merkle_fold_rows = 3;
+SELECT lww_put('pend', 'f1', '1', '100:0:n') IS NOT NULL;
+SELECT lww_put('pend', 'f2', '1', '100:0:n') IS NOT NULL;
+SELECT count(*) AS pending_two FROM merkle_pending WHERE map = 'pend';
+SELECT lww_put('pend', 'f3', '1', '100:0:n') IS NOT NULL;
+SELECT count(*) AS pending_folded FROM merkle_pending WHERE map = 'pend';
+SELECT merkle_verify('pend');
+-- 1: every commit folds, as before pending rows existed
+SET topgun.merkle_fold_rows = 1;
+SELECT lww_put('pend', 'f4', '1', '100:0:n') IS NOT NULL;
+SELECT count(*) AS pending_none FROM merkle_pending WHERE map = 'pend';
+-- REPEATABLE READ never folds (a fold's delete could conflict with its snapshot)
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT lww_put('pend', 'f5', '1', '100:0:n') IS NOT NULL;
+COMMIT;
+SELECT count(*) AS pending_rr FROM merkle_pending WHERE map = 'pend';
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT merkle_fold('pend');
+ROLLBACK;
+-- a savepoint rolled back takes its deltas out of the pending row
+SET topgun.merkle_fold_rows = 1000;
+BEGIN;
+SELECT lww_put('pend', 'sp1', '1', '100:0:n') IS NOT NULL;
+SAVEPOINT s;
+SELECT lww_put('pend', 'sp2', '1', '100:0:n') IS NOT NULL;
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT merkle_verify('pend');
+-- a rebuild drops the pending rows with the nodes, and gives the same tree
+CREATE TEMP TABLE before_rebuild AS SELECT merkle_root('pend') AS root;
+SELECT count(*) > 0 AS pending_before_rebuild FROM merkle_pending WHERE map = 'pend';
+SELECT merkle_rebuild('pend');
+SELECT count(*) AS pending_rebuilt FROM merkle_pending WHERE map = 'pend';
+SELECT merkle_verify('pend'), merkle_root('pend') = (SELECT root FROM before_rebuild) AS same_root;
+-- the row format: node, touched leaves (LE), one LE delta per touched leaf
+SELECT * FROM _merkle_pending_leaves('\x0505000100000002000000'::bytea);
+SELECT * FROM _merkle_pending_leaves('\x'::bytea);
+-- malformed rows are refused (truncated, no leaf), never summed
+SELECT * FROM _merkle_pending_leaves('\x050500010000'::bytea);
+SELECT * FROM _merkle_pending_leaves('\x000000'::bytea);
+INSERT INTO merkle_pending VALUES ('pend', '\x01');
+SELECT merkle_root('pend');
+SELECT * FROM merkle_buckets('pend', '');
+SELECT merkle_rebuild('pend');
+SELECT merkle_verify('pend');
+SELECT merkle_fold(repeat('x', 300));
+-- by default a commit that touches a few nodes of a map updates them in place
+RESET topgun.merkle_pend_min_nodes;
+SELECT lww_put('pend', 'few', '1', '100:0:n') IS NOT NULL;
+SELECT count(*) AS pending_few FROM merkle_pending WHERE map = 'pend';
+SELECT count(*) AS written FROM lww_put_many(array_fill('pend'::text, ARRAY[40]),
+         ARRAY(SELECT 'm' || g FROM generate_series(1, 40) g), array_fill('1'::jsonb, ARRAY[40]),
+         array_fill('100:0:n'::hlc, ARRAY[40]));
+SELECT count(*) AS pending_many FROM merkle_pending WHERE map = 'pend';
+SELECT merkle_verify('pend');
+RESET topgun.merkle_fold_rows;

@@ -2,9 +2,11 @@
  * api.c — merkle_root(), merkle_buckets() and the leaf-array helper.
  *
  * Both read at most the 256 rows of a map in topgun.merkle_nodes (one per
- * depth-2 node, holding its 16 leaves), so their cost does not grow with the
- * number of records in the map.  The calling transaction's own unflushed
- * deltas are added so a transaction sees its own writes in the tree.
+ * depth-2 node, holding its 16 leaves) and its not yet folded rows in
+ * topgun.merkle_pending, in one statement (one snapshot: a delta is seen
+ * either pending or folded), so their cost does not grow with the number of
+ * records in the map.  The calling transaction's own unflushed deltas are
+ * added so a transaction sees its own writes in the tree.
  */
 #include "topgun.h"
 #include "merkle/merkle.h"
@@ -87,8 +89,10 @@ tg_merkle_root(PG_FUNCTION_ARGS)
 	if (root_plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT coalesce(sum(hash), 0)::int8 FROM topgun.merkle_nodes "
-									"WHERE map = $1", 1, types);
+		SPIPlanPtr	p = SPI_prepare("SELECT ((coalesce((SELECT sum(hash) FROM topgun.merkle_nodes WHERE map = $1), 0) + "
+									"coalesce((SELECT sum(d.delta) FROM topgun.merkle_pending p, "
+									"topgun._merkle_pending_leaves(p.deltas) d WHERE p.map = $1), 0)) "
+									"% 4294967296)::int8", 1, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "topgun: could not prepare merkle_root");
@@ -131,8 +135,12 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 	if (buckets_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT ((prefix >> $4) & 15)::int4, sum(hash)::int8 FROM topgun.merkle_nodes "
+		SPIPlanPtr	p = SPI_prepare("SELECT c, (sum(h) % 4294967296)::int8 FROM ("
+									"SELECT ((prefix >> $4) & 15)::int4 AS c, hash AS h FROM topgun.merkle_nodes "
 									"WHERE map = $1 AND prefix BETWEEN $2 AND $3 "
+									"UNION ALL SELECT ((d.prefix >> $4) & 15)::int4, d.delta "
+									"FROM topgun.merkle_pending p, topgun._merkle_pending_leaves(p.deltas) d "
+									"WHERE p.map = $1 AND d.prefix BETWEEN $2 AND $3) x "
 									"GROUP BY 1", 4, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
@@ -142,7 +150,12 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 	if (leaves_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT2OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT leaves FROM topgun.merkle_nodes WHERE map = $1 AND prefix = $2",
+		SPIPlanPtr	p = SPI_prepare("SELECT (u.o - 1)::int4, u.h FROM topgun.merkle_nodes n, "
+									"pg_catalog.unnest(n.leaves) WITH ORDINALITY AS u(h, o) "
+									"WHERE n.map = $1 AND n.prefix = $2 AND u.h IS NOT NULL "
+									"UNION ALL SELECT d.slot, d.delta "
+									"FROM topgun.merkle_pending p, topgun._merkle_pending_leaves(p.deltas) d "
+									"WHERE p.map = $1 AND d.prefix = $2",
 									2, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
@@ -151,20 +164,22 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 	}
 	if (plen == 2)
 	{
-		/* depth 2: the node's leaves */
+		/* depth 2: the node's leaves, stored and pending */
 		Datum		args[2];
-		bool		isnull;
-		Datum		d;
+		uint64		r;
 
 		args[0] = PointerGetDatum(map);
 		args[1] = Int16GetDatum(pval);
-		if (SPI_execute_plan(leaves_plan, args, NULL, true, 1) != SPI_OK_SELECT)
+		if (SPI_execute_plan(leaves_plan, args, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "topgun: merkle_buckets query failed");
-		if (SPI_processed == 1)
+		for (r = 0; r < SPI_processed; r++)
 		{
-			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			if (!isnull)
-				tg_merkle_get_leaves(DatumGetArrayTypeP(d), sums, exists);
+			bool		isnull;
+			int			c = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+			int64		h = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+
+			sums[c & 15] += (uint32) h;
+			exists[c & 15] = true;
 		}
 	}
 	else

@@ -48,6 +48,15 @@ extern struct ArrayType *tg_merkle_leaves_sum(struct ArrayType *old, const uint3
  */
 extern int	tg_merkle_nodes_update(const TgNodeDelta *nodes, int n, bool *done);
 
+/*
+ * pending_rows.c: a commit's node deltas kept as topgun.merkle_pending rows,
+ * or folded with the map's pending rows (the returned nodes; see the file).
+ */
+extern void tg_merkle_rows_init(void);
+extern void tg_merkle_rows_reset(void);
+extern bool tg_merkle_rows_forced(void);
+extern int	tg_merkle_rows_apply(TgNodeDelta **nodes, int n, int *cap, bool may_fold);
+
 /* hashing (item.c) */
 extern uint32 tg_lww_item_hash(const char *key, int keylen, const TgHlc *ts);
 

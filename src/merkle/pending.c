@@ -4,10 +4,11 @@
  * Row triggers on the storage tables call in here with the change a row
  * makes to its leaf (LWW: item hash added/removed) or with the OR-map key it
  * touched.  Nothing is written until the transaction is about to commit;
- * then every touched depth-2 node (one row holding its hash and its 16 leaf
- * hashes) gets one upsert, in (map, prefix) order so that concurrent
- * committers lock node rows in the same order and cannot deadlock with each
- * other.  A transaction of any size costs at most 256 row updates per map.
+ * then the deltas of every touched depth-2 node are merged per node and, per
+ * map, either written as pending rows or folded (pending_rows.c): a folded
+ * map's node rows (each holding its hash and its 16 leaf hashes) get one
+ * update each, in (map, prefix) order.  A transaction of any size costs at
+ * most 256 row updates per map.
  *
  * Subtransactions: deltas made inside a subtransaction are logged with its
  * nesting level so that a rollback to savepoint can subtract them again.
@@ -124,6 +125,7 @@ reset_pending(void)
 	undo = NULL;
 	undo_len = undo_cap = 0;
 	flushing = false;
+	tg_merkle_rows_reset();
 }
 
 void
@@ -281,6 +283,30 @@ node_delta_cmp(const void *a, const void *b)
 	if (c != 0)
 		return c;
 	return x->prefix - y->prefix;
+}
+
+/* Sort nodes[0..n) by (map, prefix) and merge the deltas of each node into one; returns the count. */
+static int
+merge_nodes(TgNodeDelta *nodes, int n)
+{
+	int			i,
+				j;
+
+	qsort(nodes, n, sizeof(TgNodeDelta), node_delta_cmp);
+	for (i = 0, j = 0; i < n; i++)
+	{
+		if (j > 0 && node_delta_cmp(&nodes[j - 1], &nodes[i]) == 0)
+		{
+			TgNodeDelta *d = &nodes[j - 1];
+
+			d->touched |= nodes[i].touched;
+			for (int k = 0; k < 16; k++)
+				d->leaf[k] += nodes[i].leaf[k];
+		}
+		else
+			nodes[j++] = nodes[i];
+	}
+	return j;
 }
 
 static SPIPlanPtr upsert_nodes_plan = NULL;
@@ -454,7 +480,7 @@ flush_or_keys(void)
 }
 
 static void
-flush_pending(void)
+flush_pending(bool may_fold)
 {
 	HASH_SEQ_STATUS st;
 	LeafEntry  *e;
@@ -477,7 +503,7 @@ flush_pending(void)
 	int			nwritten;
 	bool	   *done;
 
-	if (leaf_deltas == NULL)
+	if (leaf_deltas == NULL && !tg_merkle_rows_forced())
 		return;
 	started = tg_merkle_cpu_usec();
 	flushing = true;
@@ -490,22 +516,28 @@ flush_pending(void)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	prepare_flush_plans();
-	nor = (int) hash_get_num_entries(or_dirty);
+	nor = or_dirty != NULL ? (int) hash_get_num_entries(or_dirty) : 0;
 	if (nor > 0)
 		flush_or_keys();
 
-	cap = hash_get_num_entries(leaf_deltas) + 1;
+	cap = (leaf_deltas != NULL ? hash_get_num_entries(leaf_deltas) : 0) + 16;
 	nodes = palloc(cap * sizeof(TgNodeDelta));
-	hash_seq_init(&st, leaf_deltas);
-	while ((e = hash_seq_search(&st)) != NULL)
+	if (leaf_deltas != NULL)
 	{
-		nodes[n].map = e->key.map;
-		nodes[n].prefix = e->key.leaf >> 4;
-		nodes[n].touched = (uint16) (1 << (e->key.leaf & 15));
-		memset(nodes[n].leaf, 0, sizeof(nodes[n].leaf));
-		nodes[n].leaf[e->key.leaf & 15] = e->delta;
-		n++;
+		hash_seq_init(&st, leaf_deltas);
+		while ((e = hash_seq_search(&st)) != NULL)
+		{
+			nodes[n].map = e->key.map;
+			nodes[n].prefix = e->key.leaf >> 4;
+			nodes[n].touched = (uint16) (1 << (e->key.leaf & 15));
+			memset(nodes[n].leaf, 0, sizeof(nodes[n].leaf));
+			nodes[n].leaf[e->key.leaf & 15] = e->delta;
+			n++;
+		}
 	}
+	n = merge_nodes(nodes, n);
+	/* pend the deltas of most maps; the maps that fold come back with their pending rows */
+	n = merge_nodes(nodes, tg_merkle_rows_apply(&nodes, n, &cap, may_fold));
 	if (n == 0)
 	{
 		SPI_finish();
@@ -514,22 +546,6 @@ flush_pending(void)
 		tg_merkle_flush_account(started, 0, nor);
 		return;
 	}
-	qsort(nodes, n, sizeof(TgNodeDelta), node_delta_cmp);
-	/* merge the leaves of one depth-2 node into one row */
-	for (i = 0, j = 0; i < n; i++)
-	{
-		if (j > 0 && node_delta_cmp(&nodes[j - 1], &nodes[i]) == 0)
-		{
-			TgNodeDelta  *d = &nodes[j - 1];
-
-			d->touched |= nodes[i].touched;
-			for (k = 0; k < 16; k++)
-				d->leaf[k] += nodes[i].leaf[k];
-		}
-		else
-			nodes[j++] = nodes[i];
-	}
-	n = j;
 	/* existing rows directly (node_write.c); the rest, new rows, with ON CONFLICT */
 	done = palloc0(n * sizeof(bool));
 	if (tg_merkle_nodes_update(nodes, n, done) > 0)
@@ -590,8 +606,10 @@ xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
+			flush_pending(true);
+			break;
 		case XACT_EVENT_PRE_PREPARE:
-			flush_pending();
+			flush_pending(false);
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
@@ -609,6 +627,7 @@ void
 tg_merkle_init(void)
 {
 	tg_merkle_flush_stats_init();
+	tg_merkle_rows_init();
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
 }

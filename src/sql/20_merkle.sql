@@ -18,13 +18,51 @@ COMMENT ON TABLE topgun.merkle_nodes IS 'Merkle depth-2 node and leaf hashes per
 CREATE FUNCTION topgun._merkle_leaves_add(old bigint[], delta bigint[]) RETURNS bigint[]
   AS 'MODULE_PATHNAME', 'tg_merkle_leaves_add' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- A commit's node deltas of a map, not yet added to merkle_nodes: a commit
+-- inserts one row per map it wrote (a few for many nodes) instead of updating
+-- every node row it touched; the backend that wrote topgun.merkle_fold_rows of
+-- them folds them (src/merkle/pending_rows.c).  The tree of a map is its node
+-- rows plus its pending rows, read in one statement.
+CREATE TABLE topgun.merkle_pending (
+  map    text NOT NULL,
+  deltas bytea NOT NULL   -- records: node prefix, touched leaves, their deltas (src/merkle/delta_codec.h)
+);
+CREATE INDEX merkle_pending_map ON topgun.merkle_pending (map);
+COMMENT ON TABLE topgun.merkle_pending IS 'Merkle leaf deltas of recent commits, per map, not yet folded into merkle_nodes';
+
+CREATE FUNCTION topgun._merkle_pending_leaves(deltas bytea) RETURNS TABLE (prefix int, slot int, delta bigint)
+  AS 'MODULE_PATHNAME', 'tg_merkle_pending_leaves' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION topgun.merkle_fold(map text) RETURNS void
+  AS 'MODULE_PATHNAME', 'tg_merkle_fold' LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION topgun.merkle_fold(text) IS
+  'Fold the map''s pending Merkle delta rows into its node rows when the calling transaction commits';
+
 -- Every leaf that was ever written, with its hash.
 CREATE FUNCTION topgun._stored_leaf_hashes(map text) RETURNS TABLE (leaf int, hash bigint)
   LANGUAGE sql STABLE STRICT
 AS $$
-  SELECT n.prefix * 16 + (u.o - 1)::int, u.h
-    FROM topgun.merkle_nodes n, pg_catalog.unnest(n.leaves) WITH ORDINALITY AS u(h, o)
-   WHERE n.map = $1 AND u.h IS NOT NULL
+  SELECT s.leaf, (sum(s.h) % 4294967296)::bigint FROM (
+    SELECT n.prefix * 16 + (u.o - 1)::int AS leaf, u.h
+      FROM topgun.merkle_nodes n, pg_catalog.unnest(n.leaves) WITH ORDINALITY AS u(h, o)
+     WHERE n.map = $1 AND u.h IS NOT NULL
+    UNION ALL
+    SELECT d.prefix * 16 + d.slot, d.delta
+      FROM topgun.merkle_pending p, topgun._merkle_pending_leaves(p.deltas) d
+     WHERE p.map = $1) s
+  GROUP BY s.leaf
+$$;
+
+-- Every depth-2 node that was ever written, with its hash.
+CREATE FUNCTION topgun._stored_node_hashes(map text) RETURNS TABLE (prefix int, hash bigint)
+  LANGUAGE sql STABLE STRICT
+AS $$
+  SELECT s.prefix, (sum(s.h) % 4294967296)::bigint FROM (
+    SELECT n.prefix::int AS prefix, n.hash AS h FROM topgun.merkle_nodes n WHERE n.map = $1
+    UNION ALL
+    SELECT d.prefix, d.delta
+      FROM topgun.merkle_pending p, topgun._merkle_pending_leaves(p.deltas) d
+     WHERE p.map = $1) s
+  GROUP BY s.prefix
 $$;
 
 CREATE TABLE topgun.or_keys (
@@ -58,8 +96,10 @@ CREATE FUNCTION topgun._truncate_trees() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_TABLE_NAME = 'lww' THEN
     DELETE FROM topgun.merkle_nodes m WHERE m.map IN (SELECT name FROM topgun.maps WHERE kind = 'lww');
+    DELETE FROM topgun.merkle_pending m WHERE m.map IN (SELECT name FROM topgun.maps WHERE kind = 'lww');
   ELSE
     DELETE FROM topgun.merkle_nodes m WHERE m.map IN (SELECT name FROM topgun.maps WHERE kind = 'or');
+    DELETE FROM topgun.merkle_pending m WHERE m.map IN (SELECT name FROM topgun.maps WHERE kind = 'or');
     DELETE FROM topgun.or_keys;
   END IF;
   RETURN NULL;
@@ -184,7 +224,7 @@ BEGIN
   IF EXISTS (
       SELECT 1 FROM (SELECT leaf >> 4 AS p, sum(hash) % 4294967296 AS h
                        FROM topgun._stored_leaf_hashes(map) GROUP BY 1) a
-      FULL JOIN (SELECT prefix, hash FROM topgun.merkle_nodes WHERE merkle_nodes.map = merkle_verify.map) b
+      FULL JOIN topgun._stored_node_hashes(map) b
         ON a.p = b.prefix
      WHERE coalesce(a.h, 0) <> coalesce(b.hash, 0)) THEN
     RETURN false;
@@ -203,6 +243,7 @@ CREATE FUNCTION topgun.merkle_rebuild(map text) RETURNS void LANGUAGE plpgsql VO
 AS $$
 BEGIN
   DELETE FROM topgun.merkle_nodes m WHERE m.map = merkle_rebuild.map;
+  DELETE FROM topgun.merkle_pending m WHERE m.map = merkle_rebuild.map;
   DELETE FROM topgun.or_keys k WHERE k.map = merkle_rebuild.map;
   INSERT INTO topgun.or_keys (map, leaf, key, entry_hash)
     SELECT merkle_rebuild.map, k.leaf, k.key, topgun._or_entry_hash(merkle_rebuild.map, k.key)
