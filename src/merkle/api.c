@@ -10,6 +10,7 @@
  */
 #include "topgun.h"
 #include "merkle/merkle.h"
+#include "merkle/delta_codec.h"
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -44,6 +45,47 @@ tg_merkle_leaves_add(PG_FUNCTION_ARGS)
 		if (delta_ex[i])
 			touched |= (uint16) (1 << i);
 	PG_RETURN_ARRAYTYPE_P(tg_merkle_leaves_sum(PG_GETARG_ARRAYTYPE_P(0), delta, touched));
+}
+
+/*
+ * Add one topgun.merkle_pending row's records of nodes lo..hi: per leaf of
+ * the node (per_leaf), or per child digit (prefix >> shift) & 15 of the
+ * node's total.  Malformed bytes are an error, never summed.
+ */
+static void
+add_pending(bytea *b, int lo, int hi, int shift, uint32 *sums, bool *exists, bool per_leaf)
+{
+	const uint8 *p = (const uint8 *) VARDATA_ANY(b);
+	size_t		len = VARSIZE_ANY_EXHDR(b);
+	size_t		pos = 0;
+	TgDeltaRecord rec;
+	int			r;
+
+	while ((r = tg_delta_next(p, len, &pos, &rec)) == 1)
+	{
+		uint32		node = 0;
+
+		if (rec.prefix < lo || rec.prefix > hi)
+			continue;
+		for (int i = 0; i < 16; i++)
+		{
+			if ((rec.touched & (1u << i)) == 0)
+				continue;
+			node += rec.leaf[i];
+			if (per_leaf)
+			{
+				sums[i] += rec.leaf[i];
+				exists[i] = true;
+			}
+		}
+		if (!per_leaf)
+		{
+			sums[(rec.prefix >> shift) & 15] += node;
+			exists[(rec.prefix >> shift) & 15] = true;
+		}
+	}
+	if (r < 0)
+		tg_merkle_delta_corrupt(len, pos);
 }
 
 /* Parse a path of 0..3 lowercase hex digits; returns its value. */
@@ -89,22 +131,32 @@ tg_merkle_root(PG_FUNCTION_ARGS)
 	if (root_plan == NULL)
 	{
 		Oid			types[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT ((coalesce((SELECT sum(hash) FROM topgun.merkle_nodes WHERE map = $1), 0) + "
-									"coalesce((SELECT sum(d.delta) FROM topgun.merkle_pending p, "
-									"topgun._merkle_pending_leaves(p.deltas) d WHERE p.map = $1), 0)) "
-									"% 4294967296)::int8", 1, types);
+		SPIPlanPtr	p = SPI_prepare("SELECT (SELECT coalesce(sum(hash), 0) % 4294967296 FROM topgun.merkle_nodes "
+									"WHERE map = $1)::int8, NULL::bytea "
+									"UNION ALL SELECT 0, deltas FROM topgun.merkle_pending WHERE map = $1", 1, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "topgun: could not prepare merkle_root");
 		root_plan = p;
 	}
 	args[0] = PointerGetDatum(map);
-	if (SPI_execute_plan(root_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+	if (SPI_execute_plan(root_plan, args, NULL, true, 0) != SPI_OK_SELECT || SPI_processed < 1)
 		elog(ERROR, "topgun: merkle_root query failed");
+	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
 
-		root = (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		if (isnull)
+			root += (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+		else
+		{
+			uint32		one[16] = {0};
+			bool		ex[16];
+
+			add_pending(DatumGetByteaPP(d), 0, 255, 8, one, ex, false);
+			root += one[0];
+		}
 	}
 	SPI_finish();
 	root += tg_merkle_pending_sum(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map), 0, 0, 0, NULL);
@@ -135,13 +187,10 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 	if (buckets_plan == NULL)
 	{
 		Oid			types[4] = {TEXTOID, INT4OID, INT4OID, INT4OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT c, (sum(h) % 4294967296)::int8 FROM ("
-									"SELECT ((prefix >> $4) & 15)::int4 AS c, hash AS h FROM topgun.merkle_nodes "
+		SPIPlanPtr	p = SPI_prepare("SELECT ((prefix >> $4) & 15)::int4, hash, NULL::bytea FROM topgun.merkle_nodes "
 									"WHERE map = $1 AND prefix BETWEEN $2 AND $3 "
-									"UNION ALL SELECT ((d.prefix >> $4) & 15)::int4, d.delta "
-									"FROM topgun.merkle_pending p, topgun._merkle_pending_leaves(p.deltas) d "
-									"WHERE p.map = $1 AND d.prefix BETWEEN $2 AND $3) x "
-									"GROUP BY 1", 4, types);
+									"UNION ALL SELECT 0, 0, deltas FROM topgun.merkle_pending WHERE map = $1",
+									4, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "topgun: could not prepare merkle_buckets");
@@ -150,12 +199,8 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 	if (leaves_plan == NULL)
 	{
 		Oid			types[2] = {TEXTOID, INT2OID};
-		SPIPlanPtr	p = SPI_prepare("SELECT (u.o - 1)::int4, u.h FROM topgun.merkle_nodes n, "
-									"pg_catalog.unnest(n.leaves) WITH ORDINALITY AS u(h, o) "
-									"WHERE n.map = $1 AND n.prefix = $2 AND u.h IS NOT NULL "
-									"UNION ALL SELECT d.slot, d.delta "
-									"FROM topgun.merkle_pending p, topgun._merkle_pending_leaves(p.deltas) d "
-									"WHERE p.map = $1 AND d.prefix = $2",
+		SPIPlanPtr	p = SPI_prepare("SELECT leaves, NULL::bytea FROM topgun.merkle_nodes WHERE map = $1 AND prefix = $2 "
+									"UNION ALL SELECT NULL::int8[], deltas FROM topgun.merkle_pending WHERE map = $1",
 									2, types);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
@@ -175,11 +220,26 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 		for (r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
-			int			c = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-			int64		h = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+			Datum		leaves = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+			Datum		d;
 
-			sums[c & 15] += (uint32) h;
-			exists[c & 15] = true;
+			if (!isnull)
+			{
+				uint32		h[16];
+				bool		ex[16];
+
+				tg_merkle_get_leaves(DatumGetArrayTypeP(leaves), h, ex);
+				for (i = 0; i < 16; i++)
+					if (ex[i])
+					{
+						sums[i] += h[i];
+						exists[i] = true;
+					}
+				continue;
+			}
+			d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+			if (!isnull)
+				add_pending(DatumGetByteaPP(d), pval, pval, 0, sums, exists, true);
 		}
 	}
 	else
@@ -197,10 +257,17 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 		for (r = 0; r < SPI_processed; r++)
 		{
 			bool		isnull;
-			int			c = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
-			int64		h = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 3, &isnull);
+			int			c;
 
-			sums[c & 15] = (uint32) h;
+			if (!isnull)
+			{
+				add_pending(DatumGetByteaPP(d), DatumGetInt32(args[1]), DatumGetInt32(args[2]),
+							DatumGetInt32(args[3]), sums, exists, false);
+				continue;
+			}
+			c = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+			sums[c & 15] += (uint32) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
 			exists[c & 15] = true;
 		}
 	}

@@ -56,6 +56,7 @@ extern void tg_merkle_rows_init(void);
 extern void tg_merkle_rows_reset(void);
 extern bool tg_merkle_rows_forced(void);
 extern int	tg_merkle_rows_apply(TgNodeDelta **nodes, int n, int *cap, bool may_fold);
+extern void tg_merkle_delta_corrupt(size_t len, size_t pos) pg_attribute_noreturn();
 
 /* hashing (item.c) */
 extern uint32 tg_lww_item_hash(const char *key, int keylen, const TgHlc *ts);

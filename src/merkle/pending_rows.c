@@ -136,6 +136,16 @@ is_forced(const char *map)
 	return false;
 }
 
+/* A topgun.merkle_pending row that does not decode (direct DML): never summed. */
+void
+tg_merkle_delta_corrupt(size_t len, size_t pos)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("malformed Merkle delta row (%zu bytes, bad record at byte %zu)", len, pos),
+			 errhint("Run topgun.merkle_rebuild() for the map.")));
+}
+
 static SPIPlanPtr
 keep(const char *sql, int nargs, Oid *types)
 {
@@ -212,10 +222,7 @@ decode_row(bytea *b, const char *map, TgNodeDelta **nodes, int *n, int *cap)
 		memcpy(d->leaf, rec.leaf, sizeof(d->leaf));
 	}
 	if (r < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("topgun.merkle_pending holds malformed deltas for map \"%s\"", map),
-				 errhint("Run topgun.merkle_rebuild() for the map.")));
+		tg_merkle_delta_corrupt(len, pos);
 }
 
 /*
@@ -365,9 +372,7 @@ tg_merkle_pending_leaves(PG_FUNCTION_ARGS)
 		}
 	}
 	if (r < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("malformed Merkle delta row (%zu bytes, bad record at byte %zu)", len, pos)));
+		tg_merkle_delta_corrupt(len, pos);
 	return (Datum) 0;
 }
 
