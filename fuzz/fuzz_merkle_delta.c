@@ -34,6 +34,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();				/* accepted bytes must re-encode exactly */
 	if (r == -1 && pos >= size)
 		abort();
+	/* a range read gives exactly the in-range records of a full read, and fails where it fails */
+	{
+		int			lo = size > 0 ? data[0] : 0,
+					hi = size > 1 ? data[1] : 255;
+		size_t		p1 = 0,
+					p2 = 0;
+		TgDeltaRecord a,
+					b;
+		int			r1,
+					r2;
+
+		for (;;)
+		{
+			do
+				r1 = tg_delta_next(copy, size, &p1, &a);
+			while (r1 == 1 && (a.prefix < lo || a.prefix > hi));
+			r2 = tg_delta_next_range(copy, size, &p2, &b, lo, hi);
+			if (r1 != r2)
+				abort();
+			if (r1 != 1)
+				break;
+			if (a.prefix != b.prefix || a.touched != b.touched || memcmp(a.leaf, b.leaf, sizeof(a.leaf)) != 0)
+				abort();
+		}
+	}
 	free(copy);
 	free(again);
 	return 0;

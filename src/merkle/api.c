@@ -61,12 +61,10 @@ add_pending(bytea *b, int lo, int hi, int shift, uint32 *sums, bool *exists, boo
 	TgDeltaRecord rec;
 	int			r;
 
-	while ((r = tg_delta_next(p, len, &pos, &rec)) == 1)
+	while ((r = tg_delta_next_range(p, len, &pos, &rec, lo, hi)) == 1)
 	{
 		uint32		node = 0;
 
-		if (rec.prefix < lo || rec.prefix > hi)
-			continue;
 		for (int i = 0; i < 16; i++)
 		{
 			if ((rec.touched & (1u << i)) == 0)

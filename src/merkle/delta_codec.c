@@ -75,3 +75,32 @@ tg_delta_next(const uint8_t *buf, size_t len, size_t *pos, TgDeltaRecord *rec)
 	*pos = p;
 	return 1;
 }
+
+int
+tg_delta_next_range(const uint8_t *buf, size_t len, size_t *pos, TgDeltaRecord *rec, int lo, int hi)
+{
+	size_t		p = *pos;
+
+	while (p < len)
+	{
+		uint16_t	touched;
+		size_t		need;
+
+		if (len - p < 3)
+			return -1;
+		touched = (uint16_t) (buf[p + 1] | (buf[p + 2] << 8));
+		if (touched == 0)
+			return -1;
+		need = tg_delta_record_size(touched);
+		if (len - p < need)
+			return -1;
+		if (buf[p] >= lo && buf[p] <= hi)
+		{
+			*pos = p;
+			return tg_delta_next(buf, len, pos, rec);
+		}
+		p += need;
+		*pos = p;
+	}
+	return 0;
+}

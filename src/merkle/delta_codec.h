@@ -41,4 +41,11 @@ extern size_t tg_delta_encode(uint8_t *out, int prefix, uint16_t touched, const 
  */
 extern int	tg_delta_next(const uint8_t *buf, size_t len, size_t *pos, TgDeltaRecord *rec);
 
+/*
+ * The same, for the next record whose prefix lies in [lo, hi]: the others are
+ * skipped over (their lengths checked, their deltas not read).
+ */
+extern int	tg_delta_next_range(const uint8_t *buf, size_t len, size_t *pos, TgDeltaRecord *rec,
+								int lo, int hi);
+
 #endif

@@ -102,12 +102,42 @@ test_malformed(void)
 		  "the untruncated record reads");
 }
 
+static void
+test_range(void)
+{
+	uint8_t		buf[TG_DELTA_RECORD_MAX * 256];
+	size_t		len = 0;
+	size_t		pos = 0;
+	TgDeltaRecord rec;
+	int			r,
+				seen = 0,
+				wrong = 0;
+
+	for (int p = 0; p < 256; p += 3)
+	{
+		uint32_t	leaf[16] = {0};
+
+		leaf[p % 16] = (uint32_t) p;
+		len += tg_delta_encode(buf + len, p, (uint16_t) (1u << (p % 16)), leaf);
+	}
+	while ((r = tg_delta_next_range(buf, len, &pos, &rec, 30, 60)) == 1)
+	{
+		seen++;
+		if (rec.prefix < 30 || rec.prefix > 60 || rec.leaf[rec.prefix % 16] != (uint32_t) rec.prefix)
+			wrong++;
+	}
+	CHECK(r == 0 && pos == len && seen == 11 && wrong == 0, "range 30..60: %d records, %d wrong, r=%d", seen, wrong, r);
+	pos = 0;
+	CHECK(tg_delta_next_range(buf, len - 1, &pos, &rec, 300, 300) == -1, "a truncated tail is refused while skipping");
+}
+
 int
 main(void)
 {
 	test_layout();
 	test_round_trip();
 	test_malformed();
+	test_range();
 	printf("test_merkle_delta: %d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }
