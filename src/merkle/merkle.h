@@ -57,6 +57,8 @@ extern void tg_merkle_rows_reset(void);
 extern bool tg_merkle_rows_forced(void);
 extern int	tg_merkle_rows_apply(TgNodeDelta **nodes, int n, int *cap, bool may_fold);
 extern void tg_merkle_delta_corrupt(size_t len, size_t pos) pg_attribute_noreturn();
+struct _SPI_plan;
+extern struct _SPI_plan *tg_merkle_keep_plan(const char *sql, int nargs, Oid *types);
 
 /* hashing (item.c) */
 extern uint32 tg_lww_item_hash(const char *key, int keylen, const TgHlc *ts);

@@ -315,16 +315,6 @@ static SPIPlanPtr or_lock_plan = NULL;
 static SPIPlanPtr or_put_plan = NULL;
 static SPIPlanPtr or_del_plan = NULL;
 
-static SPIPlanPtr
-keep(const char *sql, int nargs, Oid *types)
-{
-	SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
-
-	if (p == NULL || SPI_keepplan(p) != 0)
-		elog(ERROR, "topgun: could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
-	return p;
-}
-
 static void
 prepare_flush_plans(void)
 {
@@ -359,19 +349,19 @@ prepare_flush_plans(void)
 		appendStringInfoString(&q, ") ON CONFLICT (map, prefix) DO UPDATE "
 							   "SET hash = (m.hash + excluded.hash) % 4294967296, "
 							   "leaves = topgun._merkle_leaves_add(m.leaves, excluded.leaves)");
-		upsert_nodes_plan = keep(q.data, 3 + 16, tn);
+		upsert_nodes_plan = tg_merkle_keep_plan(q.data, 3 + 16, tn);
 		pfree(q.data);
 	}
-	or_old_plan = keep("SELECT entry_hash FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3",
+	or_old_plan = tg_merkle_keep_plan("SELECT entry_hash FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3",
 					   3, t3);
 	/* ON CONFLICT DO UPDATE ... WHERE false locks an existing row without writing it */
-	or_lock_plan = keep("INSERT INTO topgun.or_keys AS k (map, leaf, key, entry_hash) VALUES ($1, $2, $3, 0) "
+	or_lock_plan = tg_merkle_keep_plan("INSERT INTO topgun.or_keys AS k (map, leaf, key, entry_hash) VALUES ($1, $2, $3, 0) "
 						"ON CONFLICT (map, leaf, key) DO UPDATE SET entry_hash = k.entry_hash WHERE false "
 						"RETURNING 1", 3, t3);
-	or_put_plan = keep("INSERT INTO topgun.or_keys AS k (map, leaf, key, entry_hash) VALUES ($1, $2, $3, $4) "
+	or_put_plan = tg_merkle_keep_plan("INSERT INTO topgun.or_keys AS k (map, leaf, key, entry_hash) VALUES ($1, $2, $3, $4) "
 					   "ON CONFLICT (map, leaf, key) DO UPDATE SET entry_hash = excluded.entry_hash",
 					   4, t3);
-	or_del_plan = keep("DELETE FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3", 3, t3);
+	or_del_plan = tg_merkle_keep_plan("DELETE FROM topgun.or_keys WHERE map = $1 AND leaf = $2 AND key = $3", 3, t3);
 }
 
 typedef struct DirtyKey

@@ -146,8 +146,9 @@ tg_merkle_delta_corrupt(size_t len, size_t pos)
 			 errhint("Run topgun.merkle_rebuild() for the map.")));
 }
 
-static SPIPlanPtr
-keep(const char *sql, int nargs, Oid *types)
+/* A prepared statement kept for the backend's life (the flush's statements). */
+SPIPlanPtr
+tg_merkle_keep_plan(const char *sql, int nargs, Oid *types)
 {
 	SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
 
@@ -164,9 +165,9 @@ prepare_plans(void)
 
 	if (insert_plan != NULL)
 		return;
-	insert_plan = keep("INSERT INTO topgun.merkle_pending (map, deltas) "
+	insert_plan = tg_merkle_keep_plan("INSERT INTO topgun.merkle_pending (map, deltas) "
 					   "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))", 2, ins);
-	delete_plan = keep("DELETE FROM topgun.merkle_pending WHERE map = $1 RETURNING deltas", 1, del);
+	delete_plan = tg_merkle_keep_plan("DELETE FROM topgun.merkle_pending WHERE map = $1 RETURNING deltas", 1, del);
 }
 
 /* The rows of one map's nodes[0..n), appended to maps[] / rows[] from nrows on; returns the new count. */
