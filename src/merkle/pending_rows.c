@@ -197,7 +197,13 @@ encode_map(const TgNodeDelta *nodes, int n, Datum *maps, Datum *rows, int nrows)
 	return nrows;
 }
 
-/* Append the records of one stored row to *nodes (map: the fold's own copy of the name). */
+/*
+ * Append the records of one stored row to *nodes (map: the fold's own copy
+ * of the name).  A row that does not decode (direct DML) is dropped with a
+ * WARNING: failing the fold would fail every commit that folds the map; the
+ * tree then lacks the row's deltas until merkle_rebuild(), which
+ * merkle_verify() reports.
+ */
 static void
 decode_row(bytea *b, const char *map, TgNodeDelta **nodes, int *n, int *cap)
 {
@@ -208,6 +214,18 @@ decode_row(bytea *b, const char *map, TgNodeDelta **nodes, int *n, int *cap)
 	int			r;
 
 	while ((r = tg_delta_next(p, len, &pos, &rec)) == 1)
+		;
+	if (r < 0)
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("dropped a malformed Merkle delta row of map \"%s\" (%zu bytes, bad record at byte %zu)",
+						map, len, pos),
+				 errhint("Run topgun.merkle_rebuild() for the map.")));
+		return;
+	}
+	pos = 0;
+	while (tg_delta_next(p, len, &pos, &rec) == 1)
 	{
 		TgNodeDelta *d;
 
@@ -222,8 +240,6 @@ decode_row(bytea *b, const char *map, TgNodeDelta **nodes, int *n, int *cap)
 		d->touched = rec.touched;
 		memcpy(d->leaf, rec.leaf, sizeof(d->leaf));
 	}
-	if (r < 0)
-		tg_merkle_delta_corrupt(len, pos);
 }
 
 /*
