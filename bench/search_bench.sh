@@ -123,9 +123,9 @@ topgun.database = 'postgres'
 topgun.jwt_secret = '$SECRET'
 CONF
 as_pg "$PGBIN/pg_ctl -D $DIR/data -l $DIR/log -w restart" >/dev/null
-for _ in $(seq 1 300); do	# until the sync server accepts connections (30 s at most)
-  (exec 3<>"/dev/tcp/127.0.0.1/$WSPORT") 2>/dev/null && break
-  sleep 0.1
+# until the sync server reports it is listening (topgun.worker_stats; each query paces the poll)
+for _ in $(seq 1 3000); do
+  [ "$($PSQL -At -c "SELECT value FROM topgun.worker_stats WHERE name = 'listening'" 2>/dev/null)" = 1 ] && break
 done
 $PSQL -c "SET client_min_messages = warning" -c "SELECT topgun.search_enable('ws_search', '{text}')" >/dev/null
 for m in ws_plain ws_search; do

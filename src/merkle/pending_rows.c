@@ -253,9 +253,8 @@ int
 tg_merkle_rows_apply(TgNodeDelta **nodes, int n, int *cap, bool may_fold)
 {
 	TgNodeDelta *a = *nodes;
-	/* every row holds at least one node: at most n rows */
-	Datum	   *maps = palloc((n + 1) * sizeof(Datum));
-	Datum	   *rows = palloc((n + 1) * sizeof(Datum));
+	Datum	   *maps;
+	Datum	   *rows;
 	int			nrows = 0;
 	int			kept = 0;
 	List	   *folds = NIL;
@@ -266,6 +265,9 @@ tg_merkle_rows_apply(TgNodeDelta **nodes, int n, int *cap, bool may_fold)
 	/* a schema older than 1.2 (the upgrade script runs on this library): nodes only */
 	if (!OidIsValid(get_relname_relid("merkle_pending", get_namespace_oid("topgun", false))))
 		return n;
+	/* every row holds at least one node: at most n rows */
+	maps = palloc((n + 1) * sizeof(Datum));
+	rows = palloc((n + 1) * sizeof(Datum));
 	may_fold = may_fold && !IsolationUsesXactSnapshot();
 	prepare_plans();
 	for (i = 0; i < n; i = j)
