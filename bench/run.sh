@@ -18,8 +18,9 @@
 #            CPU time of the server's processes from /proc/PID/stat).
 #   open500  open loop at 10,000 ops/s over 500 maps (ack p99).
 #   perf     (opt-in) perf record -g of the server's processes during the
-#            50 x 50 cell; the summary goes to $TG_BENCH_PERF_OUT
-#            (default /tmp/topgun-perf.txt).
+#            50 x 50 cell (TG_BENCH_PERF_CELL=CONNSxMAPS picks another); the
+#            summary goes to $TG_BENCH_PERF_OUT (default /tmp/topgun-perf.txt),
+#            self time per symbol to $TG_BENCH_PERF_OUT.self.
 #   query    (opt-in) bench/query_bench.sh, live queries on a 1M-record map
 #            (issue 13), on its own throwaway cluster, before the others;
 #            TG_BENCH_QUERY_ARGS goes to it (e.g. --no-index), its QB_*
@@ -29,8 +30,11 @@
 #            cluster, before the others; its COST_* variables apply,
 #            COST_SECONDS defaults to TG_BENCH_SECONDS.
 # TG_BENCH_SECONDS sets the seconds measured per phase (default 10).
+# TG_BENCH_MAPS / TG_BENCH_CONNS: the matrix's map and connection counts
+# (default "1 50 500" and "1 10 50"), e.g. TG_BENCH_MAPS="1 500" TG_BENCH_CONNS=50.
 # TG_BENCH_CONF: extra postgresql.conf lines for the cluster (one per line),
 # e.g. TG_BENCH_CONF="topgun.merkle_pend_min_nodes = 257" for an A/B run.
+# TG_BENCH_SQL: SQL run once before the parts (e.g. an ALTER TABLE for an A/B run).
 # Needs the extension built and installed (make && make install, or
 # scripts/setup.sh; with scripts/devpg.sh's environment, into the private copy).
 set -euo pipefail
@@ -41,6 +45,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PARTS="${TG_BENCH_PARTS:-limit base matrix open500}"
 SECS="${TG_BENCH_SECONDS:-10}"
 PERF_OUT="${TG_BENCH_PERF_OUT:-/tmp/topgun-perf.txt}"
+PERF_CELL="${TG_BENCH_PERF_CELL:-50x50}"
+MATRIX_MAPS="${TG_BENCH_MAPS:-1 50 500}"
+MATRIX_CONNS="${TG_BENCH_CONNS:-1 10 50}"
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 if want query; then
@@ -80,6 +87,7 @@ tg_create_extension "$state"
 tg_wait_serving "$state" 30 || tg_die "sync server not serving"
 tg_state_load "$state"
 sql() { tg_psql "$state" -Atc "$1"; }
+[ -z "${TG_BENCH_SQL:-}" ] || sql "$TG_BENCH_SQL" >/dev/null
 pid="$(sql "SELECT topgun.worker_pid()" 2>/dev/null || true)"
 [ -n "$pid" ] || pid="$(sql "SELECT pid FROM pg_stat_activity WHERE backend_type = 'topgun sync server'")"
 
@@ -162,10 +170,10 @@ cell() {
 
 if want matrix; then
 	echo "# matrix: connections x maps, OP_BATCH of 20, 2 in flight per connection"
-	for maps in 1 50 500; do
-		for conns in 1 10 50; do
+	for maps in $MATRIX_MAPS; do
+		for conns in $MATRIX_CONNS; do
 			perf_job=""
-			if want perf && [ "$maps" = 50 ] && [ "$conns" = 50 ] && command -v perf >/dev/null; then
+			if want perf && [ "${conns}x$maps" = "$PERF_CELL" ] && command -v perf >/dev/null; then
 				perf record -g -o "$WORK/perf.data" -p "$(server_pids | tr ' ' ',')" -- sleep "$SECS" \
 					>/dev/null 2>&1 &
 				perf_job=$!
@@ -175,7 +183,9 @@ if want matrix; then
 				wait "$perf_job" || true
 				perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2>/dev/null |
 					grep -E '^ +[0-9.]+%' | grep -v '\] 0x' | head -60 >"$PERF_OUT" || true
-				echo "# perf profile of the 50 x 50 cell (children, top 60 symbols): $PERF_OUT"
+				perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
+					grep -E '^ +[0-9.]+%' | grep -v '\] 0x' | head -60 >"$PERF_OUT.self" || true
+				echo "# perf profile of the $conns x $maps cell (children, top 60 symbols): $PERF_OUT"
 			fi
 		done
 	done

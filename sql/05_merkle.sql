@@ -1,6 +1,8 @@
 -- Merkle trees: TopGun hash vectors, worked examples, buckets/leaf/diff, incremental = rebuild.
 \set SHOW_CONTEXT never
 SET search_path = topgun, public;
+-- every map keeps a stored tree here (the maps without one: 05_merkle_small)
+SET topgun.merkle_small_map_entries = 0;
 
 -- FNV-1a over UTF-16 code units (PROTOCOL.md 6.1)
 SELECT key_hash('') = 2166136261 AS empty, key_hash('a') = 3826002220 AS a,
@@ -123,6 +125,8 @@ SELECT _merkle_leaves_add(array_fill(0::bigint, ARRAY[4, 4]), array_fill(0::bigi
 -- them into merkle_nodes without changing any hash.
 SET topgun.merkle_fold_rows = 1000;
 SET topgun.merkle_pend_min_nodes = 1;
+-- the map's first commit builds its tree (modes.c); the next ones pend
+SELECT lww_put('pend', 'k1', '1', '1:0:n') IS NOT NULL \g /dev/null
 SELECT lww_put('pend', 'k' || g, to_jsonb(g), (g || ':0:n')::hlc) IS NOT NULL FROM generate_series(1, 40) g \g /dev/null
 SELECT count(*) > 0 AS pending, (SELECT count(*) FROM merkle_nodes WHERE map = 'pend') AS node_rows
   FROM merkle_pending WHERE map = 'pend';

@@ -7,16 +7,22 @@
  * either pending or folded), so their cost does not grow with the number of
  * records in the map.  The calling transaction's own unflushed deltas are
  * added so a transaction sees its own writes in the tree.
+ *
+ * A map without a stored tree (topgun.merkle_maps, src/merkle/modes.c) is
+ * read from its rows instead, in the same snapshot: at most
+ * topgun.merkle_small_map_entries of them, own writes included.
  */
 #include "topgun.h"
 #include "merkle/merkle.h"
 #include "merkle/delta_codec.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(tg_merkle_root);
 PG_FUNCTION_INFO_V1(tg_merkle_buckets);
@@ -25,6 +31,54 @@ PG_FUNCTION_INFO_V1(tg_merkle_leaves_add);
 static SPIPlanPtr root_plan = NULL;
 static SPIPlanPtr buckets_plan = NULL;
 static SPIPlanPtr leaves_plan = NULL;
+static SPIPlanPtr stored_plan = NULL;
+
+/* Whether the map keeps a stored tree, in the caller's snapshot (inside its SPI connection). */
+static bool
+map_stored(text *map)
+{
+	Datum		args[1];
+	bool		isnull;
+
+	/* a schema older than this library: every map has its tree */
+	if (!OidIsValid(get_relname_relid("merkle_maps", get_namespace_oid("topgun", false))))
+		return true;
+	if (stored_plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+
+		stored_plan = tg_merkle_keep_plan("SELECT topgun._merkle_stored($1)", 1, types);
+	}
+	args[0] = PointerGetDatum(map);
+	if (SPI_execute_plan(stored_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "topgun: Merkle mode lookup failed");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * A map without a stored tree: the sums of the children of the node at the
+ * path (plen digits, value pval) from the rows; child c sums the leaves whose
+ * digit plen is c.  plen 3 (a leaf itself) is not asked.
+ */
+static void
+computed_children(text *map, int plen, int pval, uint32 *sums, bool *exists)
+{
+	int			width = 4 * (3 - plen);
+	int			lo = pval << width;
+	int			n = 1 << width;
+	uint32	   *leaf = palloc(n * sizeof(uint32));
+	bool	   *has = palloc(n * sizeof(bool));
+
+	tg_merkle_leaves_from_rows(map, lo, lo + n - 1, leaf, has);
+	for (int l = 0; l < n; l++)
+		if (has[l])
+		{
+			sums[(l >> (width - 4)) & 15] += leaf[l];
+			exists[(l >> (width - 4)) & 15] = true;
+		}
+	pfree(leaf);
+	pfree(has);
+}
 
 /*
  * topgun._merkle_leaves_add(old bigint[], delta bigint[]) RETURNS bigint[]
@@ -137,6 +191,18 @@ tg_merkle_root(PG_FUNCTION_ARGS)
 			elog(ERROR, "topgun: could not prepare merkle_root");
 		root_plan = p;
 	}
+	if (!map_stored(map))
+	{
+		uint32		sums[16] = {0};
+		bool		ex[16] = {false};
+
+		/* the rows hold the transaction's own writes: no unflushed deltas to add */
+		computed_children(map, 0, 0, sums, ex);
+		SPI_finish();
+		for (int i = 0; i < 16; i++)
+			root += sums[i];
+		PG_RETURN_INT64((int64) root);
+	}
 	args[0] = PointerGetDatum(map);
 	if (SPI_execute_plan(root_plan, args, NULL, true, 0) != SPI_OK_SELECT || SPI_processed < 1)
 		elog(ERROR, "topgun: merkle_root query failed");
@@ -159,6 +225,26 @@ tg_merkle_root(PG_FUNCTION_ARGS)
 	SPI_finish();
 	root += tg_merkle_pending_sum(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map), 0, 0, 0, NULL);
 	PG_RETURN_INT64((int64) root);
+}
+
+/* The existing children as rows {hex digit, hash}. */
+static void
+emit_buckets(ReturnSetInfo *rsinfo, const uint32 *sums, const bool *exists)
+{
+	for (int i = 0; i < 16; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+		char		c[2];
+
+		if (!exists[i])
+			continue;
+		c[0] = "0123456789abcdef"[i];
+		c[1] = '\0';
+		values[0] = CStringGetTextDatum(c);
+		values[1] = Int64GetDatum((int64) sums[i]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
 }
 
 Datum
@@ -204,6 +290,13 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "topgun: could not prepare merkle_buckets");
 		leaves_plan = p;
+	}
+	if (!map_stored(map))
+	{
+		computed_children(map, plen, pval, sums, exists);
+		SPI_finish();
+		emit_buckets(rsinfo, sums, exists);
+		return (Datum) 0;
 	}
 	if (plen == 2)
 	{
@@ -273,17 +366,10 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 	tg_merkle_pending_sum(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map), plen, pval, pval, pend);
 	for (i = 0; i < 16; i++)
 	{
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
-		char		c[2];
-
-		if (!exists[i] && pend[i] == 0)
-			continue;
-		c[0] = "0123456789abcdef"[i];
-		c[1] = '\0';
-		values[0] = CStringGetTextDatum(c);
-		values[1] = Int64GetDatum((int64) (uint32) (sums[i] + pend[i]));
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		if (pend[i] != 0)
+			exists[i] = true;
+		sums[i] += pend[i];
 	}
+	emit_buckets(rsinfo, sums, exists);
 	return (Datum) 0;
 }

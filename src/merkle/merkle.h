@@ -29,6 +29,17 @@ extern void tg_merkle_mark_or_key(const char *map, int maplen, const char *key, 
 extern uint32 tg_merkle_pending_sum(const char *map, int maplen, int level, int prefix_lo, int prefix_hi,
 									uint32 *per_child);
 
+/* modes.c: which maps keep a stored tree (the others are computed from their rows on read) */
+extern void tg_merkle_modes_init(void);
+extern void tg_merkle_count_entry(const char *map, int maplen, int delta);
+extern int	tg_merkle_modes_apply(TgNodeDelta *nodes, int n, bool preparing);
+extern void tg_merkle_modes_check_prepare(void);
+extern void tg_merkle_modes_end(bool committed);
+
+/* from_rows.c: leaf hashes lo..hi of a map from its rows (inside the caller's SPI connection) */
+struct varlena;
+extern void tg_merkle_leaves_from_rows(struct varlena *map, int lo, int hi, uint32 *sums, bool *exists);
+
 /* flush_stats.c: cumulative cost of the pre-commit flush, in shared memory */
 extern void tg_merkle_flush_stats_init(void);
 extern uint64 tg_merkle_cpu_usec(void);

@@ -459,6 +459,8 @@ flush_or_keys(void)
 			elog(ERROR, "topgun: or_keys delete failed");
 		if (!live && !had_old)
 			continue;			/* never hashed and still empty */
+		if (live != had_old)
+			tg_merkle_count_entry(k->map, k->maplen, live ? 1 : -1);
 		if (newh != oldh || !had_old)
 		{
 			/* bypass the "while flushing" guard: this is part of the flush */
@@ -526,6 +528,8 @@ flush_pending(bool may_fold)
 		}
 	}
 	n = merge_nodes(nodes, n);
+	/* maps without a stored tree drop their deltas (modes.c) */
+	n = tg_merkle_modes_apply(nodes, n, !may_fold);
 	/* pend the deltas of most maps; the maps that fold come back with their pending rows */
 	n = merge_nodes(nodes, tg_merkle_rows_apply(&nodes, n, &cap, may_fold));
 	if (n == 0)
@@ -599,13 +603,18 @@ xact_callback(XactEvent event, void *arg)
 			flush_pending(true);
 			break;
 		case XACT_EVENT_PRE_PREPARE:
+			tg_merkle_modes_check_prepare();
 			flush_pending(false);
 			break;
 		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			tg_merkle_modes_end(true);
+			reset_pending();
+			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
-		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			tg_merkle_modes_end(false);
 			reset_pending();
 			break;
 		default:
@@ -618,6 +627,7 @@ tg_merkle_init(void)
 {
 	tg_merkle_flush_stats_init();
 	tg_merkle_rows_init();
+	tg_merkle_modes_init();
 	RegisterXactCallback(xact_callback, NULL);
 	RegisterSubXactCallback(subxact_callback, NULL);
 }

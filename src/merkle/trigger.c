@@ -81,9 +81,29 @@ tg_lww_merkle_trigger(PG_FUNCTION_ARGS)
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event) || TRIGGER_FIRED_BY_DELETE(td->tg_event))
 		lww_row_delta(td->tg_trigtuple, desc, false);
 	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		text	   *was = get_text(td->tg_trigtuple, desc, LWW_ATT_MAP);
+		text	   *now = get_text(td->tg_newtuple, desc, LWW_ATT_MAP);
+
 		lww_row_delta(td->tg_newtuple, desc, true);
-	else if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-		lww_row_delta(td->tg_trigtuple, desc, true);
+		/* an entry that moved to another map (direct DML) */
+		if (VARSIZE_ANY_EXHDR(was) != VARSIZE_ANY_EXHDR(now) ||
+			memcmp(VARDATA_ANY(was), VARDATA_ANY(now), VARSIZE_ANY_EXHDR(now)) != 0)
+		{
+			tg_merkle_count_entry(VARDATA_ANY(was), VARSIZE_ANY_EXHDR(was), -1);
+			tg_merkle_count_entry(VARDATA_ANY(now), VARSIZE_ANY_EXHDR(now), 1);
+		}
+	}
+	else
+	{
+		text	   *map = get_text(td->tg_trigtuple, desc, LWW_ATT_MAP);
+
+		if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+			lww_row_delta(td->tg_trigtuple, desc, true);
+		/* entries of a map without a stored tree are counted (modes.c) */
+		tg_merkle_count_entry(VARDATA_ANY(map), VARSIZE_ANY_EXHDR(map),
+							  TRIGGER_FIRED_BY_INSERT(td->tg_event) ? 1 : -1);
+	}
 	/* a new record (tombstones included) is a change clients must see */
 	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{

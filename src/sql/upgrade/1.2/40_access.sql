@@ -5,7 +5,7 @@ AS $$
 DECLARE
   t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['maps', 'lww', 'ormap', 'or_tags', 'counters', 'merkle_nodes', 'merkle_pending', 'or_keys'] LOOP
+  FOREACH t IN ARRAY ARRAY['maps', 'lww', 'ormap', 'or_tags', 'counters', 'merkle_nodes', 'merkle_pending', 'merkle_maps', 'or_keys'] LOOP
     EXECUTE format('GRANT SELECT ON topgun.%I TO %I', t, role);
     IF NOT read_only THEN
       EXECUTE format('GRANT INSERT, UPDATE, DELETE ON topgun.%I TO %I', t, role);
