@@ -26,6 +26,7 @@ void
 tg_merkle_leaves_from_rows(text *map, int lo, int hi, uint32 *sums, bool *exists)
 {
 	Datum		args[3];
+	Portal		portal;
 
 	memset(sums, 0, (hi - lo + 1) * sizeof(uint32));
 	memset(exists, 0, (hi - lo + 1) * sizeof(bool));
@@ -38,31 +39,39 @@ tg_merkle_leaves_from_rows(text *map, int lo, int hi, uint32 *sums, bool *exists
 	args[0] = PointerGetDatum(map);
 	args[1] = Int16GetDatum((int16) lo);
 	args[2] = Int16GetDatum((int16) hi);
-	if (SPI_execute_plan(rows_plan, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "topgun: Merkle rows query failed");
-	for (uint64 r = 0; r < SPI_processed; r++)
+	/* a cursor: a map being given its tree may hold millions of rows */
+	portal = SPI_cursor_open(NULL, rows_plan, args, NULL, true);
+	for (;;)
 	{
-		HeapTuple	t = SPI_tuptable->vals[r];
-		TupleDesc	d = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int			leaf = DatumGetInt16(SPI_getbinval(t, d, 1, &isnull));
-		Datum		h = SPI_getbinval(t, d, 4, &isnull);
-		uint32		item;
-
-		if (leaf < lo || leaf > hi)
-			continue;
-		if (isnull)
+		SPI_cursor_fetch(portal, true, 4096);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed; r++)
 		{
-			text	   *key = DatumGetTextPP(SPI_getbinval(t, d, 2, &isnull));
+			HeapTuple	t = SPI_tuptable->vals[r];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+			bool		isnull;
+			int			leaf = DatumGetInt16(SPI_getbinval(t, d, 1, &isnull));
+			Datum		h = SPI_getbinval(t, d, 4, &isnull);
+			uint32		item;
 
-			item = tg_lww_item_hash(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-									DatumGetTgHlcP(SPI_getbinval(t, d, 3, &isnull)));
+			if (leaf < lo || leaf > hi)
+				continue;
+			if (isnull)
+			{
+				text	   *key = DatumGetTextPP(SPI_getbinval(t, d, 2, &isnull));
+
+				item = tg_lww_item_hash(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+										DatumGetTgHlcP(SPI_getbinval(t, d, 3, &isnull)));
+			}
+			else
+				item = (uint32) DatumGetInt64(h);
+			sums[leaf - lo] += item;
+			exists[leaf - lo] = true;
 		}
-		else
-			item = (uint32) DatumGetInt64(h);
-		sums[leaf - lo] += item;
-		exists[leaf - lo] = true;
+		SPI_freetuptable(SPI_tuptable);
 	}
+	SPI_cursor_close(portal);
 }
 
 /* topgun._leaf_hashes_now(map text, lo int, hi int) RETURNS TABLE (leaf int, hash bigint) */
