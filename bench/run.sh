@@ -178,7 +178,10 @@ if want matrix; then
 					>/dev/null 2>&1 &
 				perf_job=$!
 			fi
-			cell --connections "$conns" --maps "$maps" --batch 20 --window 2 --rate 0
+			# each cell its own maps: a map's size decides whether it keeps a stored
+			# Merkle tree (topgun.merkle_small_map_entries), so no cell inherits
+			# another's maps (1000 keys per connection, spread over its maps)
+			cell --connections "$conns" --maps "$maps" --batch 20 --window 2 --rate 0 --map "ws-load-c$conns-m$maps"
 			if [ -n "$perf_job" ]; then
 				wait "$perf_job" || true
 				perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2>/dev/null |
@@ -192,7 +195,7 @@ if want matrix; then
 fi
 
 if want open500; then
-	cell --connections 0 --maps 500 --rate 10000 --rate-connections 10 --rate-batch 10
+	cell --connections 0 --maps 500 --rate 10000 --rate-connections 10 --rate-batch 10 --map ws-load-open500
 fi
 
 echo "# rows written: $(sql "SELECT count(*) FROM topgun.lww WHERE map LIKE 'ws-load%'")"
