@@ -16,13 +16,11 @@
 #include "merkle/merkle.h"
 #include "merkle/delta_codec.h"
 
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(tg_merkle_root);
 PG_FUNCTION_INFO_V1(tg_merkle_buckets);
@@ -31,29 +29,6 @@ PG_FUNCTION_INFO_V1(tg_merkle_leaves_add);
 static SPIPlanPtr root_plan = NULL;
 static SPIPlanPtr buckets_plan = NULL;
 static SPIPlanPtr leaves_plan = NULL;
-static SPIPlanPtr stored_plan = NULL;
-
-/* Whether the map keeps a stored tree, in the caller's snapshot (inside its SPI connection). */
-static bool
-map_stored(text *map)
-{
-	Datum		args[1];
-	bool		isnull;
-
-	/* a schema older than this library: every map has its tree */
-	if (!OidIsValid(get_relname_relid("merkle_maps", get_namespace_oid("topgun", false))))
-		return true;
-	if (stored_plan == NULL)
-	{
-		Oid			types[1] = {TEXTOID};
-
-		stored_plan = tg_merkle_keep_plan("SELECT topgun._merkle_stored($1)", 1, types);
-	}
-	args[0] = PointerGetDatum(map);
-	if (SPI_execute_plan(stored_plan, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "topgun: Merkle mode lookup failed");
-	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-}
 
 /*
  * A map without a stored tree: the sums of the children of the node at the
@@ -191,7 +166,7 @@ tg_merkle_root(PG_FUNCTION_ARGS)
 			elog(ERROR, "topgun: could not prepare merkle_root");
 		root_plan = p;
 	}
-	if (!map_stored(map))
+	if (!tg_merkle_map_stored(map))
 	{
 		uint32		sums[16] = {0};
 		bool		ex[16] = {false};
@@ -291,7 +266,7 @@ tg_merkle_buckets(PG_FUNCTION_ARGS)
 			elog(ERROR, "topgun: could not prepare merkle_buckets");
 		leaves_plan = p;
 	}
-	if (!map_stored(map))
+	if (!tg_merkle_map_stored(map))
 	{
 		computed_children(map, plen, pval, sums, exists);
 		SPI_finish();

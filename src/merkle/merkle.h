@@ -35,6 +35,8 @@ extern void tg_merkle_count_entry(const char *map, int maplen, int delta);
 extern int	tg_merkle_modes_apply(TgNodeDelta *nodes, int n, bool preparing);
 extern void tg_merkle_modes_check_prepare(void);
 extern void tg_merkle_modes_end(bool committed);
+struct varlena;
+extern bool tg_merkle_map_stored(struct varlena *map);
 
 /* from_rows.c: leaf hashes lo..hi of a map from its rows (inside the caller's SPI connection) */
 struct varlena;

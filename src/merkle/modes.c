@@ -19,8 +19,9 @@
  * rows with.  So the maps are spread over TG_MODE_SLOTS lock slots (a hash
  * of the name): every commit that writes a map without a tree holds its
  * slot's advisory lock in share mode from the decision to the end of the
- * commit; a builder takes it exclusively, without waiting (a commit that
- * cannot get it builds at a later commit), reads the rows with a snapshot
+ * commit; a builder takes it exclusively (queueing behind the commits that
+ * hold it, but never behind a prepared transaction: then a later commit
+ * builds), reads the rows with a snapshot
  * taken after that, and bumps the slot's generation in shared memory when it
  * has committed, before it releases the lock.  Slots are taken in ascending
  * order before any row lock of the flush, so they cannot deadlock.
@@ -37,6 +38,12 @@
 #include "topgun.h"
 #include "merkle/merkle.h"
 
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/skey.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -51,10 +58,12 @@
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(tg_merkle_mode_lock);
@@ -330,6 +339,26 @@ slot_lock(int slot, LOCKMODE mode, bool wait, bool *got)
 	*got = LockAcquire(&tag, mode, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
+/*
+ * Whether a prepared transaction holds the slot: one that wrote a map
+ * without a tree keeps the share lock until COMMIT PREPARED, however long
+ * that takes, so a builder must not queue behind it.
+ */
+static bool
+prepared_holder(int slot)
+{
+	LOCKTAG		tag;
+	int			n;
+	VirtualTransactionId *v;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, MODE_LOCK_CLASS, (uint32) slot, 2);
+	v = GetLockConflicts(&tag, ExclusiveLock, &n);
+	for (int i = 0; i < n; i++)
+		if (VirtualTransactionIdIsRecoveredPreparedXact(v[i]))
+			return true;
+	return false;
+}
+
 static bool
 want_count(MapDecision *d)
 {
@@ -456,8 +485,17 @@ tg_merkle_modes_apply(TgNodeDelta *nodes, int n, bool preparing)
 
 		if (!need[s])
 			continue;
+		/*
+		 * Exclusive to build: at once if free, else queue behind the
+		 * commits holding it (writers that never pause would starve a
+		 * try); not behind a prepared transaction.
+		 */
 		if (excl[s])
+		{
 			slot_lock(s, ExclusiveLock, false, &got);
+			if (!got && !prepared_holder(s))
+				slot_lock(s, ExclusiveLock, true, &got);
+		}
 		excl[s] = got;
 		if (!got)
 			slot_lock(s, ShareLock, true, &got);
@@ -511,6 +549,47 @@ tg_merkle_modes_end(bool committed)
 	built_slots = 0;
 	forget_all = false;
 	entry_deltas = NULL;		/* lived in TopTransactionContext */
+}
+
+/*
+ * For the readers (api.c): whether the map keeps a stored tree, in the
+ * active snapshot — one probe of topgun.merkle_maps' primary key, no
+ * statement.  A schema older than this library: every map has its tree.
+ */
+bool
+tg_merkle_map_stored(text *map)
+{
+	Oid			nsp = get_namespace_oid("topgun", false);
+	Oid			relid = get_relname_relid("merkle_maps", nsp);
+	Oid			idxid = get_relname_relid("merkle_maps_pkey", nsp);
+	Relation	rel;
+	Relation	idx;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		stored = false;
+
+	if (!OidIsValid(relid) || !OidIsValid(idxid))
+		return true;
+	rel = table_open(relid, AccessShareLock);
+	idx = index_open(idxid, AccessShareLock);
+	ScanKeyEntryInitialize(&key, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   idx->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(map));
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, 3, &isnull);
+
+		stored = !isnull && DatumGetBool(d);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return stored;
 }
 
 /*
