@@ -129,6 +129,17 @@ SELECT count(*) AS lww_maps_left FROM merkle_maps m JOIN maps k ON k.name = m.ma
 SELECT lww_put('sm-tree', 'x', '1', '1:0:n') IS NOT NULL AS put;
 SELECT entries, stored, merkle_root('sm-tree') = _lww_item_hash('x', '1:0:n') AS root_ok FROM merkle_maps WHERE map = 'sm-tree';
 
+-- the slot helpers act for every session: a role that may not write merkle_maps may not call them
+CREATE ROLE sm_reader;
+SELECT grant_access('sm_reader', true);
+SET ROLE sm_reader;
+SELECT topgun._merkle_mode_lock('sm-tree');
+SELECT topgun._merkle_modes_forget();
+RESET ROLE;
+SELECT count(*) AS slot_locks_held FROM pg_locks WHERE locktype = 'object' AND classid = 'topgun.merkle_maps'::regclass;
+DROP OWNED BY sm_reader;
+DROP ROLE sm_reader;
+
 -- a transaction that rebuilt a tree cannot be prepared
 BEGIN;
 SELECT merkle_rebuild('sm-tree');

@@ -39,7 +39,6 @@ struct varlena;
 extern bool tg_merkle_map_stored(struct varlena *map);
 
 /* from_rows.c: leaf hashes lo..hi of a map from its rows (inside the caller's SPI connection) */
-struct varlena;
 extern void tg_merkle_leaves_from_rows(struct varlena *map, int lo, int hi, uint32 *sums, bool *exists);
 
 /* flush_stats.c: cumulative cost of the pre-commit flush, in shared memory */

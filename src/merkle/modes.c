@@ -18,7 +18,7 @@
  * tree and dropped its deltas must be in the snapshot the builder reads the
  * rows with.  So the maps are spread over TG_MODE_SLOTS lock slots (a hash
  * of the name): every commit that writes a map without a tree holds its
- * slot's advisory lock in share mode from the decision to the end of the
+ * slot's lock in share mode from the decision to the end of the
  * commit; a builder takes it exclusively (queueing behind the commits that
  * hold it, but never behind a prepared transaction: then a later commit
  * builds), reads the rows with a snapshot
@@ -56,6 +56,7 @@
 #include "storage/lock.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -70,8 +71,6 @@ PG_FUNCTION_INFO_V1(tg_merkle_mode_lock);
 PG_FUNCTION_INFO_V1(tg_merkle_modes_forget);
 
 #define TG_MODE_SLOTS 16
-/* advisory lock class of the slots (pg_locks classid; objid = slot, objsubid 2) */
-#define MODE_LOCK_CLASS 1952999780
 /* a backend forgets its cache beyond this many maps */
 #define MAX_CACHED_MAPS 65536
 
@@ -118,7 +117,7 @@ static uint32 built_slots = 0;	/* slots whose generation this commit bumps */
 static bool forget_all = false; /* this commit bumps the epoch */
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr count_plan = NULL;
-static SPIPlanPtr build_plans[4];
+static SPIPlanPtr build_plans[2];
 
 static void
 modes_request(void)
@@ -262,10 +261,8 @@ prepare_plans(void)
 									 "ON CONFLICT (map) DO UPDATE SET entries = greatest(m.entries + excluded.entries, 0) "
 									 "WHERE NOT m.stored RETURNING map, entries",
 									 2, two);
-	build_plans[0] = tg_merkle_keep_plan("DELETE FROM topgun.merkle_nodes WHERE map = $1", 1, map);
-	build_plans[1] = tg_merkle_keep_plan("DELETE FROM topgun.merkle_pending WHERE map = $1", 1, map);
-	build_plans[2] = tg_merkle_keep_plan("SELECT topgun._merkle_build_nodes($1)", 1, map);
-	build_plans[3] = tg_merkle_keep_plan("UPDATE topgun.merkle_maps SET stored = true WHERE map = $1", 1, map);
+	build_plans[0] = tg_merkle_keep_plan("SELECT topgun._merkle_build_nodes($1)", 1, map);
+	build_plans[1] = tg_merkle_keep_plan("UPDATE topgun.merkle_maps SET stored = true WHERE map = $1", 1, map);
 }
 
 static Datum
@@ -330,12 +327,25 @@ lookup(MapDecision *d, int n)
 	}
 }
 
+/*
+ * A slot's lock: an object lock whose class is topgun.merkle_maps' OID (no
+ * catalog has that OID, and no SQL function takes object locks, so no
+ * session can hold a slot except through this file).
+ */
+static void
+slot_tag(LOCKTAG *tag, int slot)
+{
+	Oid			relid = get_relname_relid("merkle_maps", get_namespace_oid("topgun", false));
+
+	SET_LOCKTAG_OBJECT(*tag, MyDatabaseId, relid, (uint32) slot, 0);
+}
+
 static void
 slot_lock(int slot, LOCKMODE mode, bool wait, bool *got)
 {
 	LOCKTAG		tag;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, MODE_LOCK_CLASS, (uint32) slot, 2);
+	slot_tag(&tag, slot);
 	*got = LockAcquire(&tag, mode, false, !wait) != LOCKACQUIRE_NOT_AVAIL;
 }
 
@@ -351,7 +361,7 @@ prepared_holder(int slot)
 	int			n;
 	VirtualTransactionId *v;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, MODE_LOCK_CLASS, (uint32) slot, 2);
+	slot_tag(&tag, slot);
 	v = GetLockConflicts(&tag, ExclusiveLock, &n);
 	for (int i = 0; i < n; i++)
 		if (VirtualTransactionIdIsRecoveredPreparedXact(v[i]))
@@ -410,7 +420,7 @@ build(const char *map)
 	Datum		args[1];
 
 	args[0] = CStringGetTextDatum(map);
-	for (int p = 0; p < 4; p++)
+	for (int p = 0; p < lengthof(build_plans); p++)
 		if (SPI_execute_plan(build_plans[p], args, NULL, false, 0) < 0)
 			elog(ERROR, "topgun: Merkle tree build of map \"%s\" failed", map);
 }
@@ -437,8 +447,7 @@ tg_merkle_modes_apply(TgNodeDelta *nodes, int n, bool preparing)
 	/* a schema older than this library (the upgrade script runs on it): every map keeps its tree */
 	if (!OidIsValid(get_relname_relid("merkle_maps", get_namespace_oid("topgun", false))))
 		return n;
-	if (cache == NULL || shared == NULL ||
-		(shared != NULL && pg_atomic_read_u32(&shared->epoch) != cache_epoch))
+	if (cache == NULL || shared == NULL || pg_atomic_read_u32(&shared->epoch) != cache_epoch)
 	{
 		cache_reset();
 		if (shared != NULL)
@@ -612,6 +621,19 @@ tg_merkle_modes_check_prepare(void)
  * the transaction (waiting), makes the other backends read the slot's maps
  * again after the commit, and returns topgun.merkle_small_map_entries.
  */
+/* The helpers below act for every session: only a role that may write topgun.merkle_maps calls them. */
+static void
+check_writer(const char *fn)
+{
+	Oid			relid = get_relname_relid("merkle_maps", get_namespace_oid("topgun", false));
+
+	if (!OidIsValid(relid) || pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE | ACL_DELETE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", fn),
+				 errdetail("It needs UPDATE and DELETE on topgun.merkle_maps (topgun.grant_access).")));
+}
+
 Datum
 tg_merkle_mode_lock(PG_FUNCTION_ARGS)
 {
@@ -619,6 +641,7 @@ tg_merkle_mode_lock(PG_FUNCTION_ARGS)
 	int			slot = slot_of(map);
 	bool		got;
 
+	check_writer("topgun._merkle_mode_lock");
 	slot_lock(slot, ExclusiveLock, true, &got);
 	built_slots |= 1u << slot;
 	PG_RETURN_INT32(small_map_entries);
@@ -628,6 +651,7 @@ tg_merkle_mode_lock(PG_FUNCTION_ARGS)
 Datum
 tg_merkle_modes_forget(PG_FUNCTION_ARGS)
 {
+	check_writer("topgun._merkle_modes_forget");
 	forget_all = true;
 	PG_RETURN_VOID();
 }

@@ -60,9 +60,11 @@ AS $$ SELECT EXISTS (SELECT 1 FROM topgun.merkle_maps m WHERE m.map = $1 AND m.s
 CREATE FUNCTION topgun._leaf_hashes_now(map text, lo int, hi int) RETURNS TABLE (leaf int, hash bigint)
   AS 'MODULE_PATHNAME', 'tg_merkle_leaf_hashes_now' LANGUAGE C STABLE STRICT;
 
--- A map's node rows from its rows (the map has none when called).
+-- A map's node rows from its rows, in place of its node and pending rows.
 CREATE FUNCTION topgun._merkle_build_nodes(map text) RETURNS void LANGUAGE sql VOLATILE STRICT
 AS $$
+  DELETE FROM topgun.merkle_nodes m WHERE m.map = $1;
+  DELETE FROM topgun.merkle_pending m WHERE m.map = $1;
   WITH r AS (SELECT * FROM topgun._leaf_hashes_now($1, 0, 4095))
   INSERT INTO topgun.merkle_nodes (map, prefix, hash, leaves)
     SELECT $1, p.prefix, sum(r.hash) % 4294967296, array_agg(r.hash ORDER BY g)
@@ -297,8 +299,6 @@ DECLARE
 BEGIN
   -- no commit of the map drops a delta while its tree is rebuilt (src/merkle/modes.c)
   small := topgun._merkle_mode_lock(map);
-  DELETE FROM topgun.merkle_nodes m WHERE m.map = merkle_rebuild.map;
-  DELETE FROM topgun.merkle_pending m WHERE m.map = merkle_rebuild.map;
   DELETE FROM topgun.or_keys k WHERE k.map = merkle_rebuild.map;
   INSERT INTO topgun.or_keys (map, leaf, key, entry_hash)
     SELECT merkle_rebuild.map, k.leaf, k.key, topgun._or_entry_hash(merkle_rebuild.map, k.key)
@@ -307,10 +307,12 @@ BEGIN
      + (SELECT count(*) FROM topgun.or_keys k WHERE k.map = merkle_rebuild.map);
   -- a map that keeps a tree keeps it; a small one stays without, its count corrected
   IF n > small OR topgun._merkle_stored(map) THEN
-    PERFORM topgun._merkle_build_nodes(map);
+    PERFORM topgun._merkle_build_nodes(map);  -- replaces the node and pending rows
     INSERT INTO topgun.merkle_maps AS m (map, entries, stored) VALUES (merkle_rebuild.map, 0, true)
       ON CONFLICT ON CONSTRAINT merkle_maps_pkey DO UPDATE SET entries = 0, stored = true;
   ELSE
+    DELETE FROM topgun.merkle_nodes m WHERE m.map = merkle_rebuild.map;
+    DELETE FROM topgun.merkle_pending m WHERE m.map = merkle_rebuild.map;
     INSERT INTO topgun.merkle_maps AS m (map, entries, stored) VALUES (merkle_rebuild.map, n, false)
       ON CONFLICT ON CONSTRAINT merkle_maps_pkey DO UPDATE SET entries = excluded.entries, stored = false;
   END IF;
